@@ -1,0 +1,346 @@
+"""The shared spectral core: STFT / iSTFT, magnitude and phase, masks, filters.
+
+Every method in mssjax (HPSS, REPET-SIM, NMF, the U-Net, the oracles) goes
+through these functions. They are pure, batched over any leading dimensions
+(shapes follow librosa: ``[..., n_samples]`` for audio and
+``[..., n_bins, n_frames]`` for spectrograms), jit-able with their keyword
+settings static, and differentiable.
+
+``stft`` and ``istft`` reproduce ``librosa.stft`` / ``librosa.istft`` (librosa
+0.10+ defaults: zero padding when ``center=True``, periodic window padded to
+``n_fft``, window-sum-square normalisation in the inverse).
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.signal
+
+from mssjax.errors import ParameterError
+
+__all__ = [
+    "stft",
+    "istft",
+    "magphase",
+    "softmask",
+    "ratio_masks",
+    "binary_masks",
+    "band_mask",
+    "fft_frequencies",
+    "n_frames_for",
+    "check_positive_int",
+]
+
+
+def check_positive_int(name, value):
+  """Raises `ParameterError` unless ``value`` is a positive integer."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    raise ParameterError(f"{name}={value!r} must be a positive integer")
+
+
+@functools.lru_cache(maxsize=64)
+def _window_cached(window, win_length, n_fft):
+  win = scipy.signal.get_window(window, win_length, fftbins=True)
+  return _pad_center(np.asarray(win, dtype=np.float64), n_fft)
+
+
+def _pad_center(win, n_fft):
+  lpad = (n_fft - win.shape[-1]) // 2
+  return np.pad(win, (lpad, n_fft - win.shape[-1] - lpad))
+
+
+def _get_window(window, win_length, n_fft):
+  """The analysis window as float64 numpy ``[n_fft]`` (static, built at trace time)."""
+  win_length = n_fft if win_length is None else win_length
+  check_positive_int("win_length", win_length)
+  if win_length > n_fft:
+    raise ParameterError(f"win_length={win_length} must be at most n_fft={n_fft}")
+  if isinstance(window, str) or (isinstance(window, tuple) and isinstance(window[0], str)):
+    try:
+      return _window_cached(window, win_length, n_fft)
+    except ValueError as e:
+      raise ParameterError(f"window={window!r} is not a window scipy.signal.get_window knows: {e}") from e
+  win = np.asarray(window, dtype=np.float64)
+  if win.ndim != 1 or win.shape[0] != win_length:
+    raise ParameterError(
+        f"window array of shape {win.shape} must be one-dimensional of length win_length={win_length}")
+  return _pad_center(win, n_fft)
+
+
+def _hashable_window(window, win_length):
+  """Array windows become tuples of floats so that jit can treat them as static."""
+  if isinstance(window, str) or (isinstance(window, tuple) and window and isinstance(window[0], str)):
+    return window, win_length
+  win = np.asarray(window, dtype=np.float64)
+  if win.ndim != 1:
+    raise ParameterError(f"window array of shape {win.shape} must be one-dimensional")
+  return tuple(win.tolist()), (win.shape[0] if win_length is None else win_length)
+
+
+def _check_stft_settings(n_fft, hop_length, win_length):
+  check_positive_int("n_fft", n_fft)
+  check_positive_int("hop_length", hop_length)
+  if n_fft < 2:
+    raise ParameterError(f"n_fft={n_fft} must be at least 2")
+  if win_length is not None:
+    check_positive_int("win_length", win_length)
+
+
+def n_frames_for(n_samples, *, n_fft=4096, hop_length=1024, center=True):
+  """Number of STFT frames `stft` gives for ``n_samples`` samples."""
+  padded = n_samples + 2 * (n_fft // 2) if center else n_samples
+  return 1 + (padded - n_fft) // hop_length
+
+
+def _frame(x, n_fft, hop_length):
+  """``[..., n] -> [..., n_frames, n_fft]`` with blocks of ``hop_length`` (no gather)."""
+  n = x.shape[-1]
+  n_frames = 1 + (n - n_fft) // hop_length
+  r = -(-n_fft // hop_length)  # blocks of hop_length per frame
+  n_blocks = n_frames - 1 + r
+  total = n_blocks * hop_length
+  if total > n:
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, total - n)])
+  blocks = x[..., :total].reshape(x.shape[:-1] + (n_blocks, hop_length))
+  frames = jnp.concatenate([blocks[..., j:j + n_frames, :] for j in range(r)], axis=-1)
+  return frames[..., :n_fft]
+
+
+def _overlap_add(frames, hop_length):
+  """``[..., n_frames, n_fft] -> [..., n_fft + hop_length * (n_frames - 1)]``."""
+  n_frames, n_fft = frames.shape[-2:]
+  r = -(-n_fft // hop_length)
+  if r * hop_length > n_fft:
+    frames = jnp.pad(frames, [(0, 0)] * (frames.ndim - 1) + [(0, r * hop_length - n_fft)])
+  frames = frames.reshape(frames.shape[:-1] + (r, hop_length))
+  n_blocks = n_frames - 1 + r
+  lead = [(0, 0)] * (frames.ndim - 3)
+  out = 0
+  for j in range(r):
+    part = frames[..., :, j, :]
+    out = out + jnp.pad(part, lead + [(j, n_blocks - n_frames - j), (0, 0)])
+  out = out.reshape(out.shape[:-2] + (n_blocks * hop_length,))
+  return out[..., :n_fft + hop_length * (n_frames - 1)]
+
+
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop_length", "win_length", "window", "center"))
+def _stft(x, *, n_fft, hop_length, win_length, window, center):
+  win = jnp.asarray(_get_window(window, win_length, n_fft), dtype=x.dtype)
+  if center:
+    pad = n_fft // 2
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])
+  frames = _frame(x, n_fft, hop_length) * win
+  spec = jnp.fft.rfft(frames, n=n_fft, axis=-1)
+  return jnp.swapaxes(spec, -1, -2)
+
+
+def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", center=True):
+  """Short-time Fourier transform, as `librosa.stft` (zero padding).
+
+  Args:
+    x: real audio ``[..., n_samples]`` (float32; integers are converted).
+    n_fft: FFT size in samples.
+    hop_length: samples between frames.
+    win_length: window length (default ``n_fft``), zero-padded to ``n_fft``.
+    window: a `scipy.signal.get_window` name or a ``[win_length]`` array.
+    center: pad ``n_fft // 2`` zeros on both sides so frame ``t`` is centred
+      at sample ``t * hop_length``.
+
+  Returns:
+    complex64 ``[..., 1 + n_fft // 2, n_frames]``.
+
+  Raises:
+    ParameterError: bad settings, or a signal shorter than ``n_fft`` with
+      ``center=False``.
+  """
+  _check_stft_settings(n_fft, hop_length, win_length)
+  x = jnp.asarray(x)
+  if jnp.issubdtype(x.dtype, jnp.complexfloating):
+    raise ParameterError(f"stft input must be real, got dtype {x.dtype}")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  if x.ndim < 1:
+    raise ParameterError("stft input must have at least one dimension [..., n_samples]")
+  n = x.shape[-1] + (2 * (n_fft // 2) if center else 0)
+  if n < n_fft:
+    raise ParameterError(
+        f"signal of length {x.shape[-1]} is shorter than n_fft={n_fft} (center={center})")
+  window, win_length = _hashable_window(window, win_length)
+  return _stft(x, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
+
+
+def _window_sumsquare(win, n_frames, hop_length):
+  """Sum of the squared window over ``n_frames`` hops (numpy, static)."""
+  n_fft = win.shape[0]
+  out = np.zeros(n_fft + hop_length * (n_frames - 1))
+  sq = win ** 2
+  for t in range(n_frames):
+    out[t * hop_length:t * hop_length + n_fft] += sq
+  return out
+
+
+@functools.lru_cache(maxsize=64)
+def _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, length):
+  win = _get_window(window, win_length, n_fft)
+  wss = _window_sumsquare(win, n_frames, hop_length)[start:start + length]
+  if wss.shape[0] < length:
+    wss = np.pad(wss, (0, length - wss.shape[0]))
+  tiny = np.finfo(np.float32).tiny
+  inv = np.where(wss > tiny, 1.0 / np.where(wss > tiny, wss, 1.0), 1.0)
+  return win, inv
+
+
+@functools.partial(
+    jax.jit, static_argnames=("n_fft", "hop_length", "win_length", "window", "center", "length"))
+def _istft(Z, *, n_fft, hop_length, win_length, window, center, length):
+  n_frames = Z.shape[-1]
+  start = n_fft // 2 if center else 0
+  full = n_fft + hop_length * (n_frames - 1)
+  if length is None:
+    length = full - 2 * start
+  win, inv = _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, length)
+  real_dtype = jnp.finfo(Z.dtype).dtype
+  frames = jnp.fft.irfft(jnp.swapaxes(Z, -1, -2), n=n_fft, axis=-1)
+  frames = frames.astype(real_dtype) * jnp.asarray(win, dtype=real_dtype)
+  y = _overlap_add(frames, hop_length)[..., start:start + length]
+  if y.shape[-1] < length:
+    y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
+  return y * jnp.asarray(inv, dtype=real_dtype)
+
+
+def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", center=True, length=None):
+  """Inverse STFT by weighted overlap-add, as `librosa.istft`.
+
+  Args:
+    Z: complex ``[..., 1 + n_fft // 2, n_frames]``.
+    n_fft: FFT size; default ``2 * (n_bins - 1)``.
+    hop_length, win_length, window, center: as in `stft`.
+    length: if given, the output is trimmed or zero-padded to exactly
+      ``length`` samples (use the input length to invert `stft` exactly).
+
+  Returns:
+    float32 ``[..., n_samples]``.
+  """
+  Z = jnp.asarray(Z)
+  if Z.ndim < 2:
+    raise ParameterError(f"istft input must be [..., n_bins, n_frames], got shape {Z.shape}")
+  if not jnp.issubdtype(Z.dtype, jnp.complexfloating):
+    Z = Z.astype(jnp.complex64)
+  n_fft = 2 * (Z.shape[-2] - 1) if n_fft is None else n_fft
+  _check_stft_settings(n_fft, hop_length, win_length)
+  if Z.shape[-2] != 1 + n_fft // 2:
+    raise ParameterError(f"istft input has {Z.shape[-2]} bins; n_fft={n_fft} needs {1 + n_fft // 2}")
+  if length is not None:
+    check_positive_int("length", length)
+    padded = length + 2 * (n_fft // 2) if center else length
+    n_frames = min(Z.shape[-1], math.ceil(padded / hop_length))
+    Z = Z[..., :n_frames]
+  window, win_length = _hashable_window(window, win_length)
+  return _istft(Z, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                center=center, length=length)
+
+
+def magphase(Z, *, power=1.0):
+  """Splits a complex spectrogram into ``(magnitude ** power, phase)``, as librosa.
+
+  ``phase`` is the unit-modulus complex ``exp(1j * angle(Z))`` (1 where
+  ``Z == 0``), so ``Z == magnitude * phase``.
+  """
+  mag = jnp.abs(Z)
+  zero = mag == 0
+  phase = jnp.where(zero, 1.0 + 0j, Z / jnp.where(zero, 1.0, mag))
+  return mag ** power, phase
+
+
+def softmask(X, X_ref, *, power=1.0, split_zeros=False):
+  """Robust soft mask ``X**p / (X**p + X_ref**p)``, as `librosa.util.softmask`.
+
+  Args:
+    X, X_ref: non-negative arrays of the same shape.
+    power: exponent; ``jnp.inf`` gives the hard mask ``X > X_ref``.
+    split_zeros: where both are zero, 0.5 if True else 0.
+
+  Returns:
+    the mask, same shape and floating dtype as ``X``.
+  """
+  if not power > 0:
+    raise ParameterError(f"power={power} must be strictly positive")
+  X = jnp.asarray(X)
+  X_ref = jnp.asarray(X_ref)
+  if X.shape != X_ref.shape:
+    raise ParameterError(f"shape mismatch: X {X.shape} and X_ref {X_ref.shape}")
+  dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.float32
+  X, X_ref = X.astype(dtype), X_ref.astype(dtype)
+  if np.isinf(power):
+    return (X > X_ref).astype(dtype)
+  Z = jnp.maximum(X, X_ref)
+  bad = Z < jnp.finfo(dtype).tiny
+  Z = jnp.where(bad, 1.0, Z)
+  mask = (X / Z) ** power
+  ref = (X_ref / Z) ** power
+  mask = mask / jnp.where(bad, 1.0, mask + ref)
+  return jnp.where(bad, 0.5 if split_zeros else 0.0, mask).astype(dtype)
+
+
+def ratio_masks(magnitudes, *, power=2.0, axis=0):
+  """Ratio masks over several sources that sum to one along ``axis``.
+
+  ``mask_j = |S_j|**power / sum_k |S_k|**power``; where every source is
+  (numerically) zero each mask is ``1 / n_sources``.
+
+  Args:
+    magnitudes: non-negative ``[n_sources, ...]`` (or sources on ``axis``).
+    power: 1 for the IRM1 (magnitude) ratio, 2 for Wiener-like (power) ratios.
+    axis: the source axis.
+  """
+  if not power > 0:
+    raise ParameterError(f"power={power} must be strictly positive")
+  m = jnp.asarray(magnitudes)
+  # Scale by the largest magnitude first so large powers cannot overflow.
+  scale = jnp.max(m, axis=axis, keepdims=True)
+  tiny = jnp.finfo(m.dtype).tiny
+  safe = jnp.where(scale > tiny, scale, 1.0)
+  p = (m / safe) ** power
+  total = jnp.sum(p, axis=axis, keepdims=True)
+  n = m.shape[axis]
+  return jnp.where(scale > tiny, p / jnp.where(scale > tiny, total, 1.0), 1.0 / n)
+
+
+def binary_masks(magnitudes, *, axis=0):
+  """One-hot masks: 1 for the loudest source in each bin (ties: first), else 0."""
+  m = jnp.asarray(magnitudes)
+  winner = jnp.argmax(m, axis=axis)
+  n = m.shape[axis]
+  onehot = jax.nn.one_hot(winner, n, dtype=m.dtype if jnp.issubdtype(m.dtype, jnp.floating) else jnp.float32)
+  return jnp.moveaxis(onehot, -1, axis)
+
+
+def fft_frequencies(*, sample_rate=44100, n_fft=4096):
+  """Centre frequency in Hz of each STFT bin, numpy ``[1 + n_fft // 2]`` (as librosa)."""
+  check_positive_int("n_fft", n_fft)
+  if not sample_rate > 0:
+    raise ParameterError(f"sample_rate={sample_rate} must be positive")
+  return np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+
+
+def band_mask(*, sample_rate=44100, n_fft=4096, low_hz=None, high_hz=None):
+  """A 0/1 float32 mask ``[n_bins, 1]`` that keeps bins with ``low_hz <= f < high_hz``.
+
+  ``None`` leaves that side open. The trailing axis broadcasts over frames, so
+  ``S * band_mask(...)`` filters a ``[..., n_bins, n_frames]`` spectrogram.
+  """
+  freqs = fft_frequencies(sample_rate=sample_rate, n_fft=n_fft)
+  if low_hz is not None and high_hz is not None and not low_hz < high_hz:
+    raise ParameterError(f"low_hz={low_hz} must be below high_hz={high_hz}")
+  for name, v in (("low_hz", low_hz), ("high_hz", high_hz)):
+    if v is not None and not 0 <= v:
+      raise ParameterError(f"{name}={v} must be non-negative")
+  keep = np.ones_like(freqs, dtype=bool)
+  if low_hz is not None:
+    keep &= freqs >= low_hz
+  if high_hz is not None:
+    keep &= freqs < high_hz
+  return jnp.asarray(keep.astype(np.float32)[:, None])
