@@ -1,0 +1,425 @@
+"""Load and save audio files.
+
+``load`` reads wav, flac, ogg and aiff through libsndfile (``soundfile``) and
+mp3, m4a, mp4 and multi-stream ``.stem.mp4`` (Native Instruments stems, the
+MUSDB18 format) through PyAV, whose wheels carry ffmpeg's libraries, so no
+system ffmpeg is needed. Audio comes back as float32 numpy ``[2, n_samples]``
+at the requested sample rate: mono is doubled, more than two channels is an
+error unless a downmix is asked for.
+
+``save`` writes atomically (a temporary file in the same folder, then
+``os.replace``), so a crash never leaves a half-written file behind.
+
+Every problem with a file raises `AudioError` naming the file and the problem:
+missing, empty, truncated or non-audio files, zero-length audio, non-finite
+samples, unsupported channel counts.
+"""
+
+import contextlib
+import math
+import os
+import pathlib
+import tempfile
+from typing import NamedTuple
+
+import av
+import numpy as np
+import soundfile
+
+from mssjax.errors import AudioError, ParameterError
+
+__all__ = ["AudioInfo", "info", "load", "load_stems", "save", "resample"]
+
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+"""Extensions read with libsndfile; everything else goes through PyAV."""
+
+SUBTYPES = ("FLOAT", "PCM_16", "PCM_24")
+
+_TRUNCATION_TOLERANCE = 4096
+"""Decoded frames may fall short of a container's declared length by this many
+samples (codec padding) before the file counts as truncated."""
+
+
+class AudioInfo(NamedTuple):
+  """What a file's header says, read without decoding the audio.
+
+  Attributes:
+    path: the file.
+    sample_rate: samples per second (of the first audio stream).
+    channels: channels of the first audio stream.
+    frames: samples per channel, or None where the container does not say.
+    duration: seconds, or None where unknown.
+    n_streams: audio streams in the file (5 for a MUSDB18 ``.stem.mp4``).
+    format: the container format's name, e.g. ``"WAV"`` or ``"mov,mp4,m4a,..."``.
+  """
+  path: str
+  sample_rate: int
+  channels: int
+  frames: int | None
+  duration: float | None
+  n_streams: int
+  format: str
+
+
+def _uses_soundfile(path):
+  return path.suffix.lower() in SOUNDFILE_EXTENSIONS
+
+
+def _check_file(path):
+  """Raises `AudioError` unless ``path`` is a non-empty regular file."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise AudioError(f"{path}: no such file")
+  if not path.is_file():
+    raise AudioError(f"{path}: not a regular file")
+  if path.stat().st_size == 0:
+    raise AudioError(f"{path}: file is empty")
+  return path
+
+
+def info(path):
+  """Reads a file's sample rate, channels and length from its header.
+
+  Args:
+    path: an audio file (any format `load` reads).
+
+  Returns:
+    `AudioInfo`. Nothing is decoded (for PyAV formats the length comes from
+    the container, which is exact for MUSDB18 stems and for mp3 files).
+
+  Raises:
+    AudioError: the file is missing, empty or not audio.
+  """
+  path = _check_file(path)
+  if _uses_soundfile(path):
+    try:
+      header = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+      raise AudioError(f"{path}: not a readable audio file ({error})") from None
+    if path.suffix.lower() == ".wav":
+      _check_wav_size(path)
+    return AudioInfo(str(path), int(header.samplerate), int(header.channels), int(header.frames),
+                     header.frames / header.samplerate, 1, header.format)
+  with _open_container(path) as container:
+    streams = _audio_streams(path, container)
+    first = streams[0]
+    rate = int(first.codec_context.sample_rate)
+    frames = _declared_frames(first, rate)
+    if frames is None and container.duration:
+      frames = int(round(container.duration / 1e6 * rate))
+    return AudioInfo(str(path), rate, _stream_channels(first), frames,
+                     None if frames is None else frames / rate, len(streams), container.format.name)
+
+
+def load(path, *, sample_rate=44100, downmix=False, stream=0):
+  """Loads an audio file as float32 stereo.
+
+  Args:
+    path: wav, flac, ogg, aiff (libsndfile) or mp3, m4a, mp4, ``.stem.mp4`` (PyAV).
+    sample_rate: the rate of the returned audio in Hz; the file is resampled
+      (soxr, high quality) when it differs. None keeps the file's own rate.
+    downmix: if True, any channel count is averaged to mono and doubled;
+      if False, more than two channels is an error.
+    stream: which audio stream of a multi-stream file (0 = the mixture of a
+      MUSDB18 ``.stem.mp4``).
+
+  Returns:
+    float32 numpy ``[2, n_samples]``.
+
+  Raises:
+    AudioError: the file is missing, empty, truncated, not audio, holds no
+      samples, holds NaN or Inf, or has an unsupported channel count.
+  """
+  path = _check_file(path)
+  _check_rate(sample_rate)
+  if _uses_soundfile(path):
+    if stream != 0:
+      raise ParameterError(f"stream={stream!r}: {path.name} has a single audio stream")
+    audio, rate = _read_soundfile(path)
+  else:
+    audio, rate = _read_streams(path, [stream])
+    audio = audio[0]
+  audio = _to_stereo(path, audio, downmix=downmix)
+  _check_samples(path, audio)
+  return resample(audio, rate, sample_rate or rate)
+
+
+def load_stems(path, *, sample_rate=44100, streams=None):
+  """Loads every audio stream of a multi-stream file (MUSDB18 ``.stem.mp4``) in one pass.
+
+  Args:
+    path: a file PyAV reads; a MUSDB18 stem file holds 5 streams in the order
+      mixture, drums, bass, other, vocals.
+    sample_rate: the rate of the returned audio (None keeps the file's own).
+    streams: indices of the audio streams to decode, in the order wanted
+      (default all). Only those are decoded.
+
+  Returns:
+    float32 numpy ``[n_streams, 2, n_samples]``; all streams are checked to be
+    stereo (or mono, then doubled) and of equal length.
+
+  Raises:
+    AudioError: as `load`, or when the streams differ in length or rate.
+  """
+  path = _check_file(path)
+  _check_rate(sample_rate)
+  if _uses_soundfile(path):
+    audio, rate = _read_soundfile(path)
+    decoded = [audio]
+    if streams is not None and list(streams) != [0]:
+      raise ParameterError(f"streams={streams!r}: {path.name} has a single audio stream")
+  else:
+    decoded, rate = _read_streams(path, streams)
+  lengths = sorted({x.shape[-1] for x in decoded})
+  if len(lengths) > 1:
+    raise AudioError(f"{path}: streams differ in length ({lengths[0]} to {lengths[-1]} samples)")
+  stems = np.stack([_to_stereo(path, x, downmix=False) for x in decoded])
+  _check_samples(path, stems)
+  return resample(stems, rate, sample_rate or rate)
+
+
+def save(path, audio, *, sample_rate=44100, subtype="FLOAT"):
+  """Writes audio to a wav / flac / ogg file atomically.
+
+  The audio is checked first; nothing is written when it is unusable. It goes
+  to a temporary file in the target folder, then replaces ``path`` in one
+  ``os.replace``, so readers see the old file or the new one, never half.
+
+  Args:
+    path: the file to write; the format comes from its extension (wav, flac,
+      ogg, aiff). Missing parent folders are created.
+    audio: ``[channels, n_samples]`` or ``[n_samples]`` (mono), floats in
+      [-1, 1]. PCM subtypes clip values outside that range.
+    sample_rate: Hz.
+    subtype: "FLOAT" (32-bit float, lossless for float32 audio), "PCM_16" or "PCM_24".
+
+  Raises:
+    AudioError: empty audio, non-finite samples, bad shape or unknown extension.
+    ParameterError: bad sample_rate or subtype.
+  """
+  path = pathlib.Path(path)
+  _check_rate(sample_rate, allow_none=False)
+  if subtype not in SUBTYPES:
+    raise ParameterError(f"subtype={subtype!r} must be one of {SUBTYPES}")
+  data = _audio_to_write(path, audio, subtype)
+  file_format = _write_format(path)
+  if not soundfile.check_format(file_format, subtype):
+    raise ParameterError(f"subtype={subtype!r} cannot be written to {file_format} files")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+  os.close(handle)
+  try:
+    soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
+    os.replace(temporary, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.unlink(temporary)
+    raise
+
+
+def resample(audio, orig_rate, target_rate):
+  """Resamples ``[..., n_samples]`` float audio from ``orig_rate`` to ``target_rate``.
+
+  Uses soxr (the "HQ" polyphase filter librosa uses by default) when it is
+  installed, otherwise ``scipy.signal.resample_poly``.
+
+  Returns:
+    float32 ``[..., n_out]`` with ``n_out = ceil(n_samples * target_rate / orig_rate)``.
+  """
+  audio = np.asarray(audio, dtype=np.float32)
+  if orig_rate == target_rate:
+    return audio
+  shape = audio.shape
+  flat = audio.reshape(-1, shape[-1])
+  try:
+    import soxr  # pylint: disable=import-outside-toplevel
+    out = soxr.resample(flat.T, orig_rate, target_rate, quality="HQ").T
+  except ImportError:
+    import scipy.signal  # pylint: disable=import-outside-toplevel
+    common = math.gcd(int(orig_rate), int(target_rate))
+    out = scipy.signal.resample_poly(flat, target_rate // common, orig_rate // common, axis=-1)
+    out = out[:, :math.ceil(shape[-1] * target_rate / orig_rate)]
+  return np.ascontiguousarray(out, dtype=np.float32).reshape(*shape[:-1], -1)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _check_rate(sample_rate, allow_none=True):
+  if sample_rate is None and allow_none:
+    return
+  if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+    raise ParameterError(f"sample_rate={sample_rate!r} must be a positive integer")
+
+
+def _read_soundfile(path):
+  """Reads a libsndfile format as float32 ``[channels, n]`` and its rate; checks truncation."""
+  try:
+    with soundfile.SoundFile(str(path)) as handle:
+      rate, declared = handle.samplerate, handle.frames
+      data = handle.read(dtype="float32", always_2d=True)
+  except (soundfile.LibsndfileError, RuntimeError) as error:
+    raise AudioError(f"{path}: not a readable audio file ({error})") from None
+  if path.suffix.lower() == ".wav":
+    _check_wav_size(path)
+  if data.shape[0] < declared:
+    raise AudioError(f"{path}: truncated file ({data.shape[0]} of {declared} samples readable)")
+  return data.T, rate
+
+
+def _check_wav_size(path):
+  """Raises `AudioError` when a wav file's data chunk runs past the end of the file."""
+  with open(path, "rb") as handle:
+    header = handle.read(12)
+    if header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+      return
+    size = path.stat().st_size
+    position = 12
+    while position + 8 <= size:
+      handle.seek(position)
+      chunk = handle.read(8)
+      length = int.from_bytes(chunk[4:8], "little" if header[:4] == b"RIFF" else "big")
+      if chunk[:4] == b"data":
+        if length != 0xFFFFFFFF and position + 8 + length > size:
+          raise AudioError(f"{path}: truncated file (data chunk declares {length} bytes, "
+                           f"{size - position - 8} present)")
+        return
+      position += 8 + length + (length & 1)
+
+
+@contextlib.contextmanager
+def _open_container(path):
+  try:
+    container = av.open(str(path), mode="r")
+  except (av.FFmpegError, UnicodeDecodeError) as error:
+    raise AudioError(f"{path}: not a readable audio file ({error})") from None
+  try:
+    yield container
+  finally:
+    container.close()
+
+
+def _audio_streams(path, container):
+  streams = list(container.streams.audio)
+  if not streams:
+    raise AudioError(f"{path}: no audio stream")
+  return streams
+
+
+def _stream_channels(stream):
+  return int(stream.codec_context.layout.nb_channels or stream.codec_context.channels)
+
+
+def _declared_frames(stream, rate):
+  """The stream's length in samples from the container (edit lists applied), or None."""
+  if not stream.duration or stream.time_base is None:
+    return None
+  return int(round(float(stream.duration * stream.time_base) * rate))
+
+
+def _read_streams(path, indices):
+  """Decodes the chosen audio streams in one demuxing pass.
+
+  Returns:
+    (list of float32 ``[channels, n]`` in the order of ``indices``, sample rate).
+  """
+  with _open_container(path) as container:
+    streams = _audio_streams(path, container)
+    indices = list(range(len(streams))) if indices is None else list(indices)
+    for index in indices:
+      if not isinstance(index, (int, np.integer)) or not 0 <= index < len(streams):
+        raise ParameterError(f"stream={index!r}: {path.name} has {len(streams)} audio stream(s)")
+    chosen = [streams[i] for i in indices]
+    rates = {int(s.codec_context.sample_rate) for s in chosen}
+    if len(rates) != 1:
+      raise AudioError(f"{path}: streams differ in sample rate {sorted(rates)}")
+    rate = rates.pop()
+    chunks = _decode(path, container, chosen)
+    return [_assemble(path, chunks[s.index], _declared_frames(s, rate)) for s in chosen], rate
+
+
+def _decode(path, container, streams):
+  chunks = {s.index: [] for s in streams}
+  try:
+    for packet in container.demux(*streams):
+      for frame in packet.decode():
+        chunks[packet.stream.index].append(_frame_to_array(frame))
+  except av.FFmpegError as error:
+    raise AudioError(f"{path}: corrupt or truncated audio ({error})") from None
+  return chunks
+
+
+def _assemble(path, chunks, declared):
+  """Joins decoded frames and trims codec padding to the container's declared length."""
+  if not chunks:
+    raise AudioError(f"{path}: holds no audio samples")
+  audio = np.concatenate(chunks, axis=1)
+  if declared is not None:
+    if audio.shape[1] + _TRUNCATION_TOLERANCE < declared:
+      raise AudioError(f"{path}: truncated file ({audio.shape[1]} of {declared} samples decoded)")
+    audio = audio[:, :declared]
+  return audio
+
+
+def _frame_to_array(frame):
+  """One decoded PyAV frame as float32 ``[channels, samples]``."""
+  data = frame.to_ndarray()
+  channels = frame.layout.nb_channels
+  if not frame.format.is_planar:
+    data = data.reshape(-1, channels).T
+  if data.dtype.kind == "f":
+    return data.astype(np.float32, copy=False)
+  if data.dtype == np.uint8:
+    return (data.astype(np.float32) - 128.0) / 128.0
+  return data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+
+
+def _to_stereo(path, audio, *, downmix):
+  channels = audio.shape[0]
+  if downmix:
+    mono = audio.mean(axis=0, keepdims=True, dtype=np.float32)
+    return np.concatenate([mono, mono])
+  if channels == 1:
+    return np.concatenate([audio, audio])
+  if channels == 2:
+    return audio
+  raise AudioError(f"{path}: {channels} channels are not supported (only mono or stereo; "
+                   "pass downmix=True to mix them down)")
+
+
+def _check_samples(path, audio):
+  if audio.shape[-1] == 0:
+    raise AudioError(f"{path}: holds no audio samples")
+  finite = np.isfinite(audio)
+  if not finite.all():
+    raise AudioError(f"{path}: {int(finite.size - finite.sum())} samples are NaN or Inf")
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def _audio_to_write(path, audio, subtype):
+  data = np.asarray(audio)
+  if data.ndim == 1:
+    data = data[None]
+  if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
+    raise AudioError(f"{path}: audio must be a numeric [channels, n_samples] array, "
+                     f"got shape {data.shape} dtype {data.dtype}")
+  if data.shape[0] > 64:
+    raise AudioError(f"{path}: {data.shape[0]} channels; audio must be [channels, n_samples]")
+  if data.shape[1] == 0:
+    raise AudioError(f"{path}: refusing to write zero-length audio")
+  data = data.astype(np.float32, copy=False)
+  _check_samples(path, data)
+  if subtype != "FLOAT":
+    data = np.clip(data, -1.0, 1.0)
+  return data
+
+
+def _write_format(path):
+  extension = path.suffix.lower()
+  formats = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aif": "AIFF", ".aiff": "AIFF"}
+  if extension not in formats:
+    raise AudioError(f"{path}: cannot write {extension or 'extensionless'} files "
+                     f"(use one of {sorted(formats)})")
+  return formats[extension]
