@@ -28,7 +28,7 @@ import soundfile
 
 from mssjax.errors import AudioError, ParameterError
 
-__all__ = ["AudioInfo", "info", "load", "load_stems", "save", "resample"]
+__all__ = ["AudioInfo", "info", "read", "load", "load_stems", "save", "resample", "as_stereo", "check_finite"]
 
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 """Extensions read with libsndfile; everything else goes through PyAV."""
@@ -130,17 +130,10 @@ def load(path, *, sample_rate=44100, downmix=False, stream=0):
     AudioError: the file is missing, empty, truncated, not audio, holds no
       samples, holds NaN or Inf, or has an unsupported channel count.
   """
-  path = _check_file(path)
   _check_rate(sample_rate)
-  if _uses_soundfile(path):
-    if stream != 0:
-      raise ParameterError(f"stream={stream!r}: {path.name} has a single audio stream")
-    audio, rate = _read_soundfile(path)
-  else:
-    audio, rate = _read_streams(path, [stream])
-    audio = audio[0]
-  audio = _to_stereo(path, audio, downmix=downmix)
-  _check_samples(path, audio)
+  (audio,), rate = read(path, streams=[stream])
+  audio = as_stereo(audio, path=path, downmix=downmix)
+  check_finite(audio, path=path)
   return resample(audio, rate, sample_rate or rate)
 
 
@@ -161,21 +154,75 @@ def load_stems(path, *, sample_rate=44100, streams=None):
   Raises:
     AudioError: as `load`, or when the streams differ in length or rate.
   """
-  path = _check_file(path)
   _check_rate(sample_rate)
-  if _uses_soundfile(path):
-    audio, rate = _read_soundfile(path)
-    decoded = [audio]
-    if streams is not None and list(streams) != [0]:
-      raise ParameterError(f"streams={streams!r}: {path.name} has a single audio stream")
-  else:
-    decoded, rate = _read_streams(path, streams)
+  decoded, rate = read(path, streams=streams)
   lengths = sorted({x.shape[-1] for x in decoded})
   if len(lengths) > 1:
     raise AudioError(f"{path}: streams differ in length ({lengths[0]} to {lengths[-1]} samples)")
-  stems = np.stack([_to_stereo(path, x, downmix=False) for x in decoded])
-  _check_samples(path, stems)
+  stems = np.stack([as_stereo(x, path=path) for x in decoded])
+  check_finite(stems, path=path)
   return resample(stems, rate, sample_rate or rate)
+
+
+def read(path, *, streams=None):
+  """Decodes a file as it is: its own rate and channel count, no checks on the samples.
+
+  The primitive under `load` and `load_stems`, for callers (the dataset
+  validator) that want to inspect a file rather than use it.
+
+  Args:
+    path: any file `load` reads.
+    streams: indices of the audio streams to decode (default all).
+
+  Returns:
+    (list of float32 ``[channels, n_samples]``, one per stream, sample rate in Hz).
+
+  Raises:
+    AudioError: the file is missing, empty, truncated or not audio, or holds no samples.
+  """
+  path = _check_file(path)
+  if _uses_soundfile(path):
+    if streams is not None and [int(i) for i in streams] != [0]:
+      raise ParameterError(f"streams={streams!r}: {path.name} has a single audio stream")
+    audio, rate = _read_soundfile(path)
+    decoded = [audio]
+  else:
+    decoded, rate = _read_streams(path, streams)
+  if any(x.shape[-1] == 0 for x in decoded):
+    raise AudioError(f"{path}: holds no audio samples")
+  return decoded, rate
+
+
+def as_stereo(audio, *, path="audio", downmix=False):
+  """``[channels, n]`` -> ``[2, n]``: mono is doubled, stereo kept, more is an error.
+
+  Args:
+    audio: ``[channels, n_samples]``.
+    path: named in the error.
+    downmix: average all channels to mono, then double it (any channel count).
+
+  Raises:
+    AudioError: more than two channels and no downmix.
+  """
+  channels = audio.shape[0]
+  if downmix:
+    mono = audio.mean(axis=0, keepdims=True, dtype=np.float32)
+    return np.concatenate([mono, mono])
+  if channels == 1:
+    return np.concatenate([audio, audio])
+  if channels == 2:
+    return audio
+  raise AudioError(f"{path}: {channels} channels are not supported (only mono or stereo; "
+                   "pass downmix=True to mix them down)")
+
+
+def check_finite(audio, *, path="audio"):
+  """Raises `AudioError` when ``audio`` is empty or holds NaN or Inf samples."""
+  if audio.shape[-1] == 0:
+    raise AudioError(f"{path}: holds no audio samples")
+  finite = np.isfinite(audio)
+  if not finite.all():
+    raise AudioError(f"{path}: {int(finite.size - finite.sum())} samples are NaN or Inf")
 
 
 def save(path, audio, *, sample_rate=44100, subtype="FLOAT"):
@@ -374,27 +421,6 @@ def _frame_to_array(frame):
   return data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
 
 
-def _to_stereo(path, audio, *, downmix):
-  channels = audio.shape[0]
-  if downmix:
-    mono = audio.mean(axis=0, keepdims=True, dtype=np.float32)
-    return np.concatenate([mono, mono])
-  if channels == 1:
-    return np.concatenate([audio, audio])
-  if channels == 2:
-    return audio
-  raise AudioError(f"{path}: {channels} channels are not supported (only mono or stereo; "
-                   "pass downmix=True to mix them down)")
-
-
-def _check_samples(path, audio):
-  if audio.shape[-1] == 0:
-    raise AudioError(f"{path}: holds no audio samples")
-  finite = np.isfinite(audio)
-  if not finite.all():
-    raise AudioError(f"{path}: {int(finite.size - finite.sum())} samples are NaN or Inf")
-
-
 # --- writing ---------------------------------------------------------------------------------------
 
 
@@ -410,7 +436,7 @@ def _audio_to_write(path, audio, subtype):
   if data.shape[1] == 0:
     raise AudioError(f"{path}: refusing to write zero-length audio")
   data = data.astype(np.float32, copy=False)
-  _check_samples(path, data)
+  check_finite(data, path=path)
   if subtype != "FLOAT":
     data = np.clip(data, -1.0, 1.0)
   return data

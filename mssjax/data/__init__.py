@@ -1,0 +1,13 @@
+"""Datasets: MUSDB18 / MUSDB18-HQ readers, the study's preprocessing and validation.
+
+``python -m mssjax.data prepare|validate ...`` runs the tools from the shell
+(see `mssjax.data.__main__`).
+"""
+
+from mssjax.data.musdb import (LAYOUTS, SAMPLE_RATE, SPLITS, STEM_NAMES, SUBSETS, VALIDATION_TRACKS, Track,
+                               detect_layout, load_tracks)
+
+__all__ = [
+    "LAYOUTS", "SAMPLE_RATE", "SPLITS", "STEM_NAMES", "SUBSETS", "VALIDATION_TRACKS", "Track",
+    "detect_layout", "load_tracks",
+]

@@ -1,0 +1,296 @@
+"""Readers for MUSDB18 and MUSDB18-HQ (Rafii et al. 2017, 2019).
+
+Two layouts, told apart by what is on disk:
+
+- ``"musdb18"``: ``ROOT/{train,test}/NAME.stem.mp4``, five AAC streams in the
+  order mixture, drums, bass, other, vocals;
+- ``"musdb18hq"``: ``ROOT/{train,test}/NAME/{mixture,drums,bass,other,vocals}.wav``.
+
+`load_tracks` lists the tracks of a subset (and of MUSDB18's standard
+train / valid split of the training subset) as lazy `Track` objects: nothing is
+decoded until a stem is asked for.
+"""
+
+import pathlib
+
+import numpy as np
+
+from mssjax import TARGETS
+from mssjax import audio
+from mssjax.errors import DataError, ParameterError
+
+__all__ = [
+    "STEM_NAMES", "SUBSETS", "SPLITS", "LAYOUTS", "SAMPLE_RATE", "VALIDATION_TRACKS",
+    "Track", "detect_layout", "load_tracks",
+]
+
+STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
+"""Stems of a track, in the stream order of a MUSDB18 ``.stem.mp4``."""
+
+SUBSETS = ("train", "test")
+SPLITS = ("train", "valid")
+LAYOUTS = ("musdb18", "musdb18hq")
+SAMPLE_RATE = 44100
+STEM_SUFFIX = ".stem.mp4"
+
+VALIDATION_TRACKS = (
+    "Actions - One Minute Smile",
+    "Clara Berry And Wooldog - Waltz For My Victims",
+    "Johnny Lokke - Promises & Lies",
+    "Patrick Talbot - A Reason To Leave",
+    "Triviul - Angelsaint",
+    "Alexander Ross - Goodbye Bolero",
+    "Fergessen - Nos Palpitants",
+    "Leaf - Summerghost",
+    "Skelpolu - Human Mistakes",
+    "Young Griffo - Pennies",
+    "ANiMAL - Rockshow",
+    "James May - On The Line",
+    "Meaxic - Take A Step",
+    "Traffic Experiment - Sirens",
+)
+"""MUSDB18's 14 validation tracks, taken from the training subset (the ``musdb``
+package's ``configs/mus.yaml``, ``validation_tracks``)."""
+
+
+class Track:
+  """One MUSDB18 track; its audio is read when asked.
+
+  Attributes:
+    name: "Artist - Title".
+    subset: "train" or "test".
+    path: the ``.stem.mp4`` file (musdb18) or the track's folder (musdb18hq).
+    layout: "musdb18" or "musdb18hq".
+    cache: keep decoded stems in memory (a full MUSDB18 track is ~0.4 GB of
+      float32 over five stems, so this is off by default).
+  """
+
+  def __init__(self, name, subset, path, layout, *, sample_rate=SAMPLE_RATE, cache=False):
+    if layout not in LAYOUTS:
+      raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
+    self.name, self.subset, self.path, self.layout = name, subset, pathlib.Path(path), layout
+    self.expected_rate = sample_rate
+    self.cache = cache
+    self._cached = {}
+    self._info = None
+
+  def __repr__(self):
+    return f"Track({self.name!r}, subset={self.subset!r}, layout={self.layout!r})"
+
+  def file(self, stem):
+    """The file holding ``stem`` (the ``.stem.mp4`` itself for musdb18)."""
+    _check_stem(stem)
+    return self.path if self.layout == "musdb18" else self.path / f"{stem}.wav"
+
+  def header(self):
+    """`audio.AudioInfo` of the mixture (read once, cheap: no decoding)."""
+    if self._info is None:
+      self._info = audio.info(self.file("mixture"))
+    return self._info
+
+  @property
+  def sample_rate(self):
+    """The rate of the files on disk (Hz)."""
+    return self.header().sample_rate
+
+  @property
+  def n_samples(self):
+    """Samples per channel of the mixture (from the header; decoded if it does not say)."""
+    frames = self.header().frames
+    return self.stem("mixture").shape[-1] if frames is None else frames
+
+  @property
+  def duration(self):
+    return self.n_samples / self.sample_rate
+
+  def stem(self, name):
+    """One stem as float32 ``[2, n_samples]`` at 44.1 kHz."""
+    return self.stems([name])[name]
+
+  def mixture(self):
+    """The mixture, float32 ``[2, n_samples]``."""
+    return self.stem("mixture")
+
+  def targets(self):
+    """The four targets, float32 ``[4, 2, n_samples]`` in `mssjax.TARGETS` order."""
+    stems = self.stems(TARGETS)
+    return np.stack([stems[t] for t in TARGETS])
+
+  def stems(self, names=STEM_NAMES):
+    """Several stems in one decoding pass, as a dict name -> float32 ``[2, n_samples]``.
+
+    Raises:
+      DataError: a file's sample rate is not 44.1 kHz, or stems differ in length.
+      AudioError: a file is missing, corrupt, not stereo or mono, or holds NaN / Inf.
+    """
+    names = [_check_stem(n) for n in names]
+    wanted = [n for n in names if n not in self._cached]
+    loaded = self._read(wanted) if wanted else {}
+    if self.cache:
+      self._cached.update(loaded)
+    out = {n: self._cached[n] if n in self._cached else loaded[n] for n in names}
+    self._check_lengths(out)
+    return out
+
+  def clear_cache(self):
+    self._cached = {}
+
+  def _read(self, names):
+    if self.layout == "musdb18":
+      decoded, rate = audio.read(self.path, streams=[STEM_NAMES.index(n) for n in names])
+      return {n: self._checked(x, rate, self.path) for n, x in zip(names, decoded)}
+    out = {}
+    for name in names:
+      (decoded,), rate = audio.read(self.file(name))
+      out[name] = self._checked(decoded, rate, self.file(name))
+    return out
+
+  def _checked(self, decoded, rate, path):
+    if rate != self.expected_rate:
+      raise DataError(f"{path}: sample rate {rate} Hz, expected {self.expected_rate} Hz")
+    stereo = audio.as_stereo(decoded, path=path)
+    audio.check_finite(stereo, path=path)
+    return stereo
+
+  def _check_lengths(self, stems):
+    lengths = {n: x.shape[-1] for n, x in stems.items()}
+    if "mixture" not in lengths and self.header().frames is not None:
+      lengths["mixture"] = self.header().frames
+    if len(set(lengths.values())) > 1:
+      detail = ", ".join(f"{n} {k}" for n, k in lengths.items())
+      raise DataError(f"{self.path}: stems differ in length ({detail} samples)")
+
+
+def _check_stem(name):
+  if name not in STEM_NAMES:
+    raise ParameterError(f"stem={name!r} must be one of {STEM_NAMES}")
+  return name
+
+
+def _visible(entries):
+  return sorted(e for e in entries if not e.name.startswith("."))
+
+
+def _scan_subset(folder):
+  """(stem files, HQ track folders) in one subset folder."""
+  if not folder.is_dir():
+    return [], []
+  entries = _visible(folder.iterdir())
+  stems = [e for e in entries if e.is_file() and e.name.lower().endswith(STEM_SUFFIX)]
+  folders = [e for e in entries if e.is_dir() and any(f.suffix.lower() == ".wav" for f in e.iterdir())]
+  return stems, folders
+
+
+def detect_layout(root):
+  """Tells MUSDB18 (``.stem.mp4``) from MUSDB18-HQ (folders of wav) by what is on disk.
+
+  Returns:
+    "musdb18" or "musdb18hq".
+
+  Raises:
+    DataError: ``root`` is missing, holds neither layout, or holds both.
+  """
+  root = _check_root(root)
+  found = [_scan_subset(root / s) for s in SUBSETS]
+  has_stems = any(stems for stems, _ in found)
+  has_folders = any(folders for _, folders in found)
+  if has_stems and has_folders:
+    raise DataError(f"{root}: holds both .stem.mp4 files and track folders; "
+                    f"pass layout= one of {LAYOUTS}")
+  if not (has_stems or has_folders):
+    raise DataError(f"{root}: no tracks (expected {{train,test}}/NAME{STEM_SUFFIX} "
+                    "or {train,test}/NAME/mixture.wav)")
+  return "musdb18" if has_stems else "musdb18hq"
+
+
+def _check_root(root):
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise DataError(f"{root}: no such folder")
+  if not any((root / s).is_dir() for s in SUBSETS):
+    raise DataError(f"{root}: has no train/ or test/ folder")
+  return root
+
+
+def _subsets(subset):
+  subsets = SUBSETS if subset is None else (subset,) if isinstance(subset, str) else tuple(subset)
+  for s in subsets:
+    if s not in SUBSETS:
+      raise ParameterError(f"subset={s!r} must be one of {SUBSETS} (or a list of them, or None)")
+  return subsets
+
+
+def _tracks_in(root, subset, layout, **track_kwargs):
+  stems, folders = _scan_subset(root / subset)
+  if layout == "musdb18":
+    return [Track(f.name[:-len(STEM_SUFFIX)], subset, f, layout, **track_kwargs) for f in stems]
+  tracks = []
+  for folder in folders:
+    missing = [s for s in STEM_NAMES if not (folder / f"{s}.wav").is_file()]
+    if missing:
+      raise DataError(f"{folder}: missing stem file(s) {', '.join(m + '.wav' for m in missing)}")
+    tracks.append(Track(folder.name, subset, folder, layout, **track_kwargs))
+  return tracks
+
+
+def _check_duplicates(root, layout):
+  """Raises `DataError` when a track name occurs twice in the dataset (case-insensitively)."""
+  seen = {}
+  for subset in SUBSETS:
+    stems, folders = _scan_subset(root / subset)
+    entries = stems if layout == "musdb18" else folders
+    for entry in entries:
+      name = entry.name[:-len(STEM_SUFFIX)] if layout == "musdb18" else entry.name
+      seen.setdefault(name.casefold(), []).append(f"{subset}/{entry.name}")
+  duplicates = [paths for paths in seen.values() if len(paths) > 1]
+  if duplicates:
+    listing = "; ".join(" and ".join(paths) for paths in duplicates)
+    raise DataError(f"{root}: duplicate track names: {listing}")
+
+
+def load_tracks(root, *, subset="test", split=None, layout=None, sample_rate=SAMPLE_RATE, cache=False):
+  """Lists the tracks of a MUSDB18 or MUSDB18-HQ folder.
+
+  Args:
+    root: the dataset folder, holding ``train/`` and / or ``test/``.
+    subset: "train", "test", a list of them, or None for both.
+    split: for the training subset only: "train" (the 86 tracks that are not
+      MUSDB18's validation tracks), "valid" (the 14 `VALIDATION_TRACKS`) or
+      None (all of them), as ``musdb.DB(subsets="train", split=...)``.
+    layout: "musdb18" or "musdb18hq"; None detects it (`detect_layout`).
+    sample_rate: the rate the files must have; reading a stem at another rate
+      raises `DataError`.
+    cache: keep decoded stems in each `Track` (memory!).
+
+  Returns:
+    list of `Track`, sorted by subset then name. Nothing is decoded.
+
+  Raises:
+    DataError: the folder is missing or empty, a subset holds no tracks, a
+      track folder lacks stems, or two tracks share a name.
+    ParameterError: unknown subset, split or layout.
+  """
+  subsets = _subsets(subset)
+  if split is not None:
+    if split not in SPLITS:
+      raise ParameterError(f"split={split!r} must be one of {SPLITS} or None")
+    if subsets != ("train",):
+      raise ParameterError(f"split={split!r} applies to subset='train' only, got subset={subset!r}")
+  root = _check_root(root)
+  if layout is None:
+    layout = detect_layout(root)
+  elif layout not in LAYOUTS:
+    raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
+  _check_duplicates(root, layout)
+  tracks = []
+  for s in subsets:
+    found = _tracks_in(root, s, layout, sample_rate=sample_rate, cache=cache)
+    if not found:
+      raise DataError(f"{root / s}: no {layout} tracks")
+    tracks.extend(found)
+  if split is not None:
+    valid = set(VALIDATION_TRACKS)
+    tracks = [t for t in tracks if (t.name in valid) == (split == "valid")]
+    if not tracks:
+      raise DataError(f"{root}: no tracks in split {split!r}")
+  return tracks
