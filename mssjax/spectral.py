@@ -95,18 +95,27 @@ def n_frames_for(n_samples, *, n_fft=4096, hop_length=1024, center=True):
   return 1 + (padded - n_fft) // hop_length
 
 
-def _frame(x, n_fft, hop_length):
-  """``[..., n] -> [..., n_frames, n_fft]`` with blocks of ``hop_length`` (no gather)."""
+def _frame(x, win, hop_length):
+  """Windowed frames ``[..., n] -> [..., n_frames, n_fft]``, built from blocks of ``hop_length``.
+
+  Slicing whole blocks and multiplying each by its part of the window (then one
+  stack) is several times faster on CPU than a gather or a concatenation.
+  """
+  n_fft = win.shape[0]
   n = x.shape[-1]
   n_frames = 1 + (n - n_fft) // hop_length
   r = -(-n_fft // hop_length)  # blocks of hop_length per frame
   n_blocks = n_frames - 1 + r
   total = n_blocks * hop_length
+  lead = [(0, 0)] * (x.ndim - 1)
   if total > n:
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, total - n)])
+    x = jnp.pad(x, lead + [(0, total - n)])
+  if r * hop_length > n_fft:
+    win = jnp.pad(win, (0, r * hop_length - n_fft))
   blocks = x[..., :total].reshape(x.shape[:-1] + (n_blocks, hop_length))
-  frames = jnp.concatenate([blocks[..., j:j + n_frames, :] for j in range(r)], axis=-1)
-  return frames[..., :n_fft]
+  parts = [blocks[..., j:j + n_frames, :] * win[j * hop_length:(j + 1) * hop_length] for j in range(r)]
+  frames = jnp.stack(parts, axis=-2).reshape(x.shape[:-1] + (n_frames, r * hop_length))
+  return frames[..., :n_fft] if r * hop_length > n_fft else frames
 
 
 def _overlap_add(frames, hop_length):
@@ -132,8 +141,7 @@ def _stft(x, *, n_fft, hop_length, win_length, window, center):
   if center:
     pad = n_fft // 2
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])
-  frames = _frame(x, n_fft, hop_length) * win
-  spec = jnp.fft.rfft(frames, n=n_fft, axis=-1)
+  spec = jnp.fft.rfft(_frame(x, win, hop_length), n=n_fft, axis=-1)
   return jnp.swapaxes(spec, -1, -2)
 
 

@@ -1,0 +1,48 @@
+# mssjax: every target creates the virtual environment it needs on first use.
+#
+#   make demo    separate and evaluate every method on generated songs, write the report
+#   make test    the whole test suite (installs the reference libraries too)
+#   make bench   the benchmarks against librosa, scipy, scikit-learn and museval
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKDIR ?= outputs/demo
+
+.PHONY: demo test bench sysdeps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+# Debian programs the reference libraries (musdb/museval need ffmpeg) and the
+# report's browser test (chromium) use. Installed when running as root.
+SYSTEM_PROGRAMS := ffmpeg ffprobe chromium
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing ffmpeg and chromium (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg chromium >/dev/null; \
+	  else echo "note: missing$$missing; the tests that need them are skipped"; fi; \
+	fi
+
+demo: $(VENV)/.runtime
+	$(BIN)/python evaluate.py --config configs/evaluate.py --workdir $(WORKDIR)
+
+test: $(VENV)/.dev sysdeps
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev sysdeps
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf outputs .pytest_cache
