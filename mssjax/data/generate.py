@@ -1,0 +1,360 @@
+"""Generated songs: small deterministic multitrack songs for demos and offline tests.
+
+Each song has the four MUSDB18 stems, 44.1 kHz stereo, made by plain additive and
+subtractive synthesis so that each stem occupies the place a real one would:
+
+- ``drums``: kick (pitch-swept sine), snare (noise burst plus a 180 Hz body) and
+  hi-hat (high-passed noise) on a rock pattern with random fills and velocities.
+- ``bass``: a sine plus a soft second harmonic on the chord roots and fifths,
+  below about 200 Hz.
+- ``other``: sustained chords (triads or sevenths, 4 harmonics per voice) spread in
+  the stereo field, about 200 to 2000 Hz.
+- ``vocals``: a sung melody, a harmonic tone up to about 5 kHz with 5 to 6 Hz
+  vibrato and vowel formants (Peterson & Barney 1952 averages), with rests.
+
+Tempo, key, mode, chord progression, levels and panning all come from the seed; the
+same seed always gives bit-identical audio. Every stem lies on the 16-bit grid
+(``k / 32768``) and the mixture is their exact float32 sum, peak-normalised to 0.9,
+so the 16-bit wav files that `write_songs` writes (MUSDB18-HQ layout) hold exactly
+the arrays that `generate_song` returns and ``mixture == sum of the stems`` holds in
+memory and on disk.
+"""
+
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+
+from mssjax.errors import ParameterError
+from mssjax.spectral import check_positive_int
+
+__all__ = ["generate_song", "write_songs", "song_name", "STEM_FILES"]
+
+STEM_FILES = ("mixture", "drums", "bass", "other", "vocals")
+"""The stem file names of MUSDB18-HQ, in the order of MUSDB18's streams."""
+
+_STEMS = ("vocals", "drums", "bass", "other")
+_PEAK = 0.9
+_INT16_SCALE = 32768.0
+_VIBRATO_RATE = (5.0, 6.0)  # Hz
+_VIBRATO_DEPTH = (0.3, 0.6)  # semitones
+_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
+_MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
+# Chord progressions as scale degrees (0-based), one chord per bar.
+_PROGRESSIONS = ((0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 3, 4), (0, 3, 4, 3), (1, 4, 0, 0), (0, 6, 5, 4))
+# Vowel formants (F1, F2, F3) in Hz, after Peterson & Barney (1952).
+_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240],
+                    [530, 1840, 2480], [570, 840, 2410]], dtype=np.float64)
+
+
+def song_name(subset, index):
+  """The track name of generated song ``index`` of ``subset`` ("train" or "test")."""
+  return f"Generated - {subset.capitalize()} Song {index:03d}"
+
+
+def _midi_hz(midi):
+  return 440.0 * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
+
+
+def _pan(mono, position):
+  """Constant-power pan of ``mono [n]`` to ``[2, n]``; ``position`` in [-1 (left), 1]."""
+  angle = (position + 1.0) * np.pi / 4.0
+  return np.stack([np.cos(angle) * mono, np.sin(angle) * mono])
+
+
+def _note_grid(onsets, n_samples):
+  """For each sample, the index of the last onset and the time since it (samples).
+
+  Args:
+    onsets: sorted int sample positions ``[n_notes]``, the first one 0.
+    n_samples: total length.
+
+  Returns:
+    ``(note [n_samples] int, elapsed [n_samples] int)``.
+  """
+  note = np.searchsorted(onsets, np.arange(n_samples), side="right") - 1
+  return note, np.arange(n_samples) - onsets[note]
+
+
+def _harmonic_tone(f0, amplitudes):
+  """Additive synthesis: ``sum_k a_k(t) sin(k phi(t))``, ``phi = 2 pi cumsum(f0)``.
+
+  The harmonics come from the Chebyshev recurrence
+  ``sin(k phi) = 2 cos(phi) sin((k-1) phi) - sin((k-2) phi)``: one sine and one
+  cosine for all K harmonics.
+
+  Args:
+    f0: instantaneous fundamental in cycles per sample ``[n]``.
+    amplitudes: ``[n_harmonics, n]`` or ``[n_harmonics, 1]`` harmonic amplitudes.
+
+  Returns:
+    ``[n]`` float64.
+  """
+  phase = 2.0 * np.pi * (np.cumsum(f0) % 1.0)
+  previous, current, twice_cos = np.zeros_like(phase), np.sin(phase), 2.0 * np.cos(phase)
+  out = amplitudes[0] * current
+  for amplitude in amplitudes[1:]:
+    previous = np.subtract(twice_cos * current, previous, out=previous)
+    previous, current = current, previous
+    out += amplitude * current
+  return out
+
+
+class _Song:
+  """The musical plan of one song: tempo, key, chords, drawn from one generator."""
+
+  def __init__(self, rng, seconds, sample_rate):
+    self.rng = rng
+    self.sample_rate = sample_rate
+    self.n_samples = int(round(seconds * sample_rate))
+    self.tempo = float(rng.uniform(84.0, 140.0))
+    self.beat = 60.0 / self.tempo * sample_rate  # samples per beat
+    self.tonic = int(rng.integers(36, 48))  # MIDI, C2..B2
+    self.scale = _MAJOR if rng.random() < 0.5 else _MINOR
+    self.progression = _PROGRESSIONS[rng.integers(len(_PROGRESSIONS))]
+    self.n_beats = int(np.ceil(self.n_samples / self.beat)) + 1
+
+  def degree(self, degree, octave=0):
+    """MIDI note of scale ``degree`` (any int) above the tonic, ``octave`` octaves up."""
+    degree = np.asarray(degree)
+    return self.tonic + 12 * (octave + degree // 7) + self.scale[degree % 7]
+
+  def chord_degree(self, beat):
+    """Scale degree of the chord root at (integer) ``beat``; one chord per 4-beat bar."""
+    bar = np.asarray(beat) // 4
+    return np.asarray(self.progression)[bar % len(self.progression)]
+
+  def onsets(self, beats):
+    """Sample positions of (fractional) ``beats`` inside the song."""
+    positions = np.round(np.asarray(beats) * self.beat).astype(np.int64)
+    return positions[positions < self.n_samples]
+
+
+def _place(template, positions, gains, n_samples):
+  """Sum of ``template`` copies starting at ``positions`` with ``gains`` (sparse convolution)."""
+  impulses = np.zeros(n_samples)
+  np.add.at(impulses, positions, gains)
+  return scipy.signal.oaconvolve(impulses, template)[:n_samples]
+
+
+def _drum_templates(rng, sample_rate):
+  t = np.arange(int(0.35 * sample_rate)) / sample_rate
+  sweep = 45.0 + 110.0 * np.exp(-t / 0.03)
+  kick = np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate) * np.exp(-t / 0.12)
+  noise = rng.standard_normal(t.size)
+  body = np.sin(2 * np.pi * 180.0 * t) * np.exp(-t / 0.05)
+  snare = (0.6 * np.diff(noise, prepend=0.0) * np.exp(-t / 0.07) + 0.7 * body)
+  hat = np.diff(np.diff(noise[::-1], prepend=0.0), prepend=0.0) * np.exp(-t / 0.018)
+  return kick, snare / np.abs(snare).max(), hat / np.abs(hat).max()
+
+
+def _drums(song):
+  rng, n = song.rng, song.n_samples
+  kick, snare, hat = _drum_templates(rng, song.sample_rate)
+  beats = np.arange(song.n_beats)
+  kick_beats = np.concatenate([beats[beats % 2 == 0], beats[rng.random(beats.size) < 0.25] + 0.5])
+  snare_beats = np.concatenate([beats[beats % 2 == 1], beats[rng.random(beats.size) < 0.1] + 0.75])
+  hat_step = 0.5 if rng.random() < 0.7 else 0.25
+  hat_beats = np.arange(0.0, song.n_beats, hat_step)
+  parts = []
+  for template, hits, level, pan in ((kick, kick_beats, 1.0, 0.0), (snare, snare_beats, 0.7, 0.1),
+                                     (hat, hat_beats, 0.25, rng.uniform(-0.6, 0.6))):
+    positions = song.onsets(hits)
+    gains = level * rng.uniform(0.7, 1.0, positions.size)
+    parts.append(_pan(_place(template, positions, gains, n), pan))
+  return sum(parts)
+
+
+def _bass(song):
+  rng, n, sr = song.rng, song.n_samples, song.sample_rate
+  step = 1.0 if rng.random() < 0.5 else 0.5
+  beats = np.arange(0.0, song.n_beats, step)
+  onsets = song.onsets(beats)
+  roots = song.chord_degree(np.floor(beats[:onsets.size]).astype(int))
+  offsets = rng.choice([0, 0, 0, 4, 7], size=onsets.size)  # root, or fifth / octave
+  midi = song.degree(roots + np.where(offsets == 4, 4, 0), octave=0) + np.where(offsets == 7, 12, 0)
+  note, elapsed = _note_grid(onsets, n)
+  f0 = _midi_hz(midi)[note] / sr
+  envelope = np.minimum(elapsed / (0.005 * sr), 1.0) * np.exp(-elapsed / (0.6 * sr))
+  second = np.where(2 * f0 * sr < 200.0, 0.3, 0.0)
+  tone = _harmonic_tone(f0, np.stack([np.ones(n), second])) * envelope
+  return _pan(tone, rng.uniform(-0.1, 0.1))
+
+
+def _other(song):
+  """Chords: one voicing per bar, 3-4 voices in octave 4, each panned apart."""
+  rng, n, sr = song.rng, song.n_samples, song.sample_rate
+  bars = np.arange(0, song.n_beats, 4)
+  onsets = song.onsets(bars)
+  note, elapsed = _note_grid(onsets, n)
+  roots = song.chord_degree(bars[:onsets.size])
+  seventh = rng.random() < 0.4
+  intervals = (0, 2, 4, 6) if seventh else (0, 2, 4)
+  envelope = np.minimum(elapsed / (0.08 * sr), 1.0) * (0.6 + 0.4 * np.exp(-elapsed / (0.8 * sr)))
+  harmonics = (1.0 / np.arange(1, 5) ** 1.5)[:, None]
+  out = np.zeros((2, n))
+  for voice, interval in enumerate(intervals):
+    midi = song.degree(roots + interval, octave=2)
+    tone = _harmonic_tone(_midi_hz(midi)[note] / sr, harmonics) * envelope
+    out += _pan(tone, np.linspace(-0.7, 0.7, len(intervals))[voice])
+  return out
+
+
+def _melody(song):
+  """Note onsets (samples), MIDI pitches, vowel indices and a sung/rest flag."""
+  rng = song.rng
+  durations = rng.choice([0.5, 1.0, 1.0, 1.5, 2.0], size=4 * song.n_beats)
+  beats = np.concatenate([[0.0], np.cumsum(durations)])
+  beats = beats[beats < song.n_beats]
+  onsets = song.onsets(beats)
+  steps = rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3], size=onsets.size)
+  degrees = np.clip(np.cumsum(steps), -3, 9) + 7  # around the tonic's upper octave
+  midi = song.degree(degrees, octave=1)
+  sung = rng.random(onsets.size) < 0.75
+  sung[0] = rng.random() < 0.5
+  return onsets, midi, rng.integers(len(_VOWELS), size=onsets.size), sung
+
+
+def _formant_gains(f0, vowels, n_harmonics):
+  """Harmonic amplitudes of a source-filter voice: -3 dB/oct source, 3 formant peaks.
+
+  Args:
+    f0: fundamental of each note in Hz ``[n_notes]``.
+    vowels: vowel index of each note ``[n_notes]``.
+    n_harmonics: number of harmonics K.
+
+  Returns:
+    ``[n_notes, K]`` amplitudes, zero above 5 kHz.
+  """
+  frequencies = f0[:, None] * np.arange(1, n_harmonics + 1)  # [n_notes, K]
+  formants = _VOWELS[vowels][:, None, :]  # [n_notes, 1, 3]
+  bandwidths = np.array([80.0, 110.0, 160.0])
+  peaks = 1.0 / (1.0 + ((frequencies[..., None] - formants) / bandwidths) ** 2)
+  gains = (0.05 + peaks @ np.array([1.0, 0.8, 0.5])) * np.sqrt(f0[:, None] / frequencies)
+  return gains * (frequencies < 5000.0)
+
+
+def _vocals(song):
+  rng, n, sr = song.rng, song.n_samples, song.sample_rate
+  onsets, midi, vowels, sung = _melody(song)
+  note, elapsed = _note_grid(onsets, n)
+  seconds = elapsed / sr
+  rate, depth = rng.uniform(*_VIBRATO_RATE), rng.uniform(*_VIBRATO_DEPTH)
+  vibrato = depth * np.minimum(seconds / 0.3, 1.0) * np.sin(2 * np.pi * rate * np.arange(n) / sr)
+  f0_hz = _midi_hz(midi[note] + vibrato)
+  gains = _formant_gains(_midi_hz(midi), vowels, n_harmonics=12).T[:, note]  # [K, n]
+  # Durations of each note, for a release before the next onset.
+  ends = np.append(onsets[1:], n)[note]
+  envelope = (np.minimum(seconds / 0.04, 1.0) * np.clip((ends - np.arange(n)) / (0.06 * sr), 0.0, 1.0)
+              * sung[note])
+  tone = _harmonic_tone(f0_hz / sr, gains) * envelope
+  return _pan(tone, rng.uniform(-0.15, 0.15))
+
+
+def _rms(x):
+  return float(np.sqrt(np.mean(np.square(x)))) or 1.0
+
+
+def generate_song(*, seed, seconds, sample_rate=44100):
+  """Generates one multitrack song.
+
+  Args:
+    seed: non-negative int; the same seed gives bit-identical audio.
+    seconds: duration in seconds (positive).
+    sample_rate: sampling rate in Hz.
+
+  Returns:
+    dict with "vocals", "drums", "bass", "other" and "mixture", each float32
+    ``[2, n_samples]`` with ``n_samples = round(seconds * sample_rate)``. The
+    stems lie on the 16-bit grid, ``mixture == vocals + drums + bass + other``
+    exactly (summed in that order), and every peak is at most 0.9.
+
+  Raises:
+    ParameterError: for a negative seed or a non-positive duration or rate.
+  """
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+  if not np.isfinite(seconds) or seconds <= 0:
+    raise ParameterError(f"seconds={seconds!r} must be positive")
+  check_positive_int("sample_rate", sample_rate)
+  song = _Song(np.random.default_rng(seed), seconds, sample_rate)
+  synths = {"vocals": _vocals, "drums": _drums, "bass": _bass, "other": _other}
+  levels_db = {"vocals": (-1.0, 2.0), "drums": (-2.0, 1.0), "bass": (-3.0, 0.0), "other": (-5.0, -2.0)}
+  stems = {}
+  for name in _STEMS:
+    audio = synths[name](song)
+    stems[name] = audio / _rms(audio) * 10.0 ** (song.rng.uniform(*levels_db[name]) / 20.0)
+  return _normalise(stems)
+
+
+def _normalise(stems):
+  """Scales all stems by one factor so every stem and the sum peak at most 0.9; 16-bit grid."""
+  total = sum(stems.values())
+  peak = max([np.abs(total).max()] + [np.abs(x).max() for x in stems.values()])
+  scale = _PEAK / peak * _INT16_SCALE
+  out = {name: (np.round(x * scale) / _INT16_SCALE).astype(np.float32) for name, x in stems.items()}
+  out["mixture"] = out["vocals"] + out["drums"] + out["bass"] + out["other"]
+  if np.abs(out["mixture"]).max() >= 1.0:  # rounding cannot push 0.9 past 1, but be explicit
+    raise AssertionError("mixture peak reached full scale")
+  return out
+
+
+def _song_seed(seed, subset, index):
+  subset_id = {"train": 0, "test": 1}[subset]
+  return int(np.random.SeedSequence((seed, subset_id, index)).generate_state(1)[0])
+
+
+def _write_wav(path, audio, sample_rate):
+  """Writes float32 ``[2, n]`` on the 16-bit grid as 16-bit PCM, exactly, atomically."""
+  pcm = np.round(audio.T * _INT16_SCALE).astype(np.int16)
+  fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=f".{path.stem}.", dir=path.parent)
+  os.close(fd)
+  try:
+    sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100):
+  """Writes generated songs in the MUSDB18-HQ layout.
+
+  ``root/{train,test}/NAME/{mixture,drums,bass,other,vocals}.wav``, 16-bit PCM
+  stereo. Song ``i`` of a subset is `generate_song` with a seed derived from
+  ``(seed, subset, i)``, so adding songs never changes the existing ones. Files
+  already present are skipped (re-running is cheap and resumes an interrupted
+  run); every file is written to a temporary name and renamed.
+
+  Args:
+    root: output folder (created).
+    n_train: number of training songs (>= 0).
+    n_test: number of test songs (>= 0).
+    seconds: duration of each song in seconds.
+    seed: base seed.
+    sample_rate: sampling rate in Hz.
+
+  Returns:
+    list of the track folders, train first, in index order.
+  """
+  for name, value in (("n_train", n_train), ("n_test", n_test)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+      raise ParameterError(f"{name}={value!r} must be a non-negative integer")
+  root = pathlib.Path(root)
+  folders = []
+  for subset, count in (("train", n_train), ("test", n_test)):
+    for index in range(count):
+      folder = root / subset / song_name(subset, index)
+      folders.append(folder)
+      if all((folder / f"{stem}.wav").is_file() for stem in STEM_FILES):
+        continue
+      folder.mkdir(parents=True, exist_ok=True)
+      song = generate_song(seed=_song_seed(seed, subset, index), seconds=seconds,
+                           sample_rate=sample_rate)
+      for stem in STEM_FILES:
+        if not (folder / f"{stem}.wav").is_file():
+          _write_wav(folder / f"{stem}.wav", song[stem], sample_rate)
+  return folders
