@@ -12,6 +12,7 @@ decoded until a stem is asked for.
 """
 
 import pathlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from mssjax.errors import DataError, ParameterError
 
 __all__ = [
     "STEM_NAMES", "SUBSETS", "SPLITS", "LAYOUTS", "SAMPLE_RATE", "VALIDATION_TRACKS",
-    "Track", "detect_layout", "load_tracks",
+    "Entry", "Track", "detect_layout", "load_tracks", "scan",
 ]
 
 STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
@@ -220,32 +221,57 @@ def _subsets(subset):
   return subsets
 
 
-def _tracks_in(root, subset, layout, **track_kwargs):
-  stems, folders = _scan_subset(root / subset)
-  if layout == "musdb18":
-    return [Track(f.name[:-len(STEM_SUFFIX)], subset, f, layout, **track_kwargs) for f in stems]
-  tracks = []
-  for folder in folders:
-    missing = [s for s in STEM_NAMES if not (folder / f"{s}.wav").is_file()]
-    if missing:
-      raise DataError(f"{folder}: missing stem file(s) {', '.join(m + '.wav' for m in missing)}")
-    tracks.append(Track(folder.name, subset, folder, layout, **track_kwargs))
-  return tracks
+class Entry(NamedTuple):
+  """A track as found on disk, before any check on its audio.
+
+  Attributes:
+    name: the track name.
+    subset: "train" or "test".
+    path: its ``.stem.mp4`` or its folder.
+    missing: stem files absent from a musdb18hq folder (empty for musdb18).
+    duplicate_of: other entries (``subset/file``) with the same name, compared case-insensitively.
+  """
+  name: str
+  subset: str
+  path: pathlib.Path
+  missing: tuple
+  duplicate_of: tuple
 
 
-def _check_duplicates(root, layout):
-  """Raises `DataError` when a track name occurs twice in the dataset (case-insensitively)."""
-  seen = {}
+def scan(root, *, layout=None):
+  """Lists every track of both subsets as found on disk, problems included.
+
+  Unlike `load_tracks` this never raises over one bad track: a track folder
+  lacking stems or a duplicated name is recorded in its `Entry`.
+
+  Returns:
+    (layout, list of `Entry` sorted by subset then name).
+
+  Raises:
+    DataError: ``root`` is missing or holds no tracks of either layout.
+  """
+  root = _check_root(root)
+  layout = detect_layout(root) if layout is None else _check_layout(layout)
+  entries = []
   for subset in SUBSETS:
     stems, folders = _scan_subset(root / subset)
-    entries = stems if layout == "musdb18" else folders
-    for entry in entries:
-      name = entry.name[:-len(STEM_SUFFIX)] if layout == "musdb18" else entry.name
-      seen.setdefault(name.casefold(), []).append(f"{subset}/{entry.name}")
-  duplicates = [paths for paths in seen.values() if len(paths) > 1]
-  if duplicates:
-    listing = "; ".join(" and ".join(paths) for paths in duplicates)
-    raise DataError(f"{root}: duplicate track names: {listing}")
+    if layout == "musdb18":
+      entries += [(f.name[:-len(STEM_SUFFIX)], subset, f, ()) for f in stems]
+    else:
+      entries += [(f.name, subset, f, tuple(s for s in STEM_NAMES if not (f / f"{s}.wav").is_file()))
+                  for f in folders]
+  seen = {}
+  for name, subset, path, _ in entries:
+    seen.setdefault(name.casefold(), []).append(f"{subset}/{path.name}")
+  return layout, [Entry(name, subset, path, missing,
+                        tuple(p for p in seen[name.casefold()] if p != f"{subset}/{path.name}"))
+                  for name, subset, path, missing in entries]
+
+
+def _check_layout(layout):
+  if layout not in LAYOUTS:
+    raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
+  return layout
 
 
 def load_tracks(root, *, subset="test", split=None, layout=None, sample_rate=SAMPLE_RATE, cache=False):
@@ -276,18 +302,21 @@ def load_tracks(root, *, subset="test", split=None, layout=None, sample_rate=SAM
       raise ParameterError(f"split={split!r} must be one of {SPLITS} or None")
     if subsets != ("train",):
       raise ParameterError(f"split={split!r} applies to subset='train' only, got subset={subset!r}")
-  root = _check_root(root)
-  if layout is None:
-    layout = detect_layout(root)
-  elif layout not in LAYOUTS:
-    raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
-  _check_duplicates(root, layout)
+  root = pathlib.Path(root)
+  layout, entries = scan(root, layout=layout)
+  duplicates = sorted({" and ".join(sorted((f"{e.subset}/{e.path.name}",) + e.duplicate_of))
+                       for e in entries if e.duplicate_of})
+  if duplicates:
+    raise DataError(f"{root}: duplicate track names: {'; '.join(duplicates)}")
   tracks = []
   for s in subsets:
-    found = _tracks_in(root, s, layout, sample_rate=sample_rate, cache=cache)
+    found = [e for e in entries if e.subset == s]
     if not found:
       raise DataError(f"{root / s}: no {layout} tracks")
-    tracks.extend(found)
+    for e in found:
+      if e.missing:
+        raise DataError(f"{e.path}: missing stem file(s) {', '.join(m + '.wav' for m in e.missing)}")
+      tracks.append(Track(e.name, s, e.path, layout, sample_rate=sample_rate, cache=cache))
   if split is not None:
     valid = set(VALIDATION_TRACKS)
     tracks = [t for t in tracks if (t.name in valid) == (split == "valid")]

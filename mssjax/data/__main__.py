@@ -1,0 +1,46 @@
+"""``python -m mssjax.data COMMAND ...``: the dataset tools.
+
+Each command is a module with ``add_arguments(parser)`` and ``run(args) -> int``
+(the exit status), listed in `COMMANDS`; a module is imported only when its
+command runs, so heavy ones (TFDS) cost nothing to the others. To add one,
+add a line to `COMMANDS`.
+
+    python -m mssjax.data prepare --root IN --out OUT [--segment 30] ...
+    python -m mssjax.data validate --root ROOT --report OUT.json
+"""
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    # name: (module, one-line help)
+    "prepare": ("mssjax.data.prepare", "trim, cut one segment per track, remix; write MUSDB18-HQ"),
+    "validate": ("mssjax.data.validate", "check every track of a dataset, write a JSON report"),
+}
+
+
+def _overview():
+  lines = ["usage: python -m mssjax.data COMMAND [--help] ...", "", "commands:"]
+  lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  """Parses ``argv`` (default ``sys.argv[1:]``), runs the command, returns its exit status."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if not argv or argv[0] in ("-h", "--help"):
+    print(_overview())
+    return 0 if argv else 2
+  if argv[0] not in COMMANDS:
+    print(f"unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
+    return 2
+  module_name, help_text = COMMANDS[argv[0]]
+  module = importlib.import_module(module_name)
+  parser = argparse.ArgumentParser(prog=f"python -m mssjax.data {argv[0]}", description=help_text)
+  module.add_arguments(parser)
+  return module.run(parser.parse_args(argv[1:]))
+
+
+if __name__ == "__main__":
+  sys.exit(main())
