@@ -257,11 +257,19 @@ def save(path, audio, *, sample_rate=44100, subtype="FLOAT"):
   os.close(handle)
   try:
     soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
+    os.chmod(temporary, 0o666 & ~_umask())
     os.replace(temporary, path)
   except BaseException:
     with contextlib.suppress(OSError):
       os.unlink(temporary)
     raise
+
+
+def _umask():
+  """The process's umask (temporary files are created 0600; finished ones follow the umask)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def resample(audio, orig_rate, target_rate):

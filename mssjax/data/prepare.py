@@ -1,0 +1,378 @@
+"""The study's preprocessing: trim silence, cut one segment per track, remix.
+
+For each track of a MUSDB18 or MUSDB18-HQ folder:
+
+1. the four targets are decoded (the original mixture is not used);
+2. leading and trailing silence is trimmed, measured on the sum of the stems
+   (so all stems are cut at the same samples and stay aligned): frames of
+   `FRAME_LENGTH` samples whose RMS is below ``silence_db`` dBFS;
+3. one segment of ``segment`` seconds is cut at the same place from every
+   stem: the start, the centre, or the most active window (the window where
+   the most stems are active, i.e. above ``active_db`` dBFS, for the most
+   frames; ties go to the louder window);
+4. the mixture is made again as the sum of the four stems, and everything is
+   written as MUSDB18-HQ wav files.
+
+A track shorter than the segment is kept whole (``keep_short``) or dropped,
+never padded. Every write is atomic: a track's files go to a hidden folder
+that is renamed into place once complete, then a marker records the settings,
+so a re-run skips finished tracks. A track that fails is reported and skipped
+unless ``strict``. The output is then checked with `mssjax.data.validate`.
+
+    python -m mssjax.data prepare --root IN --out OUT [--segment 30] [--position active]
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+from mssjax import TARGETS
+from mssjax import audio
+from mssjax.data import musdb
+from mssjax.data import validate as validation
+from mssjax.errors import DataError, ParameterError
+
+__all__ = ["Settings", "POSITIONS", "frame_rms_db", "trim_bounds", "segment_start", "cut",
+           "prepare_track", "prepare"]
+
+POSITIONS = ("active", "start", "center")
+FRAME_LENGTH = 1024
+"""Samples per frame for the silence and activity measurements (23 ms at 44.1 kHz)."""
+STATE_FOLDER = ".prepare"
+"""Hidden folder under the output root holding one marker per finished track."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How tracks are prepared (recorded in each track's marker).
+
+  Attributes:
+    segment: seconds per track; None or 0 keeps the whole trimmed track.
+    position: where the segment is cut: "active", "start" or "center".
+    silence_db: frames of the stem sum quieter than this (RMS, dBFS) are
+      silence when trimming the ends.
+    active_db: a stem counts as active in a frame whose RMS is above this (dBFS).
+    keep_short: keep a track shorter than the segment whole (True) or drop it.
+    subtype: wav sample format, "FLOAT" or "PCM_16".
+  """
+  segment: float | None = 30.0
+  position: str = "active"
+  silence_db: float = -60.0
+  active_db: float = -40.0
+  keep_short: bool = True
+  subtype: str = "FLOAT"
+
+  def __post_init__(self):
+    if self.segment is not None and not self.segment >= 0:
+      raise ParameterError(f"segment={self.segment!r} must be a non-negative number of seconds or None")
+    if self.position not in POSITIONS:
+      raise ParameterError(f"position={self.position!r} must be one of {POSITIONS}")
+    if self.subtype not in audio.SUBTYPES:
+      raise ParameterError(f"subtype={self.subtype!r} must be one of {audio.SUBTYPES}")
+
+
+def frame_rms_db(x, *, frame_length=FRAME_LENGTH):
+  """RMS per frame in dBFS, over the channels jointly.
+
+  Args:
+    x: ``[..., channels, n_samples]``.
+    frame_length: samples per frame; frames do not overlap and the last,
+      partial frame is measured on the samples it has.
+
+  Returns:
+    float64 ``[..., n_frames]`` with ``n_frames = ceil(n_samples / frame_length)``.
+  """
+  n = x.shape[-1]
+  n_full = n // frame_length
+  full = x[..., :n_full * frame_length].reshape(x.shape[:-1] + (n_full, frame_length))
+  energy = np.square(full).mean(axis=(-3, -1), dtype=np.float64)
+  if n > n_full * frame_length:
+    tail = np.square(x[..., n_full * frame_length:]).mean(axis=(-2, -1), dtype=np.float64)
+    energy = np.concatenate([energy, tail[..., None]], axis=-1)
+  return 10.0 * np.log10(energy + 1e-20)
+
+
+def trim_bounds(mixture, *, silence_db=-60.0, frame_length=FRAME_LENGTH):
+  """Where the non-silent part of a track starts and ends.
+
+  Args:
+    mixture: ``[channels, n_samples]``, the sum of the stems.
+    silence_db: frames with RMS below this (dBFS) are silent.
+    frame_length: samples per frame.
+
+  Returns:
+    (start, end) sample indices: from the first to the end of the last frame
+    at or above the threshold.
+
+  Raises:
+    DataError: every frame is silent.
+  """
+  loud = np.flatnonzero(frame_rms_db(mixture, frame_length=frame_length) >= silence_db)
+  if loud.size == 0:
+    raise DataError(f"the whole track is below {silence_db:g} dBFS")
+  return int(loud[0]) * frame_length, min(int(loud[-1] + 1) * frame_length, mixture.shape[-1])
+
+
+def segment_start(targets, length, *, position="active", active_db=-40.0, frame_length=FRAME_LENGTH):
+  """Where a segment of ``length`` samples starts in a track.
+
+  Args:
+    targets: ``[n_stems, channels, n_samples]`` with ``n_samples >= length``.
+    length: segment length in samples.
+    position: "start", "center", or "active": the frame-aligned window with
+      the most (stem, frame) pairs above ``active_db``, the loudest among ties.
+    active_db: activity threshold in dBFS.
+    frame_length: samples per frame.
+
+  Returns:
+    the first sample of the segment, ``0 <= start <= n_samples - length``.
+  """
+  n = targets.shape[-1]
+  if length > n:
+    raise ParameterError(f"segment of {length} samples is longer than the track ({n} samples)")
+  if position == "start":
+    return 0
+  if position == "center":
+    return (n - length) // 2
+  window = max(length // frame_length, 1)
+  n_frames = n // frame_length
+  if n_frames <= window:
+    return 0
+  energy = np.stack([10.0 ** (frame_rms_db(stem[..., :n_frames * frame_length], frame_length=frame_length) / 10.0)
+                     for stem in targets])  # [n_stems, n_frames]
+  active = (10.0 * np.log10(energy + 1e-20) >= active_db).sum(axis=0)
+  loudness = energy.sum(axis=0)
+  active_sums = _window_sums(active.astype(np.float64), window)
+  loud_sums = _window_sums(loudness, window)
+  best = np.flatnonzero(active_sums == active_sums.max())
+  start = int(best[np.argmax(loud_sums[best])]) * frame_length
+  return min(start, n - length)
+
+
+def _window_sums(values, window):
+  cumulative = np.concatenate([[0.0], np.cumsum(values)])
+  return cumulative[window:] - cumulative[:-window]
+
+
+def cut(targets, sample_rate, settings):
+  """Trims silence and cuts the segment.
+
+  Args:
+    targets: float32 ``[4, 2, n_samples]``.
+    sample_rate: Hz.
+    settings: `Settings`.
+
+  Returns:
+    (start, end) in samples of the source, or None when the track is shorter
+    than the segment and ``settings.keep_short`` is False.
+  """
+  start, end = trim_bounds(targets.sum(axis=0), silence_db=settings.silence_db)
+  length = int(round((settings.segment or 0) * sample_rate))
+  if not length:
+    return start, end
+  if end - start < length:
+    return (start, end) if settings.keep_short else None
+  offset = segment_start(targets[..., start:end], length, position=settings.position,
+                         active_db=settings.active_db)
+  return start + offset, start + offset + length
+
+
+def _marker_path(out, track):
+  return pathlib.Path(out) / STATE_FOLDER / track.subset / f"{track.name}.json"
+
+
+def _marker_key(track, settings):
+  return {"source": str(pathlib.Path(track.path).resolve()), "settings": dataclasses.asdict(settings)}
+
+
+def _is_done(out, track, settings):
+  marker = _marker_path(out, track)
+  if not marker.is_file():
+    return None
+  try:
+    record = json.loads(marker.read_text())
+  except (OSError, ValueError):
+    return None
+  if {k: record.get(k) for k in ("source", "settings")} != _marker_key(track, settings):
+    return None
+  folder = pathlib.Path(out) / track.subset / track.name
+  complete = all((folder / f"{s}.wav").is_file() for s in musdb.STEM_NAMES)
+  return record if record.get("status") == "dropped" or complete else None
+
+
+def _write_json(path, record):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+  with os.fdopen(handle, "w") as stream:
+    json.dump(record, stream, indent=1)
+  os.replace(temporary, path)
+
+
+def _write_track(folder, stems, sample_rate, subtype):
+  """Writes the stems into a hidden sibling folder, then renames it to ``folder``."""
+  folder.parent.mkdir(parents=True, exist_ok=True)
+  staging = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
+  try:
+    for name, x in stems.items():
+      audio.save(staging / f"{name}.wav", x, sample_rate=sample_rate, subtype=subtype)
+    os.chmod(staging, 0o777 & ~audio._umask())  # pylint: disable=protected-access
+    if folder.exists():
+      stale = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+      os.replace(folder, stale / "track")
+      shutil.rmtree(stale)
+    os.replace(staging, folder)
+  finally:
+    if staging.exists():
+      shutil.rmtree(staging)
+
+
+def prepare_track(track, out, settings=Settings()):
+  """Prepares one track into ``out/<subset>/<name>/`` (see the module docstring).
+
+  Returns:
+    dict with "track", "subset", "status" ("written", "dropped" or "done"
+    when an earlier run finished it), and "source_samples", "start", "end"
+    (the cut, in source samples) for written tracks.
+
+  Raises:
+    DataError, AudioError: the track cannot be read or is silent.
+  """
+  done = _is_done(out, track, settings)
+  if done is not None:
+    return {**done, "status": "done"} if done.get("status") == "written" else done
+  targets = track.targets()
+  bounds = cut(targets, track.expected_rate, settings)
+  record = {"track": track.name, "subset": track.subset, **_marker_key(track, settings),
+            "source_samples": int(targets.shape[-1])}
+  if bounds is None:
+    record.update(status="dropped", reason=f"shorter than {settings.segment:g} s after trimming")
+  else:
+    start, end = bounds
+    segment = np.ascontiguousarray(targets[..., start:end])
+    stems = {"mixture": segment.sum(axis=0), **dict(zip(TARGETS, segment))}
+    _write_track(pathlib.Path(out) / track.subset / track.name, stems, track.expected_rate, settings.subtype)
+    record.update(status="written", start=int(start), end=int(end))
+  _write_json(_marker_path(out, track), record)
+  return record
+
+
+def _failed(entry, message):
+  return {"track": entry.name, "subset": entry.subset, "status": "failed", "reason": message}
+
+
+def _entry_problem(entry):
+  if entry.missing:
+    return f"missing stem file(s) {', '.join(m + '.wav' for m in entry.missing)}"
+  if entry.duplicate_of:
+    return f"duplicate track name (also {', '.join(entry.duplicate_of)})"
+  return None
+
+
+def _prepare_entry(entry, layout, out, settings, strict):
+  problem = _entry_problem(entry)
+  try:
+    if problem:
+      raise DataError(f"{entry.path}: {problem}")
+    track = musdb.Track(entry.name, entry.subset, entry.path, layout)
+    return prepare_track(track, out, settings)
+  except ValueError as error:  # AudioError, DataError, ParameterError
+    if strict:
+      raise
+    return _failed(entry, str(error))
+
+
+def prepare(root, out, settings=Settings(), *, subset=None, layout=None, strict=False, progress=False,
+            check=True):
+  """Prepares every track of ``root`` into a MUSDB18-HQ folder ``out``.
+
+  Args:
+    root: MUSDB18 or MUSDB18-HQ folder.
+    out: output folder (must not be ``root``).
+    settings: `Settings`.
+    subset: "train", "test", a list of them, or None for both.
+    layout: the input layout (None detects it).
+    strict: raise on the first bad track instead of reporting and skipping it.
+    progress: show a tqdm progress bar.
+    check: validate the output (`mssjax.data.validate`) and include the results.
+
+  Returns:
+    dict with "tracks" (one record per input track, see `prepare_track`;
+    failed ones have status "failed" and a "reason") and "validation"
+    (the validator's results on ``out``, or None). Both are also written to
+    ``out/prepare_report.json``.
+  """
+  root, out = pathlib.Path(root), pathlib.Path(out)
+  if out.resolve() == root.resolve():
+    raise ParameterError(f"out={str(out)!r} must differ from root")
+  subsets = musdb._subsets(subset)  # pylint: disable=protected-access
+  layout, entries = musdb.scan(root, layout=layout)
+  entries = [e for e in entries if e.subset in subsets]
+  records = [_prepare_entry(e, layout, out, settings, strict) for e in _progress(entries, progress)]
+  checked = None
+  if check and any(r["status"] in ("written", "done") for r in records):
+    checked = validation.validate(out, subset=[s for s in subsets if (out / s).is_dir()], layout="musdb18hq")
+  summary = {"tracks": records, "validation": checked}
+  _write_json(out / "prepare_report.json", summary)
+  return summary
+
+
+def _progress(items, enabled):
+  if not enabled:
+    return items
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(items, desc="prepare", unit="track", file=sys.stderr)
+
+
+def format_summary(summary):
+  """Counts per status, the failed and dropped tracks, then the validation table."""
+  records = summary["tracks"]
+  counts = {s: sum(r["status"] == s for r in records) for s in ("written", "done", "dropped", "failed")}
+  lines = [f"{len(records)} tracks: {counts['written']} written, {counts['done']} already done, "
+           f"{counts['dropped']} dropped, {counts['failed']} failed"]
+  lines += [f"  {r['status']}: {r['subset']}/{r['track']}: {r.get('reason', '')}"
+            for r in records if r["status"] in ("dropped", "failed")]
+  if summary["validation"] is not None:
+    lines += ["", "validation of the output:", validation.format_table(summary["validation"], only_problems=True)]
+  return "\n".join(lines)
+
+
+def add_arguments(parser):
+  """The ``prepare`` subcommand's flags."""
+  defaults = Settings()
+  parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ input folder")
+  parser.add_argument("--out", required=True, help="output folder (MUSDB18-HQ layout)")
+  parser.add_argument("--subset", choices=musdb.SUBSETS, help="prepare one subset (default both)")
+  parser.add_argument("--segment", type=float, default=defaults.segment,
+                      help="seconds per track, 0 for whole tracks (default %(default)s)")
+  parser.add_argument("--position", choices=POSITIONS, default=defaults.position,
+                      help="where the segment is cut (default %(default)s)")
+  parser.add_argument("--silence-db", type=float, default=defaults.silence_db,
+                      help="trim threshold on the stem sum, dBFS (default %(default)s)")
+  parser.add_argument("--active-db", type=float, default=defaults.active_db,
+                      help="a stem is active above this, dBFS (default %(default)s)")
+  short = parser.add_mutually_exclusive_group()
+  short.add_argument("--keep-short", dest="keep_short", action="store_true", default=True,
+                     help="keep tracks shorter than the segment whole (default)")
+  short.add_argument("--drop-short", dest="keep_short", action="store_false",
+                     help="drop tracks shorter than the segment")
+  parser.add_argument("--subtype", choices=("FLOAT", "PCM_16"), default=defaults.subtype,
+                      help="wav sample format (default %(default)s)")
+  parser.add_argument("--strict", action="store_true", help="stop at the first bad track")
+
+
+def run(args):
+  """Runs ``prepare``; exit status 0 when no track failed and the output validates, else 1."""
+  settings = Settings(segment=args.segment or None, position=args.position, silence_db=args.silence_db,
+                      active_db=args.active_db, keep_short=args.keep_short, subtype=args.subtype)
+  summary = prepare(args.root, args.out, settings, subset=args.subset, strict=args.strict, progress=True)
+  print(format_summary(summary))
+  print(f"report written to {pathlib.Path(args.out) / 'prepare_report.json'}")
+  failed = any(r["status"] == "failed" for r in summary["tracks"])
+  invalid = summary["validation"] is not None and not all(r["ok"] for r in summary["validation"])
+  return 1 if failed or invalid else 0
