@@ -1,0 +1,316 @@
+"""Tests for mssjax.audio: load / load_stems / info / save, bad input, real stems."""
+
+import os
+
+import av
+import numpy as np
+import pytest
+import soundfile
+
+from mssjax import audio
+from mssjax.errors import AudioError, ParameterError
+
+RATE = 44100
+
+
+def _tone(n=RATE // 2, channels=2, rate=RATE, frequency=440.0):
+  t = np.arange(n) / rate
+  return np.stack([0.5 * np.sin(2 * np.pi * frequency * (c + 1) * t) for c in range(channels)]).astype(np.float32)
+
+
+def _encode(path, signals, *, codec="aac", rate=RATE):
+  """Writes each ``[2, n]`` signal as one audio stream of ``path`` with PyAV."""
+  with av.open(str(path), "w") as container:
+    streams = [container.add_stream(codec, rate=rate, layout="stereo") for _ in signals]
+    for stream, x in zip(streams, signals):
+      size = stream.codec_context.frame_size or 1024
+      for offset in range(0, x.shape[1], size):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, offset:offset + size]), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate, frame.pts = rate, offset
+        for packet in stream.encode(frame):
+          container.mux(packet)
+      for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def _correlation(a, b):
+  n = min(a.shape[-1], b.shape[-1])
+  a, b = a[..., :n].ravel(), b[..., :n].ravel()
+  return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+
+
+@pytest.fixture(scope="module")
+def tone():
+  return _tone()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  return tmp_path_factory.mktemp("audio")
+
+
+# --- round trips -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extension,subtype,tolerance", [
+    (".wav", "FLOAT", 0.0), (".wav", "PCM_16", 1 / 32768), (".wav", "PCM_24", 1 / 2**23),
+    (".flac", "PCM_16", 1 / 32768), (".flac", "PCM_24", 1 / 2**23), (".aiff", "PCM_16", 1 / 32768)])
+def test_save_load_round_trip(tmp_path, tone, extension, subtype, tolerance):
+  path = tmp_path / f"x{extension}"
+  audio.save(path, tone, subtype=subtype)
+  loaded = audio.load(path)
+  assert loaded.dtype == np.float32 and loaded.shape == tone.shape
+  np.testing.assert_allclose(loaded, tone, atol=tolerance, rtol=0)
+  header = audio.info(path)
+  assert (header.sample_rate, header.channels, header.frames, header.n_streams) == (RATE, 2, tone.shape[1], 1)
+  assert header.duration == pytest.approx(tone.shape[1] / RATE)
+
+
+def test_ogg_vorbis_is_read(tmp_path, tone):
+  path = tmp_path / "x.ogg"
+  soundfile.write(path, tone.T, RATE, format="OGG", subtype="VORBIS")
+  loaded = audio.load(path)
+  assert loaded.shape == tone.shape and _correlation(loaded, tone) > 0.99
+
+
+def test_save_leaves_no_temporary_files_and_follows_umask(tmp_path, tone):
+  audio.save(tmp_path / "sub" / "x.wav", tone)
+  assert os.listdir(tmp_path / "sub") == ["x.wav"]
+  mask = os.umask(0o022)
+  os.umask(mask)
+  assert os.stat(tmp_path / "sub" / "x.wav").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_pcm_subtypes_clip(tmp_path):
+  path = tmp_path / "loud.wav"
+  audio.save(path, np.array([[2.0, -2.0, 0.5]] * 2, np.float32), subtype="PCM_16")
+  np.testing.assert_allclose(audio.load(path)[0], [32767 / 32768, -1.0, 0.5], atol=1e-6)
+
+
+def test_mono_becomes_two_identical_channels(tmp_path, tone):
+  path = tmp_path / "mono.wav"
+  audio.save(path, tone[0])
+  assert audio.info(path).channels == 1
+  loaded = audio.load(path)
+  assert loaded.shape == (2, tone.shape[1])
+  np.testing.assert_array_equal(loaded[0], tone[0])
+  np.testing.assert_array_equal(loaded[1], tone[0])
+
+
+def test_more_than_two_channels_needs_downmix(tmp_path):
+  surround = _tone(channels=3)
+  path = tmp_path / "three.wav"
+  audio.save(path, surround)
+  with pytest.raises(AudioError, match=r"three\.wav: 3 channels"):
+    audio.load(path)
+  mixed = audio.load(path, downmix=True)
+  np.testing.assert_allclose(mixed, np.stack([surround.mean(0)] * 2), atol=1e-7)
+
+
+@pytest.mark.parametrize("target", [22050, 48000, 16000])
+def test_resampling_preserves_a_tone(tmp_path, target):
+  path = tmp_path / "tone.wav"
+  audio.save(path, _tone(n=RATE, frequency=440.0))
+  loaded = audio.load(path, sample_rate=target)
+  assert loaded.shape == (2, target)
+  expected = _tone(n=target, rate=target, frequency=440.0)
+  middle = slice(target // 10, -target // 10)  # the filter's edges aside
+  np.testing.assert_allclose(loaded[:, middle], expected[:, middle], atol=2e-3)
+
+
+def test_resample_fallback_matches_soxr(monkeypatch):
+  x = _tone(n=4410)
+  with_soxr = audio.resample(x, RATE, 22050)
+  monkeypatch.setitem(__import__("sys").modules, "soxr", None)  # import soxr -> ImportError
+  with_scipy = audio.resample(x, RATE, 22050)
+  assert with_scipy.shape == with_soxr.shape == (2, 2205)
+  np.testing.assert_allclose(with_scipy[:, 200:-200], with_soxr[:, 200:-200], atol=5e-3)
+
+
+def test_sample_rate_none_keeps_the_file_rate(tmp_path, tone):
+  path = tmp_path / "x.wav"
+  audio.save(path, tone, sample_rate=8000)
+  assert audio.load(path, sample_rate=None).shape == tone.shape
+  assert audio.load(path).shape == (2, int(np.ceil(tone.shape[1] * RATE / 8000)))
+
+
+# --- PyAV formats ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,codec", [("x.m4a", "aac"), ("x.mp3", "libmp3lame")])
+def test_compressed_formats_load(folder, tone, name, codec):
+  path = folder / name
+  _encode(path, [tone], codec=codec)
+  loaded = audio.load(path)
+  assert loaded.dtype == np.float32 and loaded.shape[0] == 2
+  assert abs(loaded.shape[1] - tone.shape[1]) <= 2048  # codec padding
+  assert audio.info(path).channels == 2
+  lags = range(-2048, 2049, 1)
+  best = max(_correlation(loaded[:, max(0, k):], tone[:, max(0, -k):]) for k in lags[::8])
+  assert best > 0.95
+
+
+def test_load_stems_reads_every_stream(folder):
+  signals = [_tone(frequency=f) for f in (220.0, 330.0, 550.0)]
+  path = folder / "three.stem.mp4"
+  _encode(path, signals)
+  header = audio.info(path)
+  assert header.n_streams == 3
+  stems = audio.load_stems(path)
+  assert stems.dtype == np.float32 and stems.shape == (3, 2, stems.shape[-1])
+  assert stems.shape[-1] == header.frames
+  for index, signal in enumerate(signals):
+    scores = [_correlation(stems[index], s) for s in signals]
+    assert int(np.argmax(scores)) == index and scores[index] > 0.95
+  np.testing.assert_array_equal(audio.load(path, stream=2), stems[2])
+  np.testing.assert_array_equal(audio.load_stems(path, streams=[2, 0]), stems[[2, 0]])
+  with pytest.raises(ParameterError, match="stream=3"):
+    audio.load(path, stream=3)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def _garbage(path, content):
+  path.write_bytes(content)
+  return path
+
+
+@pytest.mark.parametrize("reader", [audio.load, audio.info, audio.load_stems])
+@pytest.mark.parametrize("name,content,message", [
+    ("missing.wav", None, "no such file"),
+    ("empty.wav", b"", "file is empty"),
+    ("empty.mp3", b"", "file is empty"),
+    ("noise.wav", bytes(range(256)) * 20, "not a readable audio file"),
+    ("noise.mp3", bytes(range(256)) * 20, "not a readable audio file"),
+    ("text.m4a", b"hello world\n" * 100, "not a readable audio file"),
+])
+def test_unreadable_files(tmp_path, reader, name, content, message):
+  path = tmp_path / name if content is None else _garbage(tmp_path / name, content)
+  with pytest.raises(AudioError, match=f"{name}: {message}"):
+    reader(path)
+
+
+def test_a_folder_is_not_a_file(tmp_path):
+  with pytest.raises(AudioError, match="not a regular file"):
+    audio.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cut.wav", "cut.m4a", "cut.mp3"])
+def test_truncated_files(folder, tmp_path, tone, name):
+  full = tmp_path / f"full{os.path.splitext(name)[1]}"
+  if name.endswith(".wav"):
+    audio.save(full, tone)
+  else:
+    _encode(full, [_tone(n=RATE * 2)], codec="aac" if name.endswith(".m4a") else "libmp3lame")
+  data = full.read_bytes()
+  cut = _garbage(tmp_path / name, data[:len(data) * 2 // 3])
+  # PyAV's mp4 muxer writes the index last, so a cut m4a has none: "not a readable audio file".
+  with pytest.raises(AudioError, match=f"{name}: (truncated|corrupt|not a readable audio file)"):
+    audio.load(cut)
+
+
+def test_zero_length_audio(tmp_path):
+  path = tmp_path / "zero.wav"
+  soundfile.write(path, np.zeros((0, 2), np.float32), RATE, subtype="FLOAT")
+  with pytest.raises(AudioError, match="zero.wav: holds no audio samples"):
+    audio.load(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path, tone, bad):
+  x = tone.copy()
+  x[1, 100] = bad
+  path = tmp_path / "bad.wav"
+  soundfile.write(path, x.T, RATE, subtype="FLOAT")
+  with pytest.raises(AudioError, match="bad.wav: 1 samples are NaN or Inf"):
+    audio.load(path)
+
+
+@pytest.mark.parametrize("data,message", [
+    (np.zeros((2, 0), np.float32), "zero-length"),
+    (np.array([[0.0, np.nan]] * 2, np.float32), "NaN or Inf"),
+    (np.array([[0.0, np.inf]] * 2, np.float32), "NaN or Inf"),
+    (np.zeros((2, 3, 4), np.float32), "must be a numeric"),
+    (np.zeros((1000, 2), np.float32), "1000 channels"),
+    (np.array([["a", "b"]]), "must be a numeric"),
+])
+def test_save_refuses_bad_audio_and_writes_nothing(tmp_path, data, message):
+  path = tmp_path / "out.wav"
+  with pytest.raises(AudioError, match=message):
+    audio.save(path, data)
+  assert os.listdir(tmp_path) == []
+
+
+def test_save_bad_parameters(tmp_path, tone):
+  with pytest.raises(AudioError, match="cannot write .mp3"):
+    audio.save(tmp_path / "x.mp3", tone)
+  with pytest.raises(ParameterError, match="subtype='PCM_8'"):
+    audio.save(tmp_path / "x.wav", tone, subtype="PCM_8")
+  with pytest.raises(ParameterError, match="cannot be written to FLAC"):
+    audio.save(tmp_path / "x.flac", tone, subtype="FLOAT")
+  with pytest.raises(ParameterError, match="sample_rate=0"):
+    audio.save(tmp_path / "x.wav", tone, sample_rate=0)
+  assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, tone, monkeypatch):
+  path = tmp_path / "x.wav"
+  audio.save(path, tone)
+  before = path.read_bytes()
+
+  def crash(file, data, *args, **kwargs):
+    with open(file, "wb") as handle:  # half a file, then the crash
+      handle.write(b"RIFF" + bytes(100))
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(soundfile, "write", crash)
+  with pytest.raises(KeyboardInterrupt):
+    audio.save(path, tone * 0.5)
+  assert path.read_bytes() == before
+  assert os.listdir(tmp_path) == ["x.wav"]
+
+
+def test_bad_load_parameters(tmp_path, tone):
+  path = tmp_path / "x.wav"
+  audio.save(path, tone)
+  with pytest.raises(ParameterError, match="sample_rate=-1"):
+    audio.load(path, sample_rate=-1)
+  with pytest.raises(ParameterError, match="x.wav has a single audio stream"):
+    audio.load(path, stream=1)
+
+
+# --- real data -------------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_real_stem_file(musdb_root):
+  path = musdb_root / "test" / "PR - Happy Daze.stem.mp4"
+  header = audio.info(path)
+  assert (header.sample_rate, header.channels, header.n_streams, header.frames) == (RATE, 2, 5, 299880)
+  stems = audio.load_stems(path)
+  assert stems.shape == (5, 2, 299880) and stems.dtype == np.float32
+  residual = stems[0] - stems[1:].sum(axis=0)
+  assert 10 * np.log10(np.sum(residual**2) / np.sum(stems[0]**2)) < -15  # README: -21 to -35 dB
+  np.testing.assert_array_equal(audio.load(path), stems[0])
+  np.testing.assert_array_equal(audio.load(path, stream=4), stems[4])
+
+
+@pytest.mark.realdata
+def test_real_stem_file_truncated(musdb_root, tmp_path):
+  data = (musdb_root / "test" / "PR - Oh No.stem.mp4").read_bytes()  # index first, then the audio
+  cut = _garbage(tmp_path / "cut.stem.mp4", data[:len(data) // 2])
+  with pytest.raises(AudioError, match=r"cut\.stem\.mp4: (corrupt or )?truncated"):
+    audio.load_stems(cut)
+
+
+@pytest.mark.realdata
+def test_real_mp3_agrees_with_libsndfile(mixture_example):
+  header = audio.info(mixture_example)
+  loaded = audio.load(mixture_example)
+  assert loaded.shape == (2, header.frames) == (2, 479832)
+  reference, rate = soundfile.read(mixture_example, dtype="float32", always_2d=True)  # mpg123
+  assert rate == RATE and reference.shape[0] == loaded.shape[1]
+  assert _correlation(loaded, reference.T) > 0.999
+  assert audio.load(mixture_example, sample_rate=22050).shape == (2, 239916)
