@@ -1,0 +1,462 @@
+"""The grain training input pipeline: random augmented chunks of MUSDB18 tracks.
+
+Each training example is a fixed-length chunk (default 6 s) cut at a random
+position of a random track, with the data augmentations of Open-Unmix
+(Stöter et al. 2019) and Demucs (Défossez et al. 2019), each switchable:
+
+- ``gain``: every stem is scaled by a random gain in [0.25, 1.25];
+- ``channel_swap``: every stem has its left and right channels swapped with
+  probability 1/2;
+- ``remix``: every stem comes from an independent random track and position
+  (Open-Unmix's ``random_track_mix``), so mixtures never heard together are made.
+
+The mixture is the sum of the augmented stems. Batches are
+``{"mixture": float32 [B, 2, n], "targets": float32 [B, 4, 2, n]}`` with the
+targets in `mssjax.TARGETS` order (vocals, drums, bass, other).
+
+The pipeline is a `grain.DataLoader`: an `IndexSampler` shuffles
+``n_tracks * samples_per_track`` keys per epoch (so every track is visited
+``samples_per_track`` times an epoch, Open-Unmix's scheme) and a `RandomMap`
+cuts and augments the chunk with the sampler's per-record generator. The
+stream is therefore a pure function of the seed, whatever ``worker_count``;
+it is sharded per JAX process (`grain.sharding.ShardByJaxProcess`); and the
+iterator's state (``get_state`` / ``set_state``, or orbax through
+`checkpoint_save_args` / `checkpoint_restore_args`) resumes it exactly.
+
+Track sources (random access, picklable for the worker processes):
+
+- `WavSource`: a MUSDB18-HQ folder (e.g. generated songs); reads only the
+  samples of each chunk from the wav files.
+- `TfdsSource`: the array_record dataset of `mssjax.data.tfds_musdb` (any
+  layout; use a segmented config such as "hq_10s" so each read is small).
+- `ArraySource`: tracks already in memory (tests, tiny datasets).
+
+Typical use (``config.data`` fields in `default_config`)::
+
+  loader = make_train_loader(config, seed=config.seed)
+  iterator = iter(loader)
+  batch = next(iterator)          # {"mixture": [B, 2, n], "targets": [B, 4, 2, n]}
+  for track in make_eval_source(config): ...   # {"name", "mixture", "targets"}
+"""
+
+import dataclasses
+import pathlib
+
+from absl import flags
+import grain
+import ml_collections
+import numpy as np
+import soundfile as sf
+
+from mssjax import TARGETS
+from mssjax.data import musdb
+from mssjax.errors import DataError, ParameterError
+
+__all__ = [
+    "ArraySource", "WavSource", "TfdsSource", "Augment", "RandomChunk", "default_config",
+    "make_source", "make_train_loader", "make_eval_source", "checkpoint_save_args",
+    "checkpoint_restore_args", "iterator_state", "restore_iterator_state",
+]
+
+_ALL_STEMS = tuple(range(len(TARGETS)))
+
+
+def _chunk_start(n_samples, length, rng):
+  """A uniform random start so that ``[start, start + length)`` lies in the track (0 if short)."""
+  return int(rng.integers(0, max(n_samples - length, 0) + 1))
+
+
+def _fit(audio, length):
+  """Zero-pads ``[..., n]`` at the end to ``length`` samples (tracks shorter than a chunk)."""
+  missing = length - audio.shape[-1]
+  if missing <= 0:
+    return audio
+  return np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, missing)])
+
+
+class ArraySource:
+  """Tracks in memory.
+
+  Args:
+    targets: sequence of float32 ``[4, 2, n_i]`` arrays in TARGETS order.
+    mixtures: optional sequence of ``[2, n_i]`` (default: the sums of the targets).
+    names: optional track names.
+  """
+
+  def __init__(self, targets, mixtures=None, names=None):
+    self.targets = [np.asarray(t, dtype=np.float32) for t in targets]
+    for i, t in enumerate(self.targets):
+      if t.ndim != 3 or t.shape[:2] != (len(TARGETS), 2):
+        raise ParameterError(f"targets[{i}].shape={t.shape} must be [4, 2, n_samples]")
+    self.mixtures = mixtures
+    self.names = list(names) if names is not None else [f"track {i:03d}" for i in range(len(targets))]
+
+  def __len__(self):
+    return len(self.targets)
+
+  def __repr__(self):
+    return f"ArraySource(n_tracks={len(self)})"
+
+  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
+    """``[len(stems), 2, length]`` float32 from a random position of track ``index``."""
+    track = self.targets[index]
+    start = _chunk_start(track.shape[-1], length, rng)
+    return _fit(track[list(stems), :, start:start + length], length)
+
+  def track(self, index):
+    """Track ``index`` whole: dict name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
+    targets = self.targets[index]
+    mixture = targets.sum(0) if self.mixtures is None else np.asarray(self.mixtures[index], np.float32)
+    return {"name": self.names[index], "mixture": mixture, "targets": targets}
+
+
+class WavSource:
+  """A MUSDB18-HQ folder read in place: each chunk reads only its samples.
+
+  Args:
+    root: MUSDB18-HQ folder (``{train,test}/NAME/{mixture,vocals,...}.wav``).
+    subset: "train" or "test".
+    split: None, or MUSDB18's "train" / "valid" split of the training tracks.
+  """
+
+  def __init__(self, root, *, subset="train", split=None):
+    tracks = _select(musdb.load_tracks(root, subset=subset, layout="musdb18hq"), split, root)
+    self.root, self.subset, self.split = str(root), subset, split
+    self.names = [t.name for t in tracks]
+    self.folders = [str(t.path) for t in tracks]
+    self.lengths = [t.n_samples for t in tracks]
+
+  def __len__(self):
+    return len(self.folders)
+
+  def __repr__(self):
+    return f"WavSource(root={self.root!r}, subset={self.subset!r}, split={self.split!r})"
+
+  def _read(self, index, stem, start, stop):
+    audio, _ = sf.read(pathlib.Path(self.folders[index]) / f"{stem}.wav", start=start, stop=stop,
+                       dtype="float32", always_2d=True)
+    if audio.shape[1] == 1:
+      audio = np.repeat(audio, 2, axis=1)
+    return audio.T
+
+  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
+    """``[len(stems), 2, length]`` float32 from a random position of track ``index``."""
+    start = _chunk_start(self.lengths[index], length, rng)
+    stop = min(start + length, self.lengths[index])
+    return _fit(np.stack([self._read(index, TARGETS[s], start, stop) for s in stems]), length)
+
+  def track(self, index):
+    """Track ``index`` whole: dict name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
+    n = self.lengths[index]
+    targets = np.stack([self._read(index, name, 0, n) for name in TARGETS])
+    return {"name": self.names[index], "mixture": self._read(index, "mixture", 0, n), "targets": targets}
+
+
+def _select(tracks, split, root):
+  if split is None:
+    return tracks
+  if split not in musdb.SPLITS:
+    raise ParameterError(f"split={split!r} must be one of {musdb.SPLITS} or None")
+  chosen = [t for t in tracks if (t.name in musdb.VALIDATION_TRACKS) == (split == "valid")]
+  if not chosen:
+    raise DataError(f"{root}: no tracks in split {split!r}")
+  return chosen
+
+
+class TfdsSource:
+  """The array_record dataset written by `mssjax.data.tfds_musdb` (one record per track or segment).
+
+  Args:
+    data_source: ``builder.as_data_source(split)`` or
+      ``tfds.data_source("musdb18/CONFIG", split=..., data_dir=...)``.
+  """
+
+  def __init__(self, data_source):
+    if len(data_source) == 0:
+      raise DataError(f"{data_source!r}: empty")
+    self.data_source = data_source
+
+  def __len__(self):
+    return len(self.data_source)
+
+  def __repr__(self):
+    return f"TfdsSource({self.data_source!r})"
+
+  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
+    """``[len(stems), 2, length]`` float32 from a random position of record ``index``."""
+    from mssjax.data.tfds_musdb import decode_audio  # pylint: disable=import-outside-toplevel
+    targets = self.data_source[index]["targets"]
+    start = _chunk_start(targets.shape[-1], length, rng)
+    return _fit(decode_audio(targets[list(stems), :, start:start + length]), length)
+
+  def track(self, index):
+    """Record ``index``: dict name, mixture ``[2, n]``, targets ``[4, 2, n]`` (float32)."""
+    from mssjax.data.tfds_musdb import decode_audio  # pylint: disable=import-outside-toplevel
+    record = self.data_source[index]
+    name = record["name"]
+    return {"name": name.decode() if isinstance(name, bytes) else str(name),
+            "mixture": decode_audio(record["mixture"]), "targets": decode_audio(record["targets"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  """Which augmentations `RandomChunk` applies (Open-Unmix / Demucs)."""
+
+  gain: bool = True
+  gain_low: float = 0.25
+  gain_high: float = 1.25
+  channel_swap: bool = True
+  remix: bool = True
+
+  def __post_init__(self):
+    if not 0 <= self.gain_low <= self.gain_high:
+      raise ParameterError(f"gain_low={self.gain_low}, gain_high={self.gain_high} must satisfy "
+                           "0 <= gain_low <= gain_high")
+
+
+class RandomChunk(grain.transforms.RandomMap):
+  """Track index -> an augmented chunk ``{"mixture": [2, n], "targets": [4, 2, n]}`` (float32).
+
+  Args:
+    source: a track source (`ArraySource`, `WavSource`, `TfdsSource`).
+    length: chunk length in samples.
+    augment: an `Augment`.
+  """
+
+  def __init__(self, source, *, length, augment=Augment()):
+    self.source, self.length, self.augment = source, length, augment
+
+  def random_map(self, element, rng):
+    index = int(element)
+    if self.augment.remix:
+      others = rng.integers(0, len(self.source), size=len(TARGETS) - 1)
+      indices = [index] + [int(i) for i in others]
+      targets = np.concatenate([self.source.chunk(i, length=self.length, rng=rng, stems=(s,))
+                                for s, i in enumerate(indices)])
+    else:
+      targets = self.source.chunk(index, length=self.length, rng=rng)
+    return _augment(targets, self.augment, rng)
+
+
+def _augment(targets, augment, rng):
+  """Random gains and channel swaps of ``targets [4, 2, n]``; the mixture is their sum."""
+  if augment.gain:
+    gains = rng.uniform(augment.gain_low, augment.gain_high, size=(len(targets), 1, 1))
+    targets = targets * gains.astype(np.float32)
+  if augment.channel_swap:
+    swap = rng.random(len(targets)) < 0.5
+    targets = np.where(swap[:, None, None], targets[:, ::-1], targets)
+  targets = np.ascontiguousarray(targets, dtype=np.float32)
+  return {"mixture": targets.sum(axis=0), "targets": targets}
+
+
+class _TrackKeys:
+  """The DataLoader's data source: key -> track index (``key % n_tracks``), so each epoch of
+  ``n_tracks * samples_per_track`` keys visits every track ``samples_per_track`` times."""
+
+  def __init__(self, n_tracks, samples_per_track):
+    self.n_tracks, self.samples_per_track = n_tracks, samples_per_track
+
+  def __len__(self):
+    return self.n_tracks * self.samples_per_track
+
+  def __getitem__(self, key):
+    return key % self.n_tracks
+
+  def __repr__(self):
+    return f"_TrackKeys(n_tracks={self.n_tracks}, samples_per_track={self.samples_per_track})"
+
+
+def default_config():
+  """The ``config.data`` fields that `make_train_loader` and `make_eval_source` read.
+
+  Returns:
+    ml_collections.ConfigDict with:
+      source: "files" (a MUSDB18-HQ folder, read in place) or "tfds" (array_record).
+      root: the MUSDB18-HQ folder (source "files").
+      tfds_dir, tfds_config: TFDS data_dir and builder config (source "tfds").
+      subset, split: training tracks (subset "train", MUSDB18 split "train"; for
+        generated songs, which have no validation tracks, split "train" is all of them).
+      eval_subset, eval_split: validation tracks ("train" / "valid"; generated songs:
+        "test" / None).
+      sample_rate: 44100.
+      chunk_seconds: training chunk length (6 s).
+      batch_size: per JAX process.
+      samples_per_track: chunks per track per epoch (64, as Open-Unmix).
+      worker_count: grain worker processes (0: in the main process).
+      worker_buffer_size: batches each worker prepares ahead.
+      shard_by_process: shard the sampler per JAX process (multi-host).
+      augment.gain / gain_low / gain_high / channel_swap / remix: see `Augment`.
+  """
+  config = ml_collections.ConfigDict()
+  config.source = "files"
+  config.root = ""
+  config.tfds_dir = ""
+  config.tfds_config = "hq_10s"
+  config.subset = "train"
+  config.split = "train"
+  config.eval_subset = "train"
+  config.eval_split = "valid"
+  config.sample_rate = 44100
+  config.chunk_seconds = 6.0
+  config.batch_size = 16
+  config.samples_per_track = 64
+  config.worker_count = 0
+  config.worker_buffer_size = 2
+  config.shard_by_process = True
+  config.augment = ml_collections.ConfigDict(dataclasses.asdict(Augment()))
+  return config
+
+
+def _data_config(config):
+  """``config.data`` (or ``config`` itself) over the defaults, as a plain ConfigDict."""
+  data = config.data if hasattr(config, "data") else config
+  merged = default_config()
+  for key in merged:
+    if key == "augment":
+      augment = getattr(data, "augment", None)
+      for name in merged.augment:
+        if augment is not None and hasattr(augment, name):
+          merged.augment[name] = getattr(augment, name)
+    elif hasattr(data, key):
+      merged[key] = getattr(data, key)
+  return merged
+
+
+def make_source(config, *, subset=None, split=None):
+  """The track source that ``config.data`` names (`WavSource` or `TfdsSource`).
+
+  Args:
+    config: a config with a ``data`` field, or the data config itself.
+    subset, split: override ``data.subset`` / ``data.split``.
+  """
+  data = _data_config(config)
+  subset = data.subset if subset is None else subset
+  split = data.split if split is None else split
+  if data.source == "files":
+    if not data.root:
+      raise ParameterError("data.root must name a MUSDB18-HQ folder for data.source='files'")
+    return WavSource(data.root, subset=subset, split=split or None)
+  if data.source == "tfds":
+    from mssjax.data import tfds_musdb  # pylint: disable=import-outside-toplevel
+    builder = tfds_musdb.make_builder(data.tfds_dir, config=data.tfds_config)
+    return TfdsSource(builder.as_data_source(_tfds_split(builder, subset, split)))
+  raise ParameterError(f"data.source={data.source!r} must be one of ('files', 'tfds')")
+
+
+def _tfds_split(builder, subset, split):
+  """The TFDS split of a MUSDB18 subset and split ("train+valid" for all training tracks)."""
+  if subset == "test":
+    return "test"
+  if split:
+    return split
+  return "train+valid" if "valid" in builder.info.splits else "train"
+
+
+def make_train_loader(config, *, seed, source=None, shard_options=None, num_epochs=None):
+  """The training `grain.DataLoader` of random augmented chunks.
+
+  Args:
+    config: the experiment config (its ``data`` field is read) or the data config
+      itself; missing fields take `default_config` values. Read: source, root,
+      tfds_dir, tfds_config, subset, split, sample_rate, chunk_seconds,
+      batch_size, samples_per_track, worker_count, worker_buffer_size,
+      shard_by_process, augment.{gain, gain_low, gain_high, channel_swap, remix}.
+    seed: the pipeline seed (non-negative, < 2**32): shuffling and every random
+      draw follow from it.
+    source: a track source to use instead of the one ``config`` names (e.g. an
+      `ArraySource`).
+    shard_options: a `grain.sharding.ShardOptions`; default: by JAX process when
+      ``data.shard_by_process``, else none.
+    num_epochs: None for an endless stream.
+
+  Returns:
+    `grain.DataLoader`; ``iter(loader)`` yields ``{"mixture": float32 [B, 2, n],
+    "targets": float32 [B, 4, 2, n]}`` with ``n = round(chunk_seconds * sample_rate)``
+    and has ``get_state`` / ``set_state``.
+  """
+  data = _data_config(config)
+  length = int(round(data.chunk_seconds * data.sample_rate))
+  for name, value in (("chunk samples", length), ("batch_size", data.batch_size),
+                      ("samples_per_track", data.samples_per_track)):
+    if not isinstance(value, (int, np.integer)) or value <= 0:
+      raise ParameterError(f"{name}={value!r} must be a positive integer")
+  source = make_source(data) if source is None else source
+  if shard_options is None:
+    shard_options = (grain.sharding.ShardByJaxProcess(drop_remainder=True) if data.shard_by_process
+                     else grain.sharding.NoSharding())
+  if data.worker_count:
+    _allow_unparsed_absl_flags()
+  keys = _TrackKeys(len(source), data.samples_per_track)
+  sampler = grain.samplers.IndexSampler(len(keys), shard_options=shard_options, shuffle=True,
+                                        num_epochs=num_epochs, seed=int(seed))
+  augment = Augment(**data.augment.to_dict())
+  operations = [RandomChunk(source, length=length, augment=augment),
+                grain.transforms.Batch(batch_size=data.batch_size, drop_remainder=True)]
+  return grain.DataLoader(data_source=keys, sampler=sampler, operations=operations,
+                          worker_count=data.worker_count, worker_buffer_size=data.worker_buffer_size,
+                          shard_options=shard_options)
+
+
+def _allow_unparsed_absl_flags():
+  """grain 0.2.18's worker processes read an absl flag and fail in a program that does not
+  parse absl flags (google/grain issue 1355, fixed later); mark them parsed (defaults) there."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class _EvalTracks:
+  """Whole tracks of a source as a sequence of dicts name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    if not 0 <= index < len(self):
+      raise IndexError(index)
+    return self.source.track(index)
+
+  def __repr__(self):
+    return f"_EvalTracks({self.source!r})"
+
+
+def make_eval_source(config, *, source=None):
+  """The validation tracks, whole (``data.eval_subset`` / ``data.eval_split``).
+
+  Args:
+    config: as `make_train_loader`.
+    source: a track source to use instead.
+
+  Returns:
+    a sequence (``len``, ``[i]``, iteration) of dicts ``{"name": str, "mixture":
+    float32 [2, n], "targets": float32 [4, 2, n]}``, read when indexed. For a
+    segmented TFDS config each item is a segment.
+  """
+  data = _data_config(config)
+  if source is None:
+    source = make_source(data, subset=data.eval_subset, split=data.eval_split or "")
+  return _EvalTracks(source)
+
+
+def iterator_state(iterator):
+  """The state of a loader's iterator (bytes, JSON), to save beside a checkpoint."""
+  return iterator.get_state()
+
+
+def restore_iterator_state(iterator, state):
+  """Sets a loader's iterator to a state from `iterator_state`; the stream resumes exactly."""
+  iterator.set_state(state)
+  return iterator
+
+
+def checkpoint_save_args(iterator):
+  """orbax args that save the iterator: ``ocp.args.Composite(..., data=checkpoint_save_args(it))``."""
+  return grain.checkpoint.CheckpointSave(iterator)
+
+
+def checkpoint_restore_args(iterator):
+  """orbax args that restore into the iterator (a fresh ``iter(loader)`` of the same loader)."""
+  return grain.checkpoint.CheckpointRestore(iterator)
