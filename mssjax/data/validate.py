@@ -108,11 +108,18 @@ def _stem_problems(name, x, rate, thresholds, levels):
 
 
 def _residual_problems(stems, thresholds, levels):
-  """Per channel: 10 log10(|mixture - sum(stems)|^2 / |mixture|^2), against the threshold."""
+  """Per channel: 10 log10(|mixture - sum(stems)|^2 / |mixture|^2), against the threshold.
+
+  Also records the residual relative to the stem sum ("residual_stems_db", not
+  checked): a mixture at half the stem sum is 0 dB by the first, -6 dB by it.
+  """
   mixture = stems["mixture"].astype(np.float64)
   residual = mixture - sum(stems[t].astype(np.float64) for t in musdb.STEM_NAMES[1:])
+  stem_sum = mixture - residual
   per_channel = [_db(float(np.sum(r**2)), float(np.sum(m**2))) for r, m in zip(residual, mixture)]
   levels["residual_db"] = [round(v, 2) for v in per_channel]
+  levels["residual_stems_db"] = [round(_db(float(np.sum(r**2)), float(np.sum(s**2))), 2)
+                                 for r, s in zip(residual, stem_sum)]
   return [f"mixture != sum of stems: residual {v:.1f} dB on channel {c} (threshold {thresholds.residual_db:g} dB)"
           for c, v in enumerate(per_channel) if v > thresholds.residual_db]
 
@@ -123,14 +130,15 @@ def validate_entry(entry, layout, thresholds=Thresholds()):
   Returns:
     dict with "track", "subset", "ok", "problems" (list of str) and the
     measured "sample_rate", "n_samples", "rms_db", "peak" per stem and
-    "residual_db" per channel.
+    "residual_db" (relative to the mixture, checked) and "residual_stems_db"
+    (relative to the stem sum) per channel.
   """
   problems = [f"missing stem file(s) {', '.join(m + '.wav' for m in entry.missing)}"] if entry.missing else []
   if entry.duplicate_of:
     problems.append(f"duplicate track name (also {', '.join(entry.duplicate_of)})")
   stems, rates, read_problems = _read_entry(entry, layout)
   problems += read_problems
-  levels = {"rms_db": {}, "peak": {}, "residual_db": None}
+  levels = {"rms_db": {}, "peak": {}, "residual_db": None, "residual_stems_db": None}
   for name in list(stems):
     stem_problems, stems[name] = _stem_problems(name, stems[name], rates[name], thresholds, levels)
     problems += stem_problems
