@@ -116,3 +116,10 @@ def test_write_songs_layout_exact_and_skips(tmp_path):
 def test_write_songs_bad_counts(tmp_path):
   with pytest.raises(ParameterError):
     generate.write_songs(tmp_path, n_train=-1, n_test=0, seconds=1.0)
+
+
+def test_generate_command(tmp_path, capsys):
+  from mssjax.data.__main__ import main  # pylint: disable=import-outside-toplevel
+  status = main(["generate", "--out", str(tmp_path), "--n-train", "1", "--n-test", "1", "--seconds", "0.5"])
+  assert status == 0 and "2 generated songs" in capsys.readouterr().out
+  assert sorted(p.parent.parent.name for p in tmp_path.glob("*/*/mixture.wav")) == ["test", "train"]

@@ -112,3 +112,11 @@ def test_stem_mp4_previews(musdb_root, tmp_path):
   for track in musdb.load_tracks(tmp_path / "root", subset="test"):
     np.testing.assert_array_equal(records[track.name]["targets"], track.targets())
     np.testing.assert_array_equal(records[track.name]["mixture"], track.mixture())
+
+
+def test_build_command(root, tmp_path, capsys):
+  from mssjax.data.__main__ import main  # pylint: disable=import-outside-toplevel
+  status = main(["build", "--root", str(root), "--data-dir", str(tmp_path), "--config", "hq_int16"])
+  out = capsys.readouterr().out
+  assert status == 0 and "train: 2 examples" in out and "test: 1 examples" in out
+  assert len(tfds.data_source("musdb18/hq_int16", split="train", data_dir=str(tmp_path))) == 2

@@ -17,6 +17,8 @@ COMMANDS = {
     # name: (module, one-line help)
     "prepare": ("mssjax.data.prepare", "trim, cut one segment per track, remix; write MUSDB18-HQ"),
     "validate": ("mssjax.data.validate", "check every track of a dataset, write a JSON report"),
+    "generate": ("mssjax.data.generate", "write generated multitrack songs (MUSDB18-HQ layout)"),
+    "build": ("mssjax.data.tfds_musdb", "write the musdb18 TFDS dataset (array_record)"),
 }
 
 

@@ -27,11 +27,14 @@ import tempfile
 import numpy as np
 import scipy.signal
 import soundfile as sf
+import tqdm
 
 from mssjax.errors import ParameterError
 from mssjax.spectral import check_positive_int
 
 __all__ = ["generate_song", "write_songs", "song_name", "STEM_FILES"]
+
+# Shell: python -m mssjax.data generate --out ROOT [--n-train 8 --n-test 4 --seconds 10 --seed 0]
 
 STEM_FILES = ("mixture", "drums", "bass", "other", "vocals")
 """The stem file names of MUSDB18-HQ, in the order of MUSDB18's streams."""
@@ -320,7 +323,7 @@ def _write_wav(path, audio, sample_rate):
     raise
 
 
-def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100):
+def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100, progress=False):
   """Writes generated songs in the MUSDB18-HQ layout.
 
   ``root/{train,test}/NAME/{mixture,drums,bass,other,vocals}.wav``, 16-bit PCM
@@ -336,6 +339,7 @@ def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100):
     seconds: duration of each song in seconds.
     seed: base seed.
     sample_rate: sampling rate in Hz.
+    progress: show a progress bar.
 
   Returns:
     list of the track folders, train first, in index order.
@@ -344,17 +348,34 @@ def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
       raise ParameterError(f"{name}={value!r} must be a non-negative integer")
   root = pathlib.Path(root)
+  songs = [(subset, index) for subset, count in (("train", n_train), ("test", n_test))
+           for index in range(count)]
   folders = []
-  for subset, count in (("train", n_train), ("test", n_test)):
-    for index in range(count):
-      folder = root / subset / song_name(subset, index)
-      folders.append(folder)
-      if all((folder / f"{stem}.wav").is_file() for stem in STEM_FILES):
-        continue
-      folder.mkdir(parents=True, exist_ok=True)
-      song = generate_song(seed=_song_seed(seed, subset, index), seconds=seconds,
-                           sample_rate=sample_rate)
-      for stem in STEM_FILES:
-        if not (folder / f"{stem}.wav").is_file():
-          _write_wav(folder / f"{stem}.wav", song[stem], sample_rate)
+  for subset, index in tqdm.tqdm(songs, desc="songs", unit="song", disable=not progress):
+    folder = root / subset / song_name(subset, index)
+    folders.append(folder)
+    if all((folder / f"{stem}.wav").is_file() for stem in STEM_FILES):
+      continue
+    folder.mkdir(parents=True, exist_ok=True)
+    song = generate_song(seed=_song_seed(seed, subset, index), seconds=seconds, sample_rate=sample_rate)
+    for stem in STEM_FILES:
+      if not (folder / f"{stem}.wav").is_file():
+        _write_wav(folder / f"{stem}.wav", song[stem], sample_rate)
   return folders
+
+
+def add_arguments(parser):
+  """``python -m mssjax.data generate``: its command-line arguments."""
+  parser.add_argument("--out", required=True, help="output folder (MUSDB18-HQ layout)")
+  parser.add_argument("--n-train", type=int, default=8, help="training songs (default 8)")
+  parser.add_argument("--n-test", type=int, default=4, help="test songs (default 4)")
+  parser.add_argument("--seconds", type=float, default=10.0, help="song duration (default 10 s)")
+  parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+
+
+def run(args):
+  """Writes the generated songs; returns the exit status."""
+  folders = write_songs(args.out, n_train=args.n_train, n_test=args.n_test, seconds=args.seconds,
+                        seed=args.seed, progress=True)
+  print(f"{len(folders)} generated songs in {args.out}")
+  return 0

@@ -202,3 +202,20 @@ def build(root, data_dir, *, config="hq"):
       file_format="array_record",
       download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
   return builder
+
+
+def add_arguments(parser):
+  """``python -m mssjax.data build``: its command-line arguments."""
+  names = [c.name for c in Musdb18.BUILDER_CONFIGS]
+  parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ folder (train/, test/)")
+  parser.add_argument("--data-dir", required=True, help="TFDS data folder to write")
+  parser.add_argument("--config", default="hq", choices=names, help="builder config (default hq)")
+
+
+def run(args):
+  """Builds the array_record dataset; returns the exit status."""
+  builder = build(args.root, args.data_dir, config=args.config)
+  for name, split in builder.info.splits.items():
+    print(f"{name}: {split.num_examples} examples")
+  print(f"written to {builder.data_dir}")
+  return 0
