@@ -15,7 +15,8 @@ RATE = 44100
 
 def _tone(n=RATE // 2, channels=2, rate=RATE, frequency=440.0):
   t = np.arange(n) / rate
-  return np.stack([0.5 * np.sin(2 * np.pi * frequency * (c + 1) * t) for c in range(channels)]).astype(np.float32)
+  channels = [0.5 * np.sin(2 * np.pi * frequency * (c + 1) * t) for c in range(channels)]
+  return np.stack(channels).astype(np.float32)
 
 
 def _encode(path, signals, *, codec="aac", rate=RATE):

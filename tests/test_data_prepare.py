@@ -75,7 +75,10 @@ def test_cut(segment, keep_short, expected):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"segment": -1.0}, "segment=-1.0"), ({"position": "end"}, "position='end'"), ({"subtype": "MP3"}, "subtype")])
+    ({"segment": -1.0}, "segment=-1.0"),
+    ({"position": "end"}, "position='end'"),
+    ({"subtype": "MP3"}, "subtype"),
+])
 def test_bad_settings(kwargs, message):
   with pytest.raises(ParameterError, match=message):
     prep.Settings(**kwargs)
@@ -116,7 +119,8 @@ def test_prepare_writes_aligned_segments_and_remixes(source, tmp_path):
   summary = prep.prepare(source, out, SETTINGS)
   records = {r["track"]: r for r in summary["tracks"]}
   assert {n: r["status"] for n, r in records.items()} == {
-      "Long - Song": "written", "Short - Song": "written", "Broken - Song": "failed", "Missing - Song": "failed"}
+      "Long - Song": "written", "Short - Song": "written",
+      "Broken - Song": "failed", "Missing - Song": "failed"}
   assert "other.wav: not a readable audio file" in records["Broken - Song"]["reason"]
   assert "missing stem file(s) bass.wav" in records["Missing - Song"]["reason"]
   long = records["Long - Song"]
@@ -182,7 +186,8 @@ def test_real_tracks_prepare_into_a_valid_dataset(musdb_root, tmp_path):
     os.symlink(musdb_root / "test" / f"{name}.stem.mp4", root / "test" / f"{name}.stem.mp4")
   summary = prep.prepare(root, tmp_path / "out", prep.Settings(segment=3.0))
   assert [r["status"] for r in summary["tracks"]] == ["written", "written"]
-  assert [(r["track"], r["ok"]) for r in summary["validation"]] == [("PR - Happy Daze", True), ("PR - Oh No", True)]
+  checked = [(r["track"], r["ok"]) for r in summary["validation"]]
+  assert checked == [("PR - Happy Daze", True), ("PR - Oh No", True)]
   happy, = load_tracks(tmp_path / "out", subset="test")[:1]
   original, = [t for t in load_tracks(musdb_root) if t.name == "PR - Happy Daze"]
   vocals = original.stem("vocals")

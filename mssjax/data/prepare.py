@@ -88,6 +88,11 @@ def frame_rms_db(x, *, frame_length=FRAME_LENGTH):
   Returns:
     float64 ``[..., n_frames]`` with ``n_frames = ceil(n_samples / frame_length)``.
   """
+  return 10.0 * np.log10(_frame_energy(x, frame_length) + 1e-20)
+
+
+def _frame_energy(x, frame_length):
+  """Mean square per frame over the channels: ``[..., channels, n]`` -> float64 ``[..., n_frames]``."""
   n = x.shape[-1]
   n_full = n // frame_length
   full = x[..., :n_full * frame_length].reshape(x.shape[:-1] + (n_full, frame_length))
@@ -95,7 +100,7 @@ def frame_rms_db(x, *, frame_length=FRAME_LENGTH):
   if n > n_full * frame_length:
     tail = np.square(x[..., n_full * frame_length:]).mean(axis=(-2, -1), dtype=np.float64)
     energy = np.concatenate([energy, tail[..., None]], axis=-1)
-  return 10.0 * np.log10(energy + 1e-20)
+  return energy
 
 
 def trim_bounds(mixture, *, silence_db=-60.0, frame_length=FRAME_LENGTH):
@@ -144,8 +149,8 @@ def segment_start(targets, length, *, position="active", active_db=-40.0, frame_
   n_frames = n // frame_length
   if n_frames <= window:
     return 0
-  energy = np.stack([10.0 ** (frame_rms_db(stem[..., :n_frames * frame_length], frame_length=frame_length) / 10.0)
-                     for stem in targets])  # [n_stems, n_frames]
+  energy = np.stack([_frame_energy(stem[..., :n_frames * frame_length], frame_length)
+                     for stem in targets])  # [n_stems, n_frames], one stem at a time to spare memory
   active = (10.0 * np.log10(energy + 1e-20) >= active_db).sum(axis=0)
   loudness = energy.sum(axis=0)
   active_sums = _window_sums(active.astype(np.float64), window)
@@ -338,7 +343,8 @@ def format_summary(summary):
   lines += [f"  {r['status']}: {r['subset']}/{r['track']}: {r.get('reason', '')}"
             for r in records if r["status"] in ("dropped", "failed")]
   if summary["validation"] is not None:
-    lines += ["", "validation of the output:", validation.format_table(summary["validation"], only_problems=True)]
+    table = validation.format_table(summary["validation"], only_problems=True)
+    lines += ["", "validation of the output:", table]
   return "\n".join(lines)
 
 

@@ -120,8 +120,9 @@ def _residual_problems(stems, thresholds, levels):
   levels["residual_db"] = [round(v, 2) for v in per_channel]
   levels["residual_stems_db"] = [round(_db(float(np.sum(r**2)), float(np.sum(s**2))), 2)
                                  for r, s in zip(residual, stem_sum)]
-  return [f"mixture != sum of stems: residual {v:.1f} dB on channel {c} (threshold {thresholds.residual_db:g} dB)"
-          for c, v in enumerate(per_channel) if v > thresholds.residual_db]
+  limit = thresholds.residual_db
+  return [f"mixture != sum of stems: residual {v:.1f} dB on channel {c} (threshold {limit:g} dB)"
+          for c, v in enumerate(per_channel) if v > limit]
 
 
 def validate_entry(entry, layout, thresholds=Thresholds()):
