@@ -216,9 +216,9 @@ class _Holder:
 
 def test_tfds_source_matches_wav_source(songs, tmp_path):
   tfds.disable_progress_bar()
-  tfds_musdb.build(songs, tmp_path, config="hq_int16")
+  tfds_musdb.build(songs, tmp_path, config="hq")
   config = pipeline.default_config()
-  config.source, config.tfds_dir, config.tfds_config = "tfds", str(tmp_path), "hq_int16"
+  config.source, config.tfds_dir, config.tfds_config = "tfds", str(tmp_path), "hq"
   source = pipeline.make_source(config)
   wavs = pipeline.WavSource(songs, subset="train")
   assert len(source) == len(wavs) == 3

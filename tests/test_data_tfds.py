@@ -43,7 +43,7 @@ def test_tensorflow_is_not_installed():
   assert importlib.util.find_spec("tensorflow") is None
 
 
-@pytest.mark.parametrize("config", ["hq", "hq_int16"])
+@pytest.mark.parametrize("config", ["hq", "hq_float32"])
 def test_round_trip_is_exact(root, data_dir, config):
   builder = tfds_musdb.build(root, data_dir, config=config)
   assert set(builder.info.splits) == {"train", "test"}  # generated songs: no MUSDB18 valid tracks
@@ -55,10 +55,13 @@ def test_round_trip_is_exact(root, data_dir, config):
     for record in records:
       assert record["subset"].decode() == split and record["start"] == 0
       mixture, targets = _wav_track(root, split, record["name"].decode())
-      assert record["targets"].dtype == np.dtype("float32" if config == "hq" else "int16")
+      assert record["targets"].dtype == np.dtype("int16" if config == "hq" else "float32")
       np.testing.assert_array_equal(tfds_musdb.decode_audio(record["mixture"]), mixture)
       np.testing.assert_array_equal(tfds_musdb.decode_audio(record["targets"]), targets)
   assert "tensorflow" not in sys.modules
+  # The uncompressed writer was only swapped in for the build.
+  assert tfds.core.file_adapters.ArrayRecordFileAdapter.write_examples.__module__.startswith(
+      "tensorflow_datasets")
 
 
 def test_segments_cover_the_track(root, data_dir):
@@ -85,6 +88,18 @@ def test_build_is_idempotent(root, data_dir):
   files = sorted(os.stat(p).st_mtime_ns for p in first.data_path.iterdir())
   second = tfds_musdb.build(root, data_dir, config="hq")
   assert sorted(os.stat(p).st_mtime_ns for p in second.data_path.iterdir()) == files
+
+
+def test_int16_refuses_audio_off_the_16_bit_grid(tmp_path):
+  folder = tmp_path / "root" / "train" / "float track"
+  folder.mkdir(parents=True)
+  audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1000, 2)).astype(np.float32)
+  for stem in generate.STEM_FILES:
+    sf.write(folder / f"{stem}.wav", audio, 44100, subtype="FLOAT")
+  with pytest.raises(DataError, match="not 16-bit"):
+    tfds_musdb.build(tmp_path / "root", tmp_path / "tfds", config="hq")
+  builder = tfds_musdb.build(tmp_path / "root", tmp_path / "tfds", config="hq_float32")
+  np.testing.assert_array_equal(builder.as_data_source("train")[0]["mixture"], audio.T)
 
 
 def test_bad_input(tmp_path, root):
@@ -116,7 +131,7 @@ def test_stem_mp4_previews(musdb_root, tmp_path):
 
 def test_build_command(root, tmp_path, capsys):
   from mssjax.data.__main__ import main  # pylint: disable=import-outside-toplevel
-  status = main(["build", "--root", str(root), "--data-dir", str(tmp_path), "--config", "hq_int16"])
+  status = main(["build", "--root", str(root), "--data-dir", str(tmp_path), "--config", "hq_float32"])
   out = capsys.readouterr().out
   assert status == 0 and "train: 2 examples" in out and "test: 1 examples" in out
-  assert len(tfds.data_source("musdb18/hq_int16", split="train", data_dir=str(tmp_path))) == 2
+  assert len(tfds.data_source("musdb18/hq_float32", split="train", data_dir=str(tmp_path))) == 2
