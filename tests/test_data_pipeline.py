@@ -10,7 +10,7 @@ from mssjax.data import generate, pipeline, tfds_musdb
 from mssjax.errors import ParameterError
 
 N_TRACKS, N_SAMPLES, CHUNK = 5, 3000, 400
-OFF = dict(gain=False, channel_swap=False, remix=False)
+OFF = dict(gain=False, channel_swap=False, remix=False, batch_remix=False)
 
 
 def _coded_tracks():
@@ -83,6 +83,19 @@ def test_remix_draws_stems_from_different_tracks():
   assert all([d[1] for d in example] == [0, 1, 2, 3] for example in decoded)
   mixed = [len({(d[0], d[3]) for d in example}) > 1 for example in decoded]
   assert np.mean(mixed) > 0.8
+
+
+def test_batch_remix_permutes_each_stem_across_the_batch():
+  plain = _take(iter(_loader(seed=3, **OFF)), 3)
+  remixed = _take(iter(_loader(seed=3, **dict(OFF, batch_remix=True))), 3)
+  moved = 0
+  for a, b in zip(plain, remixed):
+    for s in range(4):
+      before = sorted(_decode(x) for x in a["targets"][:, s])
+      assert sorted(_decode(x) for x in b["targets"][:, s]) == before  # a permutation of stem s
+      moved += not np.array_equal(a["targets"][:, s], b["targets"][:, s])
+    np.testing.assert_array_equal(b["mixture"], b["targets"].sum(axis=1))
+  assert moved >= 6
 
 
 def test_channel_swap_switch():
