@@ -69,17 +69,25 @@ def _pan(mono, position):
 
 
 def _note_grid(onsets, n_samples):
-  """For each sample, the index of the last onset and the time since it (samples).
+  """For each sample, the index of the last onset, the time since it and the time to the next.
 
   Args:
     onsets: sorted int sample positions ``[n_notes]``, the first one 0.
     n_samples: total length.
 
   Returns:
-    ``(note [n_samples] int, elapsed [n_samples] int)``.
+    ``(note, elapsed, remaining)``, each int ``[n_samples]``; ``remaining`` counts
+    samples to the next onset (or to the end).
   """
-  note = np.searchsorted(onsets, np.arange(n_samples), side="right") - 1
-  return note, np.arange(n_samples) - onsets[note]
+  positions = np.arange(n_samples)
+  note = np.searchsorted(onsets, positions, side="right") - 1
+  ends = np.append(onsets[1:], n_samples)
+  return note, positions - onsets[note], ends[note] - positions
+
+
+def _release(remaining, seconds, sample_rate):
+  """A linear fade to zero over the last ``seconds`` of each note (no clicks at note changes)."""
+  return np.clip(remaining / (seconds * sample_rate), 0.0, 1.0)
 
 
 def _harmonic_tone(f0, amplitudes):
@@ -151,7 +159,8 @@ def _drum_templates(rng, sample_rate):
   body = np.sin(2 * np.pi * 180.0 * t) * np.exp(-t / 0.05)
   snare = (0.6 * np.diff(noise, prepend=0.0) * np.exp(-t / 0.07) + 0.7 * body)
   hat = np.diff(np.diff(noise[::-1], prepend=0.0), prepend=0.0) * np.exp(-t / 0.018)
-  return kick, snare / np.abs(snare).max(), hat / np.abs(hat).max()
+  taper = np.minimum((t[-1] - t) / 0.05, 1.0)  # no step where a template ends
+  return kick * taper, snare / np.abs(snare).max() * taper, hat / np.abs(hat).max() * taper
 
 
 def _drums(song):
@@ -179,9 +188,10 @@ def _bass(song):
   roots = song.chord_degree(np.floor(beats[:onsets.size]).astype(int))
   offsets = rng.choice([0, 0, 0, 4, 7], size=onsets.size)  # root, or fifth / octave
   midi = song.degree(roots + np.where(offsets == 4, 4, 0), octave=0) + np.where(offsets == 7, 12, 0)
-  note, elapsed = _note_grid(onsets, n)
+  note, elapsed, remaining = _note_grid(onsets, n)
   f0 = _midi_hz(midi)[note] / sr
-  envelope = np.minimum(elapsed / (0.005 * sr), 1.0) * np.exp(-elapsed / (0.6 * sr))
+  envelope = (np.minimum(elapsed / (0.005 * sr), 1.0) * np.exp(-elapsed / (0.6 * sr))
+              * _release(remaining, 0.01, sr))
   second = np.where(2 * f0 * sr < 200.0, 0.3, 0.0)
   tone = _harmonic_tone(f0, np.stack([np.ones(n), second])) * envelope
   return _pan(tone, rng.uniform(-0.1, 0.1))
@@ -192,11 +202,12 @@ def _other(song):
   rng, n, sr = song.rng, song.n_samples, song.sample_rate
   bars = np.arange(0, song.n_beats, 4)
   onsets = song.onsets(bars)
-  note, elapsed = _note_grid(onsets, n)
+  note, elapsed, remaining = _note_grid(onsets, n)
   roots = song.chord_degree(bars[:onsets.size])
   seventh = rng.random() < 0.4
   intervals = (0, 2, 4, 6) if seventh else (0, 2, 4)
-  envelope = np.minimum(elapsed / (0.08 * sr), 1.0) * (0.6 + 0.4 * np.exp(-elapsed / (0.8 * sr)))
+  envelope = (np.minimum(elapsed / (0.08 * sr), 1.0) * (0.6 + 0.4 * np.exp(-elapsed / (0.8 * sr)))
+              * _release(remaining, 0.05, sr))
   harmonics = (1.0 / np.arange(1, 5) ** 1.5)[:, None]
   out = np.zeros((2, n))
   for voice, interval in enumerate(intervals):
@@ -243,16 +254,13 @@ def _formant_gains(f0, vowels, n_harmonics):
 def _vocals(song):
   rng, n, sr = song.rng, song.n_samples, song.sample_rate
   onsets, midi, vowels, sung = _melody(song)
-  note, elapsed = _note_grid(onsets, n)
+  note, elapsed, remaining = _note_grid(onsets, n)
   seconds = elapsed / sr
   rate, depth = rng.uniform(*_VIBRATO_RATE), rng.uniform(*_VIBRATO_DEPTH)
   vibrato = depth * np.minimum(seconds / 0.3, 1.0) * np.sin(2 * np.pi * rate * np.arange(n) / sr)
   f0_hz = _midi_hz(midi[note] + vibrato)
   gains = _formant_gains(_midi_hz(midi), vowels, n_harmonics=12).T[:, note]  # [K, n]
-  # Durations of each note, for a release before the next onset.
-  ends = np.append(onsets[1:], n)[note]
-  envelope = (np.minimum(seconds / 0.04, 1.0) * np.clip((ends - np.arange(n)) / (0.06 * sr), 0.0, 1.0)
-              * sung[note])
+  envelope = np.minimum(seconds / 0.04, 1.0) * _release(remaining, 0.06, sr) * sung[note]
   tone = _harmonic_tone(f0_hz / sr, gains) * envelope
   return _pan(tone, rng.uniform(-0.15, 0.15))
 
