@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 import grain
 from mssjax import TARGETS
 from mssjax.data import generate, pipeline, tfds_musdb
-from mssjax.errors import ParameterError
+from mssjax.errors import DataError, ParameterError
 
 N_TRACKS, N_SAMPLES, CHUNK = 5, 3000, 400
 OFF = dict(gain=False, channel_swap=False, remix=False, batch_remix=False)
@@ -214,8 +214,10 @@ def test_loader_from_config_files_and_eval_tracks(songs):
   config.root, config.batch_size, config.chunk_seconds, config.shard_by_process = str(songs), 2, 0.25, False
   batch = next(iter(pipeline.make_train_loader(_Holder(config), seed=0)))
   assert batch["targets"].shape == (2, 4, 2, 11025)
+  with pytest.raises(DataError, match="split 'valid'"):  # generated songs have no MUSDB18 valid tracks
+    pipeline.make_eval_source(config)
   config.eval_subset, config.eval_split = "test", None
-  tracks = list(pipeline.make_eval_source(config))
+  tracks = list(pipeline.make_eval_source({"data": config.to_dict()}))
   assert [t["name"] for t in tracks] == [generate.song_name("test", 0)]
   np.testing.assert_array_equal(tracks[0]["mixture"], tracks[0]["targets"].sum(0))
 

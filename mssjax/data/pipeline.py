@@ -42,6 +42,7 @@ Typical use (``config.data`` fields in `default_config`)::
   for track in make_eval_source(config): ...   # {"name", "mixture", "targets"}
 """
 
+import collections.abc
 import dataclasses
 import pathlib
 
@@ -162,7 +163,8 @@ def _select(tracks, split, root):
     raise ParameterError(f"split={split!r} must be one of {musdb.SPLITS} or None")
   chosen = [t for t in tracks if (t.name in musdb.VALIDATION_TRACKS) == (split == "valid")]
   if not chosen:
-    raise DataError(f"{root}: no tracks in split {split!r}")
+    raise DataError(f"{root}: no tracks in split {split!r} (MUSDB18's validation tracks are absent, "
+                    "as in generated songs: use subset 'test' or split None)")
   return chosen
 
 
@@ -324,7 +326,9 @@ def default_config():
 
 
 def _data_config(config):
-  """``config.data`` (or ``config`` itself) over the defaults, as a plain ConfigDict."""
+  """``config.data`` (or ``config`` itself; a ConfigDict, dict or any object) over the defaults."""
+  if isinstance(config, collections.abc.Mapping):
+    config = ml_collections.ConfigDict(dict(config))
   data = config.data if hasattr(config, "data") else config
   merged = default_config()
   for key in merged:
