@@ -1,5 +1,7 @@
 """Tests for mssjax.data.pipeline: the grain training loader and the validation tracks."""
 
+import pickle
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -249,6 +251,21 @@ def test_tfds_source_matches_wav_source(songs, tmp_path):
   (track,) = list(pipeline.make_eval_source(config))
   assert track["name"] == generate.song_name("test", 0) and track["targets"].shape == (4, 2, 44100)
   np.testing.assert_array_equal(track["mixture"], track["targets"].sum(0))
+
+
+def test_sources_survive_pickling_for_worker_processes(songs, tmp_path):
+  tfds.disable_progress_bar()
+  builder = tfds_musdb.build(songs, tmp_path, config="hq")
+  for source in (pipeline.WavSource(songs), pipeline.TfdsSource(builder.as_data_source("train"))):
+    copy = pickle.loads(pickle.dumps(pipeline.RandomChunk(source, length=CHUNK)))
+    expected = source.chunk(2, length=CHUNK, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(copy.source.chunk(2, length=CHUNK, rng=np.random.default_rng(1)), expected)
+
+
+@pytest.mark.realdata
+def test_wav_source_refuses_stem_files(musdb_root):
+  with pytest.raises(DataError, match="stem.mp4"):
+    pipeline.WavSource(musdb_root)
 
 
 @pytest.mark.slow

@@ -124,6 +124,10 @@ class WavSource:
   """
 
   def __init__(self, root, *, subset="train", split=None):
+    if musdb.detect_layout(root) != "musdb18hq":
+      raise DataError(f"{root}: holds MUSDB18 .stem.mp4 files, not MUSDB18-HQ wav folders; build the "
+                      "TFDS dataset (python -m mssjax.data build --config stems_10s) and use "
+                      "data.source='tfds', or convert it with python -m mssjax.data prepare")
     tracks = _select(musdb.load_tracks(root, subset=subset, layout="musdb18hq"), split, root)
     self.root, self.subset, self.split = str(root), subset, split
     self.names = [t.name for t in tracks]
