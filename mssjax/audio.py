@@ -7,6 +7,13 @@ system ffmpeg is needed. Audio comes back as float32 numpy ``[2, n_samples]``
 at the requested sample rate: mono is doubled, more than two channels is an
 error unless a downmix is asked for.
 
+Compressed streams are cut to the length their container declares (the
+encoder's delay and padding removed, as the mp4 edit list and the LAME header
+say), so an encoded clip decodes to its original length with no lag. The
+``ffmpeg`` program (hence stempeg and the ``musdb`` package) keeps the end
+padding: for the MUSDB18 previews it returns 300032 samples where the files
+declare 299880 (6.8 s); the samples they share are identical.
+
 ``save`` writes atomically (a temporary file in the same folder, then
 ``os.replace``), so a crash never leaves a half-written file behind.
 

@@ -1,6 +1,7 @@
 """Tests for mssjax.audio: load / load_stems / info / save, bad input, real stems."""
 
 import os
+import shutil
 
 import av
 import numpy as np
@@ -298,6 +299,21 @@ def test_real_stem_file(musdb_root):
   assert 10 * np.log10(np.sum(residual**2) / np.sum(stems[0]**2)) < -15  # README: -21 to -35 dB
   np.testing.assert_array_equal(audio.load(path), stems[0])
   np.testing.assert_array_equal(audio.load(path, stream=4), stems[4])
+
+
+@pytest.mark.realdata
+def test_real_stems_agree_with_stempeg(musdb_root):
+  """The musdb package's decoder (stempeg, the ffmpeg program) gives the same samples; it keeps the
+  AAC padding after the container's declared end (6.8 s = 299880 samples), which `load` trims."""
+  if shutil.which("ffmpeg") is None:
+    pytest.skip("stempeg needs the ffmpeg program")
+  stempeg = pytest.importorskip("stempeg")
+  path = musdb_root / "test" / "PR - Oh No.stem.mp4"
+  reference, rate = stempeg.read_stems(str(path), dtype=np.float32)
+  ours = audio.load_stems(path)
+  assert rate == RATE and reference.shape[0] == 5
+  assert 0 <= reference.shape[1] - ours.shape[-1] < 1024
+  np.testing.assert_allclose(ours, reference[:, :ours.shape[-1]].transpose(0, 2, 1), atol=1e-6, rtol=0)
 
 
 @pytest.mark.realdata
