@@ -20,18 +20,22 @@ targets in `mssjax.TARGETS` order (vocals, drums, bass, other).
 The pipeline is a `grain.DataLoader`: an `IndexSampler` shuffles
 ``n_tracks * samples_per_track`` keys per epoch (so every track is visited
 ``samples_per_track`` times an epoch, Open-Unmix's scheme) and a `RandomMap`
-cuts and augments the chunk with the sampler's per-record generator. The
-stream is therefore a pure function of the seed, whatever ``worker_count``;
-it is sharded per JAX process (`grain.sharding.ShardByJaxProcess`); and the
-iterator's state (``get_state`` / ``set_state``, or orbax through
-`checkpoint_save_args` / `checkpoint_restore_args`) resumes it exactly.
+cuts and augments the chunk with the sampler's per-record generator
+(``Philox(seed + index)``). The stream is therefore a pure function of the seed
+and ``worker_count`` (with W workers, worker w batches records w, w + W, ...:
+the same examples, grouped differently); it is sharded per JAX process
+(`grain.sharding.ShardByJaxProcess`); and the iterator's state (``get_state`` /
+``set_state``, or orbax through `checkpoint_save_args` /
+`checkpoint_restore_args`) resumes it exactly, given the same ``worker_count``
+(grain checks it, with the sampler and the number of tracks).
 
 Track sources (random access, picklable for the worker processes):
 
 - `WavSource`: a MUSDB18-HQ folder (e.g. generated songs); reads only the
   samples of each chunk from the wav files.
-- `TfdsSource`: the array_record dataset of `mssjax.data.tfds_musdb` (any
-  layout; use a segmented config such as "hq_10s" so each read is small).
+- `TfdsSource`: the array_record dataset of `mssjax.data.tfds_musdb` (either
+  layout; use a segmented config such as "hq_10s" so each read is small, and
+  ``batch_remix`` rather than ``remix``: a read returns all four stems).
 - `ArraySource`: tracks already in memory (tests, tiny datasets).
 
 Typical use (``config.data`` fields in `default_config`)::
