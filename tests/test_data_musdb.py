@@ -119,6 +119,13 @@ def test_missing_stem_file(tmp_path):
     load_tracks(tmp_path)
 
 
+def test_empty_track_folder(tmp_path):
+  write_track(tmp_path, "test", "A - B", make_stems(100))
+  (tmp_path / "test" / "C - D").mkdir()
+  with pytest.raises(DataError, match=r"C - D: missing stem file\(s\) mixture.wav, drums.wav"):
+    load_tracks(tmp_path)
+
+
 def test_duplicate_track_names(tmp_path):
   write_track(tmp_path, "train", "A - B", make_stems(100))
   write_track(tmp_path, "test", "a - b", make_stems(100))

@@ -172,13 +172,18 @@ def _visible(entries):
   return sorted(e for e in entries if not e.name.startswith("."))
 
 
-def _scan_subset(folder):
-  """(stem files, HQ track folders) in one subset folder."""
+def _scan_subset(folder, *, any_folder=False):
+  """(stem files, HQ track folders) in one subset folder.
+
+  Track folders are those holding a wav file, or with ``any_folder`` every
+  visible sub-folder (so that an emptied track folder is reported, not skipped).
+  """
   if not folder.is_dir():
     return [], []
   entries = _visible(folder.iterdir())
   stems = [e for e in entries if e.is_file() and e.name.lower().endswith(STEM_SUFFIX)]
-  folders = [e for e in entries if e.is_dir() and any(f.suffix.lower() == ".wav" for f in e.iterdir())]
+  folders = [e for e in entries
+             if e.is_dir() and (any_folder or any(f.suffix.lower() == ".wav" for f in e.iterdir()))]
   return stems, folders
 
 
@@ -254,7 +259,7 @@ def scan(root, *, layout=None):
   layout = detect_layout(root) if layout is None else _check_layout(layout)
   entries = []
   for subset in SUBSETS:
-    stems, folders = _scan_subset(root / subset)
+    stems, folders = _scan_subset(root / subset, any_folder=True)
     if layout == "musdb18":
       entries += [(f.name[:-len(STEM_SUFFIX)], subset, f, ()) for f in stems]
     else:
