@@ -124,6 +124,11 @@ def test_report_and_table(defects, tmp_path, capsys):
   assert os.listdir(report.parent) == ["report.json"]
 
 
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  assert main(["validate", "--root", str(tmp_path / "nowhere")]) == 2
+  assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
+
+
 def test_unknown_command_lists_the_commands(capsys):
   assert main(["nonsense"]) == 2
   assert "prepare" in capsys.readouterr().err

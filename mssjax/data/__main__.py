@@ -3,7 +3,8 @@
 Each command is a module with ``add_arguments(parser)`` and ``run(args) -> int``
 (the exit status), listed in `COMMANDS`; a module is imported only when its
 command runs, so heavy ones (TFDS) cost nothing to the others. To add one,
-add a line to `COMMANDS`.
+add a line to `COMMANDS`. mssjax's own errors (a missing folder, an unreadable
+file, a bad parameter) end a command with a one-line message and status 2.
 
     python -m mssjax.data prepare --root IN --out OUT [--segment 30] ...
     python -m mssjax.data validate --root ROOT --report OUT.json
@@ -12,6 +13,8 @@ add a line to `COMMANDS`.
 import argparse
 import importlib
 import sys
+
+from mssjax.errors import AudioError, DataError, ParameterError
 
 COMMANDS = {
     # name: (module, one-line help)
@@ -41,7 +44,12 @@ def main(argv=None):
   module = importlib.import_module(module_name)
   parser = argparse.ArgumentParser(prog=f"python -m mssjax.data {argv[0]}", description=help_text)
   module.add_arguments(parser)
-  return module.run(parser.parse_args(argv[1:]))
+  args = parser.parse_args(argv[1:])
+  try:
+    return module.run(args)
+  except (AudioError, DataError, ParameterError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
