@@ -169,6 +169,7 @@ def test_load_stems_reads_every_stream(folder):
     assert int(np.argmax(scores)) == index and scores[index] > 0.95
   np.testing.assert_array_equal(audio.load(path, stream=2), stems[2])
   np.testing.assert_array_equal(audio.load_stems(path, streams=[2, 0]), stems[[2, 0]])
+  assert audio.load_stems(path, sample_rate=22050).shape == (3, 2, -(-stems.shape[-1] // 2))
   with pytest.raises(ParameterError, match="stream=3"):
     audio.load(path, stream=3)
 

@@ -36,6 +36,12 @@ _EPS = 1e-20
 class Thresholds:
   """What a clean track must satisfy.
 
+  The defaults come from the 134 MUSDB18 previews: clean residuals lie between
+  -35.5 and -21.4 dB (worst channel), "PR - Oh No" is at -0.4 dB on its left
+  channel; the quietest clean stem has an RMS of -39.1 dBFS, the nearly silent
+  bass of "The Districts - Vermont" -51.0 dBFS; no stem has more than one
+  sample at or above 0.999 (AAC overshoot), far below `clip_fraction`.
+
   Attributes:
     sample_rate: required rate of every stem (Hz).
     channels: required channel count of every stem.
