@@ -54,8 +54,10 @@ class AudioInfo(NamedTuple):
     path: the file.
     sample_rate: samples per second (of the first audio stream).
     channels: channels of the first audio stream.
-    frames: samples per channel, or None where the container does not say.
-    duration: seconds, or None where unknown.
+    frames: samples per channel, or None where the container does not say it
+      exactly (then `load` decodes however many there are).
+    duration: seconds; ffmpeg's estimate from the bit rate when ``frames`` is
+      None (rough for VBR files), None where unknown.
     n_streams: audio streams in the file (5 for a MUSDB18 ``.stem.mp4``).
     format: the container format's name, e.g. ``"WAV"`` or ``"mov,mp4,m4a,..."``.
   """
@@ -111,11 +113,10 @@ def info(path):
     streams = _audio_streams(path, container)
     first = streams[0]
     rate = int(first.codec_context.sample_rate)
-    frames = _declared_frames(first, rate)
-    if frames is None and container.duration:
-      frames = int(round(container.duration / 1e6 * rate))
-    return AudioInfo(str(path), rate, _stream_channels(first), frames,
-                     None if frames is None else frames / rate, len(streams), container.format.name)
+    frames = _declared_frames(path, container, first, rate)
+    duration = frames / rate if frames is not None else container.duration and container.duration / 1e6
+    return AudioInfo(str(path), rate, _stream_channels(first), frames, duration or None, len(streams),
+                     container.format.name)
 
 
 def load(path, *, sample_rate=44100, downmix=False, stream=0):
@@ -372,9 +373,15 @@ def _stream_channels(stream):
   return int(stream.codec_context.layout.nb_channels or stream.codec_context.channels)
 
 
-def _declared_frames(stream, rate):
-  """The stream's length in samples from the container (edit lists applied), or None."""
-  if not stream.duration or stream.time_base is None:
+def _declared_frames(path, container, stream, rate):
+  """The stream's exact length in samples as the container declares it, or None.
+
+  Trusted only where it is exact: mp4 / mov (the sample table and edit list)
+  and mp3 with a Xing / Info / VBRI frame count. Elsewhere ffmpeg estimates
+  the length from the bit rate, which can be far off (VBR mp3 without header).
+  """
+  exact = "mp4" in container.format.name or (container.format.name == "mp3" and _mp3_has_frame_count(path))
+  if not exact or not stream.duration or stream.time_base is None:
     return None
   return int(round(float(stream.duration * stream.time_base) * rate))
 
@@ -397,7 +404,21 @@ def _read_streams(path, indices):
       raise AudioError(f"{path}: streams differ in sample rate {sorted(rates)}")
     rate = rates.pop()
     chunks = _decode(path, container, chosen)
-    return [_assemble(path, chunks[s.index], _declared_frames(s, rate)) for s in chosen], rate
+    declared = [_declared_frames(path, container, s, rate) for s in chosen]
+    return [_assemble(path, chunks[s.index], n) for s, n in zip(chosen, declared)], rate
+
+
+def _mp3_has_frame_count(path):
+  """True when an mp3's first frame is a Xing / Info / VBRI header (it holds the exact length)."""
+  with open(path, "rb") as handle:
+    head = handle.read(10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:  # skip an ID3v2 tag (syncsafe size)
+      start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    handle.seek(start)
+    first = handle.read(4096)
+  sync = next((i for i in range(len(first) - 1) if first[i] == 0xFF and first[i + 1] & 0xE0 == 0xE0), None)
+  return sync is not None and any(tag in first[sync:sync + 200] for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _decode(path, container, streams):

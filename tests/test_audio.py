@@ -20,10 +20,13 @@ def _tone(n=RATE // 2, channels=2, rate=RATE, frequency=440.0):
   return np.stack(channels).astype(np.float32)
 
 
-def _encode(path, signals, *, codec="aac", rate=RATE):
+def _encode(path, signals, *, codec="aac", rate=RATE, options=None, vbr_quality=None):
   """Writes each ``[2, n]`` signal as one audio stream of ``path`` with PyAV."""
-  with av.open(str(path), "w") as container:
+  with av.open(str(path), "w", options=options or {}) as container:
     streams = [container.add_stream(codec, rate=rate, layout="stereo") for _ in signals]
+    for stream in streams if vbr_quality is not None else ():
+      stream.codec_context.qscale = vbr_quality
+      stream.codec_context.flags |= int(av.codec.context.Flags.qscale)
     for stream, x in zip(streams, signals):
       size = stream.codec_context.frame_size or 1024
       for offset in range(0, x.shape[1], size):
@@ -153,6 +156,18 @@ def test_compressed_formats_are_gapless(folder, name, codec):
   assert audio.info(path)[1:4] == (RATE, 2, RATE)
   scores = {lag: _correlation(loaded[:, max(0, lag):], signal[:, max(0, -lag):]) for lag in range(-64, 65)}
   assert max(scores, key=scores.get) == 0 and scores[0] > 0.98
+
+
+def test_vbr_mp3_without_a_length_header(folder):
+  """ffmpeg guesses such a file's length from its first frame's bit rate (here 3x too long):
+  it must not pass for truncated, and `info` must not report the guess as exact."""
+  quiet_then_noisy = _tone(n=5 * RATE)
+  quiet_then_noisy[:, 2 * RATE:] += np.random.default_rng(0).uniform(-0.3, 0.3, (2, 3 * RATE))
+  path = folder / "vbr.mp3"
+  _encode(path, [quiet_then_noisy], codec="libmp3lame", options={"write_xing": "0"}, vbr_quality=4)
+  loaded = audio.load(path)
+  assert 0 <= loaded.shape[1] - 5 * RATE <= 4 * 1152  # the encoder's delay and padding stay
+  assert audio.info(path).frames is None
 
 
 def test_load_stems_reads_every_stream(folder):
