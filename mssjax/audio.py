@@ -19,7 +19,9 @@ declare 299880 (6.8 s); the samples they share are identical.
 
 Every problem with a file raises `AudioError` naming the file and the problem:
 missing, empty, truncated or non-audio files, zero-length audio, non-finite
-samples, unsupported channel counts.
+samples, unsupported channel counts. Truncation is caught where the file says
+how long it is (wav / aiff chunk sizes, flac, mp4, mp3 with a Xing header); an
+ogg file or a header-less mp3 cut short reads as a shorter file.
 """
 
 import contextlib
@@ -105,8 +107,7 @@ def info(path):
       header = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError) as error:
       raise AudioError(f"{path}: not a readable audio file ({error})") from None
-    if path.suffix.lower() == ".wav":
-      _check_wav_size(path)
+    _check_chunk_sizes(path)
     return AudioInfo(str(path), int(header.samplerate), int(header.channels), int(header.frames),
                      header.frames / header.samplerate, 1, header.format)
   with _open_container(path) as container:
@@ -317,34 +318,48 @@ def _check_rate(sample_rate, allow_none=True):
 
 def _read_soundfile(path):
   """Reads a libsndfile format as float32 ``[channels, n]`` and its rate; checks truncation."""
+  _check_chunk_sizes(path)
   try:
-    with soundfile.SoundFile(str(path)) as handle:
-      rate, declared = handle.samplerate, handle.frames
-      data = handle.read(dtype="float32", always_2d=True)
+    handle = soundfile.SoundFile(str(path))
   except (soundfile.LibsndfileError, RuntimeError) as error:
     raise AudioError(f"{path}: not a readable audio file ({error})") from None
-  if path.suffix.lower() == ".wav":
-    _check_wav_size(path)
+  with handle:
+    rate, declared = handle.samplerate, handle.frames
+    try:
+      data = handle.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+      raise AudioError(f"{path}: corrupt or truncated audio ({error})") from None
   if data.shape[0] < declared:
     raise AudioError(f"{path}: truncated file ({data.shape[0]} of {declared} samples readable)")
   return data.T, rate
 
 
-def _check_wav_size(path):
-  """Raises `AudioError` when a wav file's data chunk runs past the end of the file."""
+_CHUNKED_FORMATS = {  # container magic, form type(s), byte order, audio chunk
+    b"RIFF": ((b"WAVE",), "little", b"data"),
+    b"RIFX": ((b"WAVE",), "big", b"data"),
+    b"FORM": ((b"AIFF", b"AIFC"), "big", b"SSND"),
+}
+
+
+def _check_chunk_sizes(path):
+  """Raises `AudioError` when a wav / aiff file's audio chunk runs past the end of the file.
+
+  libsndfile silently reads what is there, so a cut file would pass for a short one.
+  """
   with open(path, "rb") as handle:
     header = handle.read(12)
-    if header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+    if header[:4] not in _CHUNKED_FORMATS or header[8:12] not in _CHUNKED_FORMATS[header[:4]][0]:
       return
+    _, byteorder, audio_chunk = _CHUNKED_FORMATS[header[:4]]
     size = path.stat().st_size
     position = 12
     while position + 8 <= size:
       handle.seek(position)
       chunk = handle.read(8)
-      length = int.from_bytes(chunk[4:8], "little" if header[:4] == b"RIFF" else "big")
-      if chunk[:4] == b"data":
+      length = int.from_bytes(chunk[4:8], byteorder)
+      if chunk[:4] == audio_chunk:
         if length != 0xFFFFFFFF and position + 8 + length > size:
-          raise AudioError(f"{path}: truncated file (data chunk declares {length} bytes, "
+          raise AudioError(f"{path}: truncated file ({chunk[:4].decode()} chunk declares {length} bytes, "
                            f"{size - position - 8} present)")
         return
       position += 8 + length + (length & 1)

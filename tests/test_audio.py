@@ -217,11 +217,11 @@ def test_a_folder_is_not_a_file(tmp_path):
     audio.load(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["cut.wav", "cut.m4a", "cut.mp3"])
+@pytest.mark.parametrize("name", ["cut.wav", "cut.aiff", "cut.flac", "cut.m4a", "cut.mp3"])
 def test_truncated_files(folder, tmp_path, tone, name):
   full = tmp_path / f"full{os.path.splitext(name)[1]}"
-  if name.endswith(".wav"):
-    audio.save(full, tone)
+  if name.endswith((".wav", ".aiff", ".flac")):
+    audio.save(full, tone, subtype="PCM_16")
   else:
     _encode(full, [_tone(n=RATE * 2)], codec="aac" if name.endswith(".m4a") else "libmp3lame")
   data = full.read_bytes()
