@@ -119,13 +119,15 @@ def _residual_problems(stems, thresholds, levels):
   Also records the residual relative to the stem sum ("residual_stems_db", not
   checked): a mixture at half the stem sum is 0 dB by the first, -6 dB by it.
   """
-  mixture = stems["mixture"].astype(np.float64)
-  residual = mixture - sum(stems[t].astype(np.float64) for t in musdb.STEM_NAMES[1:])
-  stem_sum = mixture - residual
-  per_channel = [_db(float(np.sum(r**2)), float(np.sum(m**2))) for r, m in zip(residual, mixture)]
+  per_channel, per_channel_stems = [], []
+  for channel in range(stems["mixture"].shape[0]):  # one channel at a time: full tracks are large
+    mixture = stems["mixture"][channel].astype(np.float64)
+    stem_sum = sum(stems[t][channel].astype(np.float64) for t in musdb.STEM_NAMES[1:])
+    residual_energy = float(np.sum(np.square(mixture - stem_sum)))
+    per_channel.append(_db(residual_energy, float(np.sum(np.square(mixture)))))
+    per_channel_stems.append(_db(residual_energy, float(np.sum(np.square(stem_sum)))))
   levels["residual_db"] = [round(v, 2) for v in per_channel]
-  levels["residual_stems_db"] = [round(_db(float(np.sum(r**2)), float(np.sum(s**2))), 2)
-                                 for r, s in zip(residual, stem_sum)]
+  levels["residual_stems_db"] = [round(v, 2) for v in per_channel_stems]
   limit = thresholds.residual_db
   return [f"mixture != sum of stems: residual {v:.1f} dB on channel {c} (threshold {limit:g} dB)"
           for c, v in enumerate(per_channel) if v > limit]
