@@ -108,7 +108,22 @@ def source(tmp_path):
   write_track(root, "test", "Broken - Song", make_stems(RATE, seed=6))
   (root / "test" / "Broken - Song" / "other.wav").write_bytes(b"not audio")
   write_track(root, "test", "Missing - Song", make_stems(RATE, seed=7), skip=("bass",))
+  write_track(root, "test", "Rate - Song", make_stems(RATE, seed=8), rate=48000)
+  uneven = make_stems(RATE, seed=9)
+  uneven["vocals"] = uneven["vocals"][:, :RATE - 100]
+  write_track(root, "test", "Uneven - Song", uneven)
+  write_track(root, "test", "Empty - Song", make_stems(RATE, seed=10))
+  (root / "test" / "Empty - Song" / "drums.wav").write_bytes(b"")
   return root
+
+
+FAILURES = {
+    "Broken - Song": "other.wav: not a readable audio file",
+    "Missing - Song": "missing stem file(s) bass.wav",
+    "Rate - Song": "sample rate 48000 Hz, expected 44100 Hz",
+    "Uneven - Song": "stems differ in length",
+    "Empty - Song": "drums.wav: file is empty",
+}
 
 
 SETTINGS = prep.Settings(segment=0.5)
@@ -119,10 +134,9 @@ def test_prepare_writes_aligned_segments_and_remixes(source, tmp_path):
   summary = prep.prepare(source, out, SETTINGS)
   records = {r["track"]: r for r in summary["tracks"]}
   assert {n: r["status"] for n, r in records.items()} == {
-      "Long - Song": "written", "Short - Song": "written",
-      "Broken - Song": "failed", "Missing - Song": "failed"}
-  assert "other.wav: not a readable audio file" in records["Broken - Song"]["reason"]
-  assert "missing stem file(s) bass.wav" in records["Missing - Song"]["reason"]
+      "Long - Song": "written", "Short - Song": "written", **{name: "failed" for name in FAILURES}}
+  for name, reason in FAILURES.items():
+    assert reason in records[name]["reason"]
   long = records["Long - Song"]
   assert long["end"] - long["start"] == RATE // 2 and 3 * RATE // 2 - FRAME < long["start"] < 2 * RATE
   original = _long_song()
@@ -162,12 +176,21 @@ def test_drop_short_and_strict(source, tmp_path):
     prep.prepare(source, source, SETTINGS)
 
 
+def test_duplicate_names_fail_both_tracks(source, tmp_path):
+  write_track(source, "test", "long - song", make_stems(RATE, seed=11))
+  summary = prep.prepare(source, tmp_path / "out", SETTINGS, check=False)
+  records = {r["track"]: r for r in summary["tracks"]}
+  assert records["Long - Song"]["status"] == records["long - song"]["status"] == "failed"
+  assert "duplicate track name (also test/long - song)" in records["Long - Song"]["reason"]
+  assert records["Short - Song"]["status"] == "written"
+
+
 def test_cli(source, tmp_path, capsys):
   out = tmp_path / "cli"
   args = ["prepare", "--root", str(source), "--out", str(out), "--segment", "0.5", "--position", "center"]
-  assert main(args) == 1  # two tracks failed
+  assert main(args) == 1  # five tracks failed
   printed = capsys.readouterr().out
-  assert "4 tracks: 2 written, 0 already done, 0 dropped, 2 failed" in printed
+  assert "7 tracks: 2 written, 0 already done, 0 dropped, 5 failed" in printed
   assert "failed: test/Broken - Song" in printed
   assert main(args + ["--subset", "train", "--drop-short"]) == 0
   assert "1 tracks: 1 written" in capsys.readouterr().out
