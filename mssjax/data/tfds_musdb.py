@@ -40,6 +40,8 @@ from mssjax.errors import DataError, ParameterError
 __all__ = ["Musdb18", "Musdb18Config", "make_builder", "build", "decode_audio"]
 
 _INT16_SCALE = 32768.0
+# Raw bytes: one protobuf field per tensor, parsed ~10x faster than int64 / float lists.
+_BYTES = tfds.features.Encoding.BYTES
 _DTYPES = ("float32", "int16")
 
 
@@ -119,8 +121,8 @@ class Musdb18(tfds.core.GeneratorBasedBuilder):
             "name": tfds.features.Text(),
             "subset": tfds.features.Text(),
             "start": tfds.features.Scalar(dtype=np.int64),
-            "mixture": tfds.features.Tensor(shape=(2, None), dtype=dtype),
-            "targets": tfds.features.Tensor(shape=(len(TARGETS), 2, None), dtype=dtype),
+            "mixture": tfds.features.Tensor(shape=(2, None), dtype=dtype, encoding=_BYTES),
+            "targets": tfds.features.Tensor(shape=(len(TARGETS), 2, None), dtype=dtype, encoding=_BYTES),
         }),
         homepage="https://sigsep.github.io/datasets/musdb.html",
         citation=("Rafii, Liutkus, Stoter, Mimilakis, Bittner. The MUSDB18 corpus for "
