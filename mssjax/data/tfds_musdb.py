@@ -1,9 +1,11 @@
 """A tensorflow-datasets builder for MUSDB18 / MUSDB18-HQ, written as array_record.
 
-The builder reads a local MUSDB18 root (``manual_dir``)
-and writes array_record files that `mssjax.data.pipeline` reads with random access
-through ``builder.as_data_source(split)``. It needs no TensorFlow: the audio is
-stored as plain tensors (float32 or int16), never as ``tfds.features.Audio``.
+The builder reads a local MUSDB18 root (``manual_dir``) through
+`mssjax.data.load_tracks` and writes array_record files that
+`mssjax.data.pipeline` reads with random access through
+``builder.as_data_source(split)``. It needs no TensorFlow: the audio is stored as
+plain tensors (int16 or float32, raw bytes, uncompressed: a record read is a
+copy), never as ``tfds.features.Audio``.
 
 Each example is one track, or one segment of a track when the config sets
 ``segment_seconds``::
@@ -102,9 +104,8 @@ class Musdb18(tfds.core.GeneratorBasedBuilder):
   code_path = None
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
-  Point manual_dir at a MUSDB18 folder holding train/ and
-  test/: MUSDB18-HQ folders of wav (configs hq*) or MUSDB18 .stem.mp4 files
-  (configs stems*). `mssjax.data.generate.write_songs` makes a small MUSDB18-HQ
+  Point manual_dir at a MUSDB18 folder holding train/ and test/: MUSDB18-HQ
+  folders of wav (configs hq*) or MUSDB18 .stem.mp4 files (configs stems*). `mssjax.data.generate.write_songs` makes a small MUSDB18-HQ
   folder of generated songs.
   """
 
