@@ -15,6 +15,8 @@ Variants import this file and override a few fields.
 
 import ml_collections
 
+from mssjax.data import pipeline
+
 
 def get_config():
   """The default experiment config."""
@@ -35,6 +37,7 @@ def get_config():
   config.model.n_targets = 4
   config.model.features = (16, 32, 64, 128, 256)
   config.model.kernel_size = (5, 5)
+  config.model.up_kernel_size = (3, 3)
   config.model.lstm_hidden = 256
   config.model.mask_activation = "softmax"
   config.model.bandwidth_hz = 16_000  # bins above reuse the top bin's mask (as Open-Unmix)
@@ -51,15 +54,18 @@ def get_config():
   config.optim.final_lr_fraction = 0.01
   config.optim.grad_clip_norm = 1.0
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "musdb"
-  config.data.root = "../shared/data/musdb18-7"
+  # The grain pipeline's fields (mssjax.data.pipeline.default_config) plus the loader's name.
+  config.data = pipeline.default_config()
+  config.data.name = "musdb"  # train_lib.LOADERS: "musdb" (grain pipeline) or "synthetic"
+  config.data.source = "files"  # a MUSDB18-HQ folder; "tfds" for the array_record dataset
+  config.data.root = ""  # set on the command line: --config.data.root=PATH
   config.data.chunk_seconds = 6.0
-  config.data.batch_size = 16
-  config.data.random_gain = True
-  config.data.channel_swap = True
-  config.data.remix = True
+  config.data.batch_size = 16  # global: split over processes and devices
+  config.data.samples_per_track = 64
   config.data.worker_count = 2
+  config.data.augment.gain = True
+  config.data.augment.channel_swap = True
+  config.data.augment.remix = True
 
   config.eval = ml_collections.ConfigDict()
   config.eval.metric = "bss_eval_v4"

@@ -161,10 +161,10 @@ def init_params(config, key):
 @functools.lru_cache(maxsize=16)
 def _model_factory(key):
   config = ml_collections.ConfigDict(json.loads(key))
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: create_model(config, jax.random.key(0))))
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: create_model(config, jax.random.key(0))))
   init = jax.jit(lambda k: nnx.split(create_model(config, k))[1].to_pure_dict())
   # The initialiser runs once: XLA's cheapest compile (about 6x faster here) is the better trade.
-  return graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE)
+  return graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE), abstract.to_pure_dict()
 
 
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -346,9 +346,16 @@ def _synthetic_loader(config, *, seed):
                            batch_size=config.data.batch_size // jax.process_count())
 
 
+def _per_process(config):
+  """``config`` with ``data.batch_size`` divided among the JAX processes (the pipeline's batch is local)."""
+  local = ml_collections.ConfigDict(config.to_dict())
+  local.data.batch_size = int(config.data.batch_size) // jax.process_count()
+  return local
+
+
 def _musdb_loader(config, *, seed):
   from mssjax.data import pipeline  # pylint: disable=import-outside-toplevel
-  return pipeline.make_train_iterator(config.data, seed=seed)
+  return iter(pipeline.make_train_loader(_per_process(config), seed=seed))
 
 
 LOADERS = {"synthetic": _synthetic_loader, "musdb": _musdb_loader}
@@ -371,10 +378,10 @@ def _synthetic_tracks(config):
 
 
 def _musdb_tracks(config):
-  from mssjax import data  # pylint: disable=import-outside-toplevel
-  tracks = data.load_tracks(config.data.root, subset="train", split="valid")
-  tracks = tracks[:config.eval.max_tracks] if config.eval.get("max_tracks") else tracks
-  return [(t.name, t.mixture(), t.targets()) for t in tracks]
+  from mssjax.data import pipeline  # pylint: disable=import-outside-toplevel
+  tracks = pipeline.make_eval_source(config)
+  count = min(len(tracks), int(config.eval.max_tracks)) if config.eval.get("max_tracks") else len(tracks)
+  return [(t["name"], t["mixture"], t["targets"]) for t in (tracks[i] for i in range(count))]
 
 
 EVAL_TRACKS = {"synthetic": _synthetic_tracks, "musdb": _musdb_tracks}
@@ -488,7 +495,7 @@ def restore_params(config, workdir, *, which="best"):
   step = manager.best_step() if manager is best else manager.latest_step()
   if step is None:
     raise ParameterError(f"no checkpoint in {workdir}")
-  abstract = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+  abstract = _model_factory(_config_key(config, MODEL_FIELDS))[2]
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
   restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))

@@ -17,6 +17,7 @@ def _unet(model_config, *, n_bins, rngs):
       n_targets=model_config.get("n_targets", 4),
       features=tuple(model_config.features),
       kernel_size=tuple(model_config.get("kernel_size", (5, 5))),
+      up_kernel_size=tuple(model_config.get("up_kernel_size", (3, 3))),
       lstm_hidden=model_config.lstm_hidden,
       mask_activation=model_config.get("mask_activation", "softmax"),
       rngs=rngs,

@@ -9,7 +9,9 @@ The design joins three well-tried pieces:
 - the convolutional encoder-decoder with skip connections of the
   spectrogram U-Net (Jansson et al. 2017; Spleeter, Hennequin et al. 2020):
   5x5 convolutions with stride 2, normalisation, leaky ReLU on the way down,
-  transposed convolutions and ReLU on the way up;
+  upsampling convolutions (sub-pixel, Shi et al. 2016) and ReLU on the way up,
+  the last of which makes the mask logits, so that no layer runs at the full
+  time-frequency resolution (the costliest place on a CPU);
 - a bidirectional LSTM across time at the bottleneck (as Open-Unmix's BLSTM),
   which sees the whole chunk and so gives every frame long-range context.
 
@@ -55,15 +57,28 @@ class _Down(nnx.Module):
     return nnx.leaky_relu(self.norm(self.conv(x)), negative_slope=0.2)
 
 
+def depth_to_space(x):
+  """``[batch, h, w, 4 c] -> [batch, 2 h, 2 w, c]`` (pixel shuffle)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c // 4)
+
+
 class _Up(nnx.Module):
-  """Transposed strided convolution, group normalisation, ReLU (doubles time and frequency)."""
+  """Sub-pixel convolution (Shi et al. 2016), group normalisation, ReLU (doubles time and frequency).
+
+  A stride-1 convolution at the low resolution makes four times the features,
+  rearranged into a 2x2 neighbourhood each. It upsamples as a transposed
+  convolution does, but its gradients are ordinary convolutions: XLA's CPU
+  backend runs them about 40x faster than a transposed convolution's.
+  """
 
   def __init__(self, in_features, out_features, kernel_size, *, rngs):
-    self.conv = nnx.ConvTranspose(in_features, out_features, kernel_size, strides=2, rngs=rngs)
+    self.conv = nnx.Conv(in_features, 4 * out_features, kernel_size, rngs=rngs)
     self.norm = nnx.GroupNorm(out_features, num_groups=_groups(out_features), rngs=rngs)
 
   def __call__(self, x):
-    return nnx.relu(self.norm(self.conv(x)))
+    return nnx.relu(self.norm(depth_to_space(self.conv(x))))
 
 
 class _BottleneckLSTM(nnx.Module):
@@ -97,7 +112,8 @@ class UNet(nnx.Module):
     audio_channels: input channels (2 for stereo).
     n_targets: number of masks (4: vocals, drums, bass, other).
     features: output features of each encoder level (depth = its length).
-    kernel_size: convolution kernel over ``(time, frequency)``.
+    kernel_size: the encoder's convolution kernel over ``(time, frequency)``.
+    up_kernel_size: the decoder's (sub-pixel) convolution kernel.
     lstm_hidden: width of the bottleneck BiLSTM (both directions together).
     mask_activation: ``"softmax"`` (masks sum to one over targets),
       ``"sigmoid"`` (each in [0, 1]) or ``"relu"`` (non-negative, as Open-Unmix).
@@ -105,7 +121,8 @@ class UNet(nnx.Module):
   """
 
   def __init__(self, *, n_bins, audio_channels=2, n_targets=4, features=(16, 32, 64, 128),
-               kernel_size=(5, 5), lstm_hidden=128, mask_activation="softmax", rngs):
+               kernel_size=(5, 5), up_kernel_size=(3, 3), lstm_hidden=128, mask_activation="softmax",
+               rngs):
     features = tuple(int(f) for f in features)
     _check_sizes(n_bins, audio_channels, n_targets, features, lstm_hidden, mask_activation)
     self.n_bins, self.audio_channels, self.n_targets = n_bins, audio_channels, n_targets
@@ -118,14 +135,15 @@ class UNet(nnx.Module):
     self.down = nnx.List([_Down(i, o, kernel_size, rngs=rngs) for i, o in zip(ins, features)])
     bottom_bins = -(-n_bins // 2 ** self.depth)
     self.bottleneck = _BottleneckLSTM(bottom_bins * features[-1], lstm_hidden, rngs=rngs)
+    up_kernel_size = tuple(up_kernel_size)
     ups = []
     for level in range(self.depth - 1, 0, -1):
       in_features = features[level] * (1 if level == self.depth - 1 else 2)
-      ups.append(_Up(in_features, features[level - 1], kernel_size, rngs=rngs))
-    last_in = features[0] * (2 if self.depth > 1 else 1)
-    ups.append(_Up(last_in, features[0], kernel_size, rngs=rngs))
+      ups.append(_Up(in_features, features[level - 1], up_kernel_size, rngs=rngs))
     self.up = nnx.List(ups)
-    self.head = nnx.Conv(features[0] + audio_channels, n_targets * audio_channels, (3, 3), rngs=rngs)
+    last_in = features[0] * (2 if self.depth > 1 else 1)
+    # The last upsampling makes the mask logits directly: no layer runs at full resolution.
+    self.head = nnx.Conv(last_in, 4 * n_targets * audio_channels, up_kernel_size, rngs=rngs)
 
   def normalise(self, magnitude):
     """Log-compressed magnitudes with the learned per-bin offset and scale."""
@@ -167,10 +185,8 @@ class UNet(nnx.Module):
       skips.append(h)
     h = self.bottleneck(h)
     for i, block in enumerate(self.up):
-      h = block(h)
-      skip = skips[-2 - i] if i < self.depth - 1 else x
-      h = jnp.concatenate([h, skip], axis=-1)
-    return self.head(h)
+      h = jnp.concatenate([block(h), skips[-2 - i]], axis=-1)
+    return depth_to_space(self.head(h))
 
   def _activate(self, logits):
     """``logits [batch, n_targets, channels, bins, frames]`` -> masks."""
