@@ -295,6 +295,7 @@ def resample(audio, orig_rate, target_rate):
     return audio
   shape = audio.shape
   flat = audio.reshape(-1, shape[-1])
+  n_out = math.ceil(shape[-1] * target_rate / orig_rate)
   try:
     import soxr  # pylint: disable=import-outside-toplevel
     out = soxr.resample(flat.T, orig_rate, target_rate, quality="HQ").T
@@ -302,8 +303,8 @@ def resample(audio, orig_rate, target_rate):
     import scipy.signal  # pylint: disable=import-outside-toplevel
     common = math.gcd(int(orig_rate), int(target_rate))
     out = scipy.signal.resample_poly(flat, target_rate // common, orig_rate // common, axis=-1)
-    out = out[:, :math.ceil(shape[-1] * target_rate / orig_rate)]
-  return np.ascontiguousarray(out, dtype=np.float32).reshape(*shape[:-1], -1)
+  out = np.pad(out[:, :n_out], ((0, 0), (0, max(0, n_out - out.shape[1]))))  # soxr rounds, librosa ceils
+  return np.ascontiguousarray(out, dtype=np.float32).reshape(*shape[:-1], n_out)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -124,6 +124,17 @@ def test_resampling_preserves_a_tone(tmp_path, target):
   np.testing.assert_allclose(loaded[:, middle], expected[:, middle], atol=2e-3)
 
 
+@pytest.mark.parametrize("n", [7, 1001, 22051])
+@pytest.mark.parametrize("target", [22050, 48000, 8000])
+def test_resampled_length_is_librosas(n, target):
+  import librosa  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, n)).astype(np.float32)
+  ours = audio.resample(x, RATE, target)
+  reference = librosa.resample(x, orig_sr=RATE, target_sr=target, res_type="soxr_hq")
+  assert ours.shape == reference.shape
+  np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
 def test_resample_fallback_matches_soxr(monkeypatch):
   x = _tone(n=4410)
   with_soxr = audio.resample(x, RATE, 22050)
