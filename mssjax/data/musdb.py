@@ -59,6 +59,7 @@ class Track:
 
   Attributes:
     name: "Artist - Title".
+    expected_rate: the sample rate every file must have (Hz).
     subset: "train" or "test".
     path: the ``.stem.mp4`` file (musdb18) or the track's folder (musdb18hq).
     layout: "musdb18" or "musdb18hq".
@@ -96,16 +97,17 @@ class Track:
 
   @property
   def n_samples(self):
-    """Samples per channel of the mixture (from the header; decoded if it does not say)."""
-    frames = self.header().frames
-    return self.stem("mixture").shape[-1] if frames is None else frames
+    """Samples per channel of the mixture (from the header; decoded once if it does not say)."""
+    if self.header().frames is None:
+      self._info = self._info._replace(frames=self.stem("mixture").shape[-1])
+    return self.header().frames
 
   @property
   def duration(self):
     return self.n_samples / self.sample_rate
 
   def stem(self, name):
-    """One stem as float32 ``[2, n_samples]`` at 44.1 kHz."""
+    """One stem (a name in `STEM_NAMES`) as float32 ``[2, n_samples]``."""
     return self.stems([name])[name]
 
   def mixture(self):
@@ -121,7 +123,8 @@ class Track:
     """Several stems in one decoding pass, as a dict name -> float32 ``[2, n_samples]``.
 
     Raises:
-      DataError: a file's sample rate is not 44.1 kHz, or stems differ in length.
+      DataError: a file's sample rate is not the expected one (44.1 kHz by
+        default), or stems differ in length.
       AudioError: a file is missing, corrupt, not stereo or mono, or holds NaN / Inf.
     """
     names = [_check_stem(n) for n in names]
