@@ -240,7 +240,7 @@ def test_tfds_source_matches_wav_source(songs, tmp_path):
   wavs = pipeline.WavSource(songs, subset="train")
   assert len(source) == len(wavs) == 3
   for index in range(len(source)):
-    name = source.track(index)["name"]
+    name = source.record(index)["name"]
     expected = wavs.chunk(wavs.names.index(name), length=CHUNK, rng=np.random.default_rng(index))
     np.testing.assert_array_equal(source.chunk(index, length=CHUNK, rng=np.random.default_rng(index)),
                                   expected)
@@ -260,6 +260,21 @@ def test_sources_survive_pickling_for_worker_processes(songs, tmp_path):
     copy = pickle.loads(pickle.dumps(pipeline.RandomChunk(source, length=CHUNK)))
     expected = source.chunk(2, length=CHUNK, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(copy.source.chunk(2, length=CHUNK, rng=np.random.default_rng(1)), expected)
+
+
+def test_eval_tracks_join_tfds_segments(songs, tmp_path):
+  tfds.disable_progress_bar()
+  segmented = tfds_musdb.Musdb18Config(name="hq_test_0p3s", dtype="int16", segment_seconds=0.3)
+  builder = tfds_musdb.build(songs, tmp_path, config=segmented)
+  source = pipeline.TfdsSource(builder.as_data_source("train"))
+  assert len(source) == 3 * 4  # 1 s songs in 0.3 s segments
+  tracks = pipeline.make_eval_source({}, source=source)
+  wavs = pipeline.WavSource(songs)
+  assert [t["name"] for t in tracks] == wavs.names and len(tracks) == 3
+  for index, track in enumerate(tracks):
+    expected = wavs.track(index)
+    np.testing.assert_array_equal(track["targets"], expected["targets"])
+    np.testing.assert_array_equal(track["mixture"], expected["mixture"])
 
 
 @pytest.mark.realdata

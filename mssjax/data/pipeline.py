@@ -202,13 +202,33 @@ class TfdsSource:
     start = _chunk_start(targets.shape[-1], length, rng)
     return _fit(decode_audio(targets[list(stems), :, start:start + length]), length)
 
-  def track(self, index):
-    """Record ``index``: dict name, mixture ``[2, n]``, targets ``[4, 2, n]`` (float32)."""
+  def record(self, index):
+    """Record ``index`` (a track or a segment): dict name, start, mixture, targets (float32)."""
     from mssjax.data.tfds_musdb import decode_audio  # pylint: disable=import-outside-toplevel
     record = self.data_source[index]
     name = record["name"]
-    return {"name": name.decode() if isinstance(name, bytes) else str(name),
+    return {"name": name.decode() if isinstance(name, bytes) else str(name), "start": int(record["start"]),
             "mixture": decode_audio(record["mixture"]), "targets": decode_audio(record["targets"])}
+
+  def groups(self):
+    """The records of each track in time order: list of index lists, tracks sorted by name.
+
+    Reads every record once (uncompressed: a copy each); segmented configs need it
+    to give whole tracks.
+    """
+    starts = {}
+    for index in range(len(self)):
+      record = self.data_source[index]
+      name = record["name"].decode() if isinstance(record["name"], bytes) else str(record["name"])
+      starts.setdefault(name, []).append((int(record["start"]), index))
+    return [[index for _, index in sorted(starts[name])] for name in sorted(starts)]
+
+  def track(self, indices):
+    """A whole track from its records ``indices`` (`groups`; an int: one record)."""
+    records = [self.record(i) for i in ([indices] if isinstance(indices, (int, np.integer)) else indices)]
+    return {"name": records[0]["name"],
+            "mixture": np.concatenate([r["mixture"] for r in records], axis=-1),
+            "targets": np.concatenate([r["targets"] for r in records], axis=-1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,14 +460,15 @@ class _EvalTracks:
 
   def __init__(self, source):
     self.source = source
+    self.keys = source.groups() if hasattr(source, "groups") else list(range(len(source)))
 
   def __len__(self):
-    return len(self.source)
+    return len(self.keys)
 
   def __getitem__(self, index):
     if not 0 <= index < len(self):
       raise IndexError(index)
-    return self.source.track(index)
+    return self.source.track(self.keys[index])
 
   def __repr__(self):
     return f"_EvalTracks({self.source!r})"
@@ -462,8 +483,8 @@ def make_eval_source(config, *, source=None):
 
   Returns:
     a sequence (``len``, ``[i]``, iteration) of dicts ``{"name": str, "mixture":
-    float32 [2, n], "targets": float32 [4, 2, n]}``, read when indexed. For a
-    segmented TFDS config each item is a segment.
+    float32 [2, n], "targets": float32 [4, 2, n]}``, read when indexed (whole
+    tracks also from a segmented TFDS config: its segments are joined).
   """
   data = _data_config(config)
   if source is None:
