@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import pickle
 
 import numpy as np
 import pytest
@@ -89,6 +90,14 @@ def test_tracks_are_lazy_and_cache_only_when_asked(hq_root, monkeypatch):
   cached.clear_cache()
   cached.stem("bass")
   assert len(reads) == 7
+
+
+def test_tracks_pickle_for_worker_processes(hq_root):
+  track, = load_tracks(hq_root, subset="test")
+  track.header()
+  copy = pickle.loads(pickle.dumps(track))
+  assert (copy.name, copy.subset, copy.path, copy.n_samples) == (track.name, track.subset, track.path, N)
+  np.testing.assert_array_equal(copy.targets(), track.targets())
 
 
 # --- bad datasets ----------------------------------------------------------------------------------
