@@ -1,0 +1,32 @@
+"""The second classical recipe: HPSS, then frequency-informed beta-NMF of each part.
+
+Run:
+  python -c "from mssjax import separators; sep = separators.get('nmf')"
+  python benchmarks/classical_quality.py --methods nmf
+
+No training. Harmonic NMF components go to bass, vocals or other by the band
+holding most of their (weighted) energy; percussive components to drums.
+"""
+
+import ml_collections
+
+
+def get_config():
+  """The default nmf config."""
+  config = ml_collections.ConfigDict()
+  config.method = "nmf"
+  config.seed = 0
+  config.sample_rate = 44100
+  config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
+  config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
+  # beta-NMF (Fevotte & Idier 2011) with multiplicative updates
+  config.nmf = ml_collections.ConfigDict(dict(
+      harmonic_components=24, percussive_components=8, beta=1.0, n_iter=100))
+  # frequency bands [low, high) in Hz where each target's components hold their energy
+  config.bands = ml_collections.ConfigDict(dict(bass=(0.0, 200.0), vocals=(200.0, 4000.0),
+                                                other=(4000.0, 22050.0)))
+  config.band_weights = ml_collections.ConfigDict(dict(bass=1.0, vocals=1.0, other=1.0))
+  # exponent of the Wiener-like masks from the reconstructions
+  config.mask_power = 2.0
+  config.wiener_iterations = 1
+  return config
