@@ -164,6 +164,8 @@ def test_rerun_skips_finished_tracks_and_redoes_changed_ones(source, tmp_path):
   assert record["status"] == "written" and record["start"] < RATE // 2
   assert audio.info(written).frames == RATE // 2
   assert sorted(os.listdir(out / "train")) == ["Long - Song"]
+  prep.prepare(source, out, prep.Settings(segment=5.0, keep_short=False), check=False)
+  assert os.listdir(out / "train") == []  # dropped now: the earlier output goes
 
 
 def test_drop_short_and_strict(source, tmp_path):

@@ -214,9 +214,13 @@ def _is_done(out, track, settings):
 def _write_json(path, record):
   path.parent.mkdir(parents=True, exist_ok=True)
   handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-  with os.fdopen(handle, "w") as stream:
-    json.dump(record, stream, indent=1)
-  os.replace(temporary, path)
+  try:
+    with os.fdopen(handle, "w") as stream:
+      json.dump(record, stream, indent=1)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.unlink(temporary)
 
 
 def _write_track(folder, stems, sample_rate, subtype):
@@ -227,14 +231,19 @@ def _write_track(folder, stems, sample_rate, subtype):
     for name, x in stems.items():
       audio.save(staging / f"{name}.wav", x, sample_rate=sample_rate, subtype=subtype)
     os.chmod(staging, 0o777 & ~audio._umask())  # pylint: disable=protected-access
-    if folder.exists():
-      stale = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
-      os.replace(folder, stale / "track")
-      shutil.rmtree(stale)
+    _remove_track(folder)
     os.replace(staging, folder)
   finally:
     if staging.exists():
       shutil.rmtree(staging)
+
+
+def _remove_track(folder):
+  """Removes an earlier run's track folder: renamed out of sight first, so it vanishes at once."""
+  if folder.exists():
+    stale = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+    os.replace(folder, stale / "track")
+    shutil.rmtree(stale)
 
 
 def prepare_track(track, out, settings=Settings()):
@@ -256,6 +265,7 @@ def prepare_track(track, out, settings=Settings()):
   record = {"track": track.name, "subset": track.subset, **_marker_key(track, settings),
             "source_samples": int(targets.shape[-1])}
   if bounds is None:
+    _remove_track(pathlib.Path(out) / track.subset / track.name)  # written by a run with other settings
     record.update(status="dropped", reason=f"shorter than {settings.segment:g} s after trimming")
   else:
     start, end = bounds
