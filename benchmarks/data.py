@@ -10,7 +10,7 @@ plain Python loop does without a pipeline, in the same run: read the four stems
 of a random track whole (`mssjax.data.load_tracks`: soundfile for wav, PyAV for
 .stem.mp4) and slice one chunk, without remix (one track per chunk).
 
-Worker start-up (the first batch) is excluded; the figures are chunks per second
+Worker start-up (the first two batches of each worker) is excluded; the figures are chunks per second
 over ``--batches`` batches of ``--batch-size``.
 
   python benchmarks/data.py [--songs 8 --seconds 30] [--previews] [--batches 12]
@@ -48,7 +48,8 @@ def loader_speed(config, *, source, workers, batches, seed=0):
   batch_remix = isinstance(source, pipeline.TfdsSource)
   config.augment.remix, config.augment.batch_remix = not batch_remix, batch_remix
   iterator = iter(pipeline.make_train_loader(config, seed=seed, source=source))
-  next(iterator)  # start-up: worker processes, first reads
+  for _ in range(2 * max(workers, 1)):  # start-up: every worker process has started and delivered
+    next(iterator)
   start_time = time.perf_counter()
   for _ in range(batches):
     next(iterator)
