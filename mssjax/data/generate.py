@@ -5,10 +5,10 @@ subtractive synthesis so that each stem occupies the place a real one would:
 
 - ``drums``: kick (pitch-swept sine), snare (noise burst plus a 180 Hz body) and
   hi-hat (high-passed noise) on a rock pattern with random fills and velocities.
-- ``bass``: a sine plus a soft second harmonic on the chord roots and fifths,
-  below about 200 Hz.
-- ``other``: sustained chords (triads or sevenths, 4 harmonics per voice) spread in
-  the stereo field, about 200 to 2000 Hz.
+- ``bass``: a sine plus a soft second harmonic on the chord roots and fifths
+  (E1 to D#3, 41 to 156 Hz), nothing above 200 Hz.
+- ``other``: sustained chords (triads or sevenths, G3 to F#5, 4 harmonics per
+  voice) spread in the stereo field, about 200 to 3000 Hz.
 - ``vocals``: a sung melody, a harmonic tone up to about 5 kHz with 5 to 6 Hz
   vibrato and vowel formants (Peterson & Barney 1952 averages), with rests.
 
@@ -60,6 +60,11 @@ def song_name(subset, index):
 
 def _midi_hz(midi):
   return 440.0 * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
+
+
+def _fold(midi, *, low, span=12):
+  """Moves MIDI notes by octaves into ``[low, low + span)``: E1..D#2 (bass) for low=28."""
+  return low + (np.asarray(midi) - low) % span
 
 
 def _pan(mono, position):
@@ -187,7 +192,7 @@ def _bass(song):
   onsets = song.onsets(beats)
   roots = song.chord_degree(np.floor(beats[:onsets.size]).astype(int))
   offsets = rng.choice([0, 0, 0, 4, 7], size=onsets.size)  # root, or fifth / octave
-  midi = song.degree(roots + np.where(offsets == 4, 4, 0), octave=0) + np.where(offsets == 7, 12, 0)
+  midi = _fold(song.degree(roots + np.where(offsets == 4, 4, 0)), low=28) + np.where(offsets == 7, 12, 0)
   note, elapsed, remaining = _note_grid(onsets, n)
   f0 = _midi_hz(midi)[note] / sr
   envelope = (np.minimum(elapsed / (0.005 * sr), 1.0) * np.exp(-elapsed / (0.6 * sr))
@@ -211,7 +216,7 @@ def _other(song):
   harmonics = (1.0 / np.arange(1, 5) ** 1.5)[:, None]
   out = np.zeros((2, n))
   for voice, interval in enumerate(intervals):
-    midi = song.degree(roots + interval, octave=2)
+    midi = _fold(song.degree(roots + interval), low=55, span=24)
     tone = _harmonic_tone(_midi_hz(midi)[note] / sr, harmonics) * envelope
     out += _pan(tone, np.linspace(-0.7, 0.7, len(intervals))[voice])
   return out
@@ -305,7 +310,7 @@ def _normalise(stems):
   """Scales all stems by one factor so every stem and the sum peak at most 0.9; 16-bit grid."""
   total = sum(stems.values())
   peak = max([np.abs(total).max()] + [np.abs(x).max() for x in stems.values()])
-  scale = _PEAK / peak * _INT16_SCALE
+  scale = (_PEAK * _INT16_SCALE - len(stems)) / peak  # room for the 4 stems' rounding in the sum
   out = {name: (np.round(x * scale) / _INT16_SCALE).astype(np.float32) for name, x in stems.items()}
   out["mixture"] = out["vocals"] + out["drums"] + out["bass"] + out["other"]
   if np.abs(out["mixture"]).max() >= 1.0:  # rounding cannot push 0.9 past 1, but be explicit
