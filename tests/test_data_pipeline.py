@@ -3,6 +3,7 @@
 import pickle
 
 import numpy as np
+import soundfile as sf
 import pytest
 import tensorflow_datasets as tfds
 
@@ -195,6 +196,22 @@ def songs(tmp_path_factory):
   root = tmp_path_factory.mktemp("songs")
   generate.write_songs(root, n_train=3, n_test=1, seconds=1.0, seed=5)
   return root
+
+
+def test_wav_source_refuses_unequal_stems(tmp_path):
+  generate.write_songs(tmp_path, n_train=1, n_test=0, seconds=0.5)
+  (folder,) = (tmp_path / "train").iterdir()
+  sf.write(folder / "bass.wav", np.zeros((1000, 2), np.int16), 44100, subtype="PCM_16")
+  with pytest.raises(DataError, match="differ in length"):
+    pipeline.WavSource(tmp_path)
+
+
+def test_neighbouring_seeds_give_unrelated_chunks():
+  first = {_decode(t[0]) for b in _take(iter(_loader(seed=10, **OFF)), 3) for t in b["targets"]}
+  second = {_decode(t[0]) for b in _take(iter(_loader(seed=11, **OFF)), 3) for t in b["targets"]}
+  assert len(first & second) <= 1
+  with pytest.raises(ParameterError, match="seed"):
+    _loader(seed=-1)
 
 
 def test_wav_source_reads_stems_in_targets_order(songs):

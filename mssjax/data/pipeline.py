@@ -56,7 +56,7 @@ import ml_collections
 import numpy as np
 import soundfile as sf
 
-from mssjax import TARGETS
+from mssjax import TARGETS, audio
 from mssjax.data import musdb
 from mssjax.errors import DataError, ParameterError
 
@@ -136,7 +136,7 @@ class WavSource:
     self.root, self.subset, self.split = str(root), subset, split
     self.names = [t.name for t in tracks]
     self.folders = [str(t.path) for t in tracks]
-    self.lengths = [t.n_samples for t in tracks]
+    self.lengths = [_checked_length(t) for t in tracks]
 
   def __len__(self):
     return len(self.folders)
@@ -162,6 +162,19 @@ class WavSource:
     n = self.lengths[index]
     targets = np.stack([self._read(index, name, 0, n) for name in TARGETS])
     return {"name": self.names[index], "mixture": self._read(index, "mixture", 0, n), "targets": targets}
+
+
+def _checked_length(track):
+  """The common length of a MUSDB18-HQ track's five wav files (headers only), else `DataError`."""
+  lengths = {stem: audio.info(track.file(stem)).frames for stem in musdb.STEM_NAMES}
+  for stem in musdb.STEM_NAMES:
+    rate = audio.info(track.file(stem)).sample_rate
+    if rate != musdb.SAMPLE_RATE:
+      raise DataError(f"{track.file(stem)}: sample rate {rate} Hz, expected {musdb.SAMPLE_RATE} Hz")
+  if len(set(lengths.values())) > 1:
+    detail = ", ".join(f"{stem} {n}" for stem, n in lengths.items())
+    raise DataError(f"{track.path}: stems differ in length ({detail} samples)")
+  return lengths["mixture"]
 
 
 def _select(tracks, split, root):
@@ -400,6 +413,14 @@ def _tfds_split(builder, subset, split):
   return "train+valid" if "valid" in builder.info.splits else "train"
 
 
+def _sampler_seed(seed):
+  """A 31-bit seed for grain's sampler, hashed from ``seed`` (grain seeds record i with
+  ``Philox(seed + i)``, so raw neighbouring seeds would give the same chunks shifted by one)."""
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+  return int(np.random.SeedSequence(int(seed)).generate_state(1)[0]) >> 1
+
+
 def make_train_loader(config, *, seed, source=None, shard_options=None, num_epochs=None):
   """The training `grain.DataLoader` of random augmented chunks.
 
@@ -410,8 +431,8 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
       batch_size, samples_per_track, worker_count, worker_buffer_size,
       shard_by_process, augment.{gain, gain_low, gain_high, channel_swap, remix,
       batch_remix}.
-    seed: the pipeline seed (non-negative, < 2**32): shuffling and every random
-      draw follow from it.
+    seed: the pipeline seed (a non-negative int): shuffling and every random draw
+      follow from it.
     source: a track source to use instead of the one ``config`` names (e.g. an
       `ArraySource`).
     shard_options: a `grain.sharding.ShardOptions`; default: by JAX process when
@@ -437,7 +458,7 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
     _allow_unparsed_absl_flags()
   keys = _TrackKeys(len(source), data.samples_per_track)
   sampler = grain.samplers.IndexSampler(len(keys), shard_options=shard_options, shuffle=True,
-                                        num_epochs=num_epochs, seed=int(seed))
+                                        num_epochs=num_epochs, seed=_sampler_seed(seed))
   augment = Augment(**data.augment.to_dict())
   operations = [RandomChunk(source, length=length, augment=augment),
                 grain.transforms.Batch(batch_size=data.batch_size, drop_remainder=True)]
