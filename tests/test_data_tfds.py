@@ -109,8 +109,10 @@ def test_bad_input(tmp_path, root):
     tfds_musdb.build(tmp_path / "missing", tmp_path / "tfds")
   with pytest.raises(ParameterError, match="dtype="):
     tfds_musdb.make_builder(tmp_path, config=tfds_musdb.Musdb18Config(name="bad", dtype="int8")).info
-  # A MUSDB18-HQ folder read with the .stem.mp4 config: no tracks of that layout.
-  with pytest.raises(DataError):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(DataError, match="no train/ or test/"):
+    tfds_musdb.build(tmp_path / "empty", tmp_path / "tfds")
+  with pytest.raises(DataError, match="choose a hq"):
     tfds_musdb.build(root, tmp_path / "tfds", config="stems")
 
 

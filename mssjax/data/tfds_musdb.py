@@ -239,10 +239,17 @@ def build(root, data_dir, *, config="hq"):
 
   Returns:
     the prepared builder.
+
+  Raises:
+    DataError: ``root`` is missing, holds no tracks, or holds the other layout
+      than the config reads; or a track is bad (`mssjax.data.load_tracks`).
   """
-  if not pathlib.Path(root).is_dir():
-    raise DataError(f"{root}: no such folder")
   builder = make_builder(data_dir, config=config)
+  layout = musdb.detect_layout(root)  # DataError for a missing or empty folder
+  wanted = builder.builder_config.layout
+  if layout != wanted:
+    raise DataError(f"{root}: holds {layout} tracks but config {builder.builder_config.name!r} reads "
+                    f"{wanted}; choose a {'stems' if layout == 'musdb18' else 'hq'}* config")
   builder.download_and_prepare(
       file_format="array_record",
       download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
