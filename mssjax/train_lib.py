@@ -162,9 +162,9 @@ def init_params(config, key):
 def _model_factory(key):
   config = ml_collections.ConfigDict(json.loads(key))
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: create_model(config, jax.random.key(0))))
-  init = jax.jit(lambda k: nnx.split(create_model(config, k))[1].to_pure_dict())
+  init = jax.jit(lambda k: nnx.to_pure_dict(nnx.split(create_model(config, k))[1]))
   # The initialiser runs once: XLA's cheapest compile (about 6x faster here) is the better trade.
-  return graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE), abstract.to_pure_dict()
+  return graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE), nnx.to_pure_dict(abstract)
 
 
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -242,7 +242,7 @@ def _train_step(state, batch, key):
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
