@@ -286,15 +286,14 @@ class RandomChunk(grain.transforms.RandomMap):
 
 
 def _augment(targets, augment, rng):
-  """Random gains and channel swaps of ``targets [4, 2, n]``; the mixture is their sum."""
-  if augment.gain:
-    gains = rng.uniform(augment.gain_low, augment.gain_high, size=(len(targets), 1, 1))
-    targets = targets * gains.astype(np.float32)
-  if augment.channel_swap:
-    swap = rng.random(len(targets)) < 0.5
-    targets = np.where(swap[:, None, None], targets[:, ::-1], targets)
-  targets = np.ascontiguousarray(targets, dtype=np.float32)
-  return {"mixture": targets.sum(axis=0), "targets": targets}
+  """Random gains and channel swaps of ``targets [4, 2, n]`` (one pass); the mixture is their sum."""
+  n_stems = len(targets)
+  gains = rng.uniform(augment.gain_low, augment.gain_high, size=n_stems) if augment.gain else np.ones(n_stems)
+  swaps = rng.random(n_stems) < 0.5 if augment.channel_swap else np.zeros(n_stems, dtype=bool)
+  out = np.empty(targets.shape, dtype=np.float32)
+  for stem, (gain, swap) in enumerate(zip(gains, swaps)):
+    np.multiply(targets[stem, ::-1] if swap else targets[stem], np.float32(gain), out=out[stem])
+  return {"mixture": out.sum(axis=0), "targets": out}
 
 
 class BatchRemix(grain.transforms.RandomMap):
