@@ -166,11 +166,12 @@ class WavSource:
 
 def _checked_length(track):
   """The common length of a MUSDB18-HQ track's five wav files (headers only), else `DataError`."""
-  lengths = {stem: audio.info(track.file(stem)).frames for stem in musdb.STEM_NAMES}
-  for stem in musdb.STEM_NAMES:
-    rate = audio.info(track.file(stem)).sample_rate
-    if rate != musdb.SAMPLE_RATE:
-      raise DataError(f"{track.file(stem)}: sample rate {rate} Hz, expected {musdb.SAMPLE_RATE} Hz")
+  headers = {stem: audio.info(track.file(stem)) for stem in musdb.STEM_NAMES}
+  for stem, header in headers.items():
+    if header.sample_rate != musdb.SAMPLE_RATE:
+      raise DataError(f"{track.file(stem)}: sample rate {header.sample_rate} Hz, "
+                      f"expected {musdb.SAMPLE_RATE} Hz")
+  lengths = {stem: header.frames for stem, header in headers.items()}
   if len(set(lengths.values())) > 1:
     detail = ", ".join(f"{stem} {n}" for stem, n in lengths.items())
     raise DataError(f"{track.path}: stems differ in length ({detail} samples)")
