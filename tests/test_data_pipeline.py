@@ -198,11 +198,14 @@ def songs(tmp_path_factory):
   return root
 
 
-def test_wav_source_refuses_unequal_stems(tmp_path):
+def test_wav_source_refuses_unequal_stems_and_wrong_rates(tmp_path):
   generate.write_songs(tmp_path, n_train=1, n_test=0, seconds=0.5)
   (folder,) = (tmp_path / "train").iterdir()
   sf.write(folder / "bass.wav", np.zeros((1000, 2), np.int16), 44100, subtype="PCM_16")
   with pytest.raises(DataError, match="differ in length"):
+    pipeline.WavSource(tmp_path)
+  sf.write(folder / "bass.wav", np.zeros((22050, 2), np.int16), 22050, subtype="PCM_16")
+  with pytest.raises(DataError, match="22050 Hz"):
     pipeline.WavSource(tmp_path)
 
 
