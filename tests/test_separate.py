@@ -1,0 +1,177 @@
+"""Tests of whole-song separation (mssjax.separate), the unet separator and ``python -m mssjax separate``."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mssjax import TARGETS, audio, separate, train_lib
+from mssjax.__main__ import main
+from mssjax.errors import ParameterError
+from mssjax.models import separator as separator_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the configs/ folder
+from configs import unet_tiny  # pylint: disable=wrong-import-position
+
+
+class _Quarters:
+  """A fake separator: every stem is a quarter of the mixture (so the stems add up to it)."""
+  chunk_seconds, overlap_seconds, needs_references = 1.0, 0.25, False
+
+  def __call__(self, mixture, references=None):
+    assert mixture.shape == (2, 44100)
+    return {t: mixture / 4 for t in TARGETS}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """A tiny trained network (the config of tests/test_train.py, so compiled steps are shared)."""
+  config = unet_tiny.get_config()
+  config.num_train_steps, config.checkpoint_every, config.eval_every = 6, 2, 6
+  path = tmp_path_factory.mktemp("unet")
+  train_lib.train_and_evaluate(config, path)
+  return path
+
+
+@pytest.mark.parametrize("n,chunk,overlap", [(1000, 300, 50), (1000, 300, 0), (300, 300, 100), (301, 300, 100),
+                                             (17, 300, 100), (5000, 1000, 999)])
+def test_overlap_add_of_an_identity_gives_the_signal_back(n, chunk, overlap):
+  x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+  lengths = []
+
+  def separate_chunk(c):
+    lengths.append(c.shape[-1])
+    return np.stack([c, -2 * c])
+
+  out = separate.separate_in_chunks(separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap)
+  assert out.shape == (2, 2, n)
+  np.testing.assert_allclose(out[0], x, rtol=1e-5, atol=1e-6)  # float32 sums of up to 1000 chunks
+  np.testing.assert_allclose(out[1], -2 * x, rtol=1e-5, atol=1e-6)
+  assert set(lengths) == {chunk}  # always full chunks: a jitted separator compiles once
+  assert len(lengths) == len(separate.chunk_starts(n, chunk, overlap))
+
+
+def test_crossfade_weights_are_positive_and_complementary():
+  w = separate.crossfade_window(100, 20)
+  assert np.all(w > 0) and np.all(w <= 1)
+  np.testing.assert_allclose(w[:20] + w[-20:], 1.0, atol=1e-6)  # consecutive chunks' weights sum to one
+
+
+@pytest.mark.parametrize("chunk,overlap", [(0, 0), (100, 100), (100, -1), (100, 2.5)])
+def test_bad_chunking(chunk, overlap):
+  with pytest.raises(ParameterError):
+    separate.separate_in_chunks(lambda c: c[None], np.zeros((2, 10)), chunk_samples=chunk, overlap_samples=overlap)
+
+
+@pytest.mark.parametrize("rate,channels", [(44100, 2), (22050, 1), (48000, 2), (16000, 3)])
+def test_any_rate_and_channel_count(rate, channels):
+  t = np.arange(int(2.5 * rate)) / rate
+  mixture = np.stack([0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(channels)]).astype(np.float32)
+  stems = separate.separate_array(_Quarters(), mixture, sample_rate=rate)
+  assert set(stems) == set(TARGETS)
+  for stem in stems.values():
+    assert stem.shape == mixture.shape and stem.dtype == np.float32
+  total = sum(stems.values())
+  edge = rate // 20  # resampling filters ring at the very ends
+  np.testing.assert_allclose(total[:, edge:-edge], mixture[:, edge:-edge], atol=2e-3)
+
+
+def test_one_dimensional_input_gives_one_dimensional_stems():
+  stems = separate.separate_array(_Quarters(), np.zeros(30000, np.float32))
+  assert all(s.shape == (30000,) for s in stems.values())
+
+
+def test_bad_mixtures():
+  with pytest.raises(ParameterError, match="NaN or Inf"):
+    separate.separate_array(_Quarters(), np.full((2, 100), np.nan, np.float32))
+  with pytest.raises(ParameterError, match="must be"):
+    separate.separate_array(_Quarters(), np.zeros((1, 2, 100), np.float32))
+
+
+def test_song_names():
+  assert separate.song_name("/x/A Classic Education - NightOwl.stem.mp4") == "A Classic Education - NightOwl"
+  assert separate.song_name("Mr. X - y.wav") == "Mr. X - y"
+
+
+def test_unet_separator_contract(workdir):
+  model = separator_lib.unet_separator({"checkpoint": str(workdir)})
+  assert model.name == "unet" and not model.needs_references and model.n_parameters > 0
+  mixture = np.random.default_rng(0).standard_normal((3, 2, 30000)).astype(np.float32) * 0.1
+  stems = model(mixture)
+  assert list(stems) == list(TARGETS)
+  assert all(s.shape == mixture.shape and s.dtype == np.float32 for s in stems.values())
+  np.testing.assert_allclose(sum(stems.values()), mixture, atol=1e-5)  # softmax masks
+  np.testing.assert_allclose(model(mixture[1])["bass"], stems["bass"][1], atol=1e-6)
+  with pytest.raises(ParameterError, match=r"\[..., 2, n_samples\]"):
+    model(mixture[:, :1])
+
+
+def test_unet_separator_needs_a_workdir(tmp_path):
+  with pytest.raises(ParameterError, match="needs config.checkpoint"):
+    separator_lib.unet_separator({})
+  with pytest.raises(ParameterError, match="not a training workdir"):
+    separator_lib.unet_separator({"checkpoint": str(tmp_path)})
+
+
+def test_command_line_writes_stems_at_the_input_rate_and_channels(workdir, tmp_path):
+  rate_a, rate_b = 22050, 48000
+  mono = (0.2 * np.sin(2 * np.pi * 330 * np.arange(rate_a) / rate_a)).astype(np.float32)[None]
+  stereo = np.random.default_rng(1).uniform(-0.3, 0.3, (2, int(1.3 * rate_b))).astype(np.float32)
+  audio.save(tmp_path / "mono song.wav", mono, sample_rate=rate_a)
+  audio.save(tmp_path / "stereo.flac", stereo, sample_rate=rate_b, subtype="PCM_24")
+  out = tmp_path / "out"
+  code = main(["separate", str(tmp_path / "mono song.wav"), str(tmp_path / "stereo.flac"), "--method", "unet",
+               "--checkpoint", str(workdir), "-o", str(out), "--quiet"])
+  assert code == 0
+  for song, rate, channels, n in (("mono song", rate_a, 1, mono.shape[-1]), ("stereo", rate_b, 2, stereo.shape[-1])):
+    assert sorted(os.listdir(out / song)) == sorted(f"{t}.wav" for t in TARGETS)
+    for target in TARGETS:
+      header = sf.info(str(out / song / f"{target}.wav"))
+      assert (header.samplerate, header.channels, header.frames) == (rate, channels, n)
+
+
+def test_command_line_classical_method_by_name(tmp_path):
+  mixture = np.random.default_rng(2).uniform(-0.3, 0.3, (2, 44100)).astype(np.float32)
+  audio.save(tmp_path / "song.wav", mixture)
+  assert main(["separate", str(tmp_path / "song.wav"), "--method", "mixture", "-o", str(tmp_path), "--quiet"]) == 0
+  for target in TARGETS:
+    np.testing.assert_allclose(audio.load(tmp_path / "song" / f"{target}.wav"), mixture, atol=1e-6)
+
+
+def test_command_line_errors(tmp_path, capsys):
+  assert main(["separate", str(tmp_path / "missing.wav"), "--method", "unet", "-o", str(tmp_path)]) == 2
+  assert "needs --checkpoint" in capsys.readouterr().err
+  audio.save(tmp_path / "song.wav", np.zeros((2, 4410), np.float32))
+  assert main(["separate", str(tmp_path / "song.wav"), "--method", "nope", "-o", str(tmp_path)]) == 2
+  assert "nope" in capsys.readouterr().err
+
+
+TEN_MINUTES = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    from mssjax import separate
+    from mssjax.models import separator
+    model = separator.unet_separator({{"checkpoint": {workdir!r}, "chunk_seconds": 30.0}})
+    n = 600 * 44100
+    mixture = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / 44100)).astype(np.float32)
+    mixture = np.stack([mixture, mixture[::-1].copy()])
+    stems = separate.separate_array(model, mixture, sample_rate=44100)
+    assert all(s.shape == (2, n) for s in stems.values())
+    print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+""")
+
+
+@pytest.mark.slow
+def test_ten_minute_song_in_bounded_memory(workdir):
+  """Peak memory of a 10-minute stereo song stays far below 4 GB (inputs and stems alone are 1 GB)."""
+  out = subprocess.run([sys.executable, "-c", TEN_MINUTES.format(workdir=str(workdir))], cwd=REPO,
+                       capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  peak_mb = float(out.stdout.split("PEAK_MB")[1])
+  assert peak_mb < 4096, peak_mb
