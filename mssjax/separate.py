@@ -130,9 +130,9 @@ def separate_array(separator, mixture, *, sample_rate=MODEL_RATE, chunk_seconds=
   squeeze = mixture.ndim == 1
   mixture = mixture[None] if squeeze else mixture
   chunk, overlap = _chunk_sizes(separator, chunk_seconds, overlap_seconds)
-  stems = np.stack([_separate_stereo(separator, pair, sample_rate, chunk, overlap, progress)
-                    for pair in _stereo_pairs(mixture)])  # [n_pairs, 4, 2, n]
-  stems = _from_stereo_pairs(stems, mixture.shape[0])
+  pairs = [_separate_stereo(separator, pair, sample_rate, chunk, overlap, progress)
+           for pair in _stereo_pairs(mixture)]  # each [4, 2, n]
+  stems = _from_stereo_pairs(pairs, mixture.shape[0])
   return {t: (stems[i, 0] if squeeze else stems[i]) for i, t in enumerate(TARGETS)}
 
 
@@ -157,11 +157,11 @@ def _stereo_pairs(mixture):
   return [np.stack([c, c]) for c in mixture]
 
 
-def _from_stereo_pairs(stems, channels):
-  """``[n_pairs, 4, 2, n]`` back to ``[4, channels, n]``."""
+def _from_stereo_pairs(pairs, channels):
+  """A list of ``[4, 2, n]`` back to ``[4, channels, n]`` (no copy for stereo: memory matters for long songs)."""
   if channels == 2:
-    return stems[0]
-  return np.moveaxis(stems.mean(axis=2), 0, 1)
+    return pairs[0]
+  return np.stack([p.mean(axis=1) for p in pairs], axis=1)
 
 
 def _separate_stereo(separator, pair, sample_rate, chunk, overlap, progress):

@@ -1,0 +1,125 @@
+"""Speed of the U-Net + BiLSTM: training steps, separation real-time factor, compile times, memory.
+
+  python benchmarks/train.py [--config configs/unet_previews.py] [--steps 5] [--memory]
+
+Measures, on the default JAX backend (CPU here; a GPU where there is one):
+- the train step's compile time, then steps/s, samples/s and seconds of audio/s
+  (batches of generated songs, prepared beforehand, so data loading is not counted);
+- separation of a 30 s stereo song with the same network (random weights; speed
+  does not depend on them): compile time and the real-time factor (audio
+  seconds per second of computation; above 1 is faster than real time);
+- with ``--memory``, the peak resident memory of separating a 10-minute stereo
+  song in a fresh process (bounded by the chunking: the song and its four stems
+  alone take about 1 GB).
+There is no reference implementation in JAX to compare with, so the numbers
+are absolute; compare them across machines on the same config.
+"""
+
+import pathlib
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+
+from absl import app, flags
+import jax
+import numpy as np
+from ml_collections import config_flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
+from mssjax.models import separator as separator_lib  # pylint: disable=wrong-import-position
+
+config_flags.DEFINE_config_file("config", str(REPO / "configs" / "unet_previews.py"), "Model/training config.")
+flags.DEFINE_integer("steps", 5, "Timed training steps (after the compiling one).")
+flags.DEFINE_boolean("memory", False, "Also measure the peak memory of a 10-minute song (slow on a CPU).")
+FLAGS = flags.FLAGS
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return out, time.perf_counter() - start
+
+
+def bench_training(config, n_steps):
+  """Prints compile time and throughput of `train_lib.parallel_train_step` over all devices."""
+  config.data.name = "synthetic"
+  iterator = train_lib.make_train_iterator(config)
+  batches = [next(iterator) for _ in range(2)]
+  mesh = train_lib.make_mesh()
+  state, init_s = _timed(lambda: train_lib.replicate(train_lib.create_train_state(config, jax.random.key(0)), mesh))
+  step = train_lib.parallel_train_step(mesh)
+  sharded = [train_lib.shard_batch(b, mesh) for b in batches]
+  (state, _), compile_s = _timed(lambda: step(state, sharded[0], jax.random.key(0)))
+  start = time.perf_counter()
+  for i in range(n_steps):
+    state, metrics = step(state, sharded[i % 2], jax.random.key(i))
+  jax.block_until_ready(metrics)
+  elapsed = time.perf_counter() - start
+  batch = config.data.batch_size
+  n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
+  print(f"parameters: {n_params:,}")
+  print(f"model init (compile + run): {init_s:.2f} s")
+  print(f"train step compile (+ first step): {compile_s:.2f} s")
+  print(f"training: {n_steps / elapsed:.3f} steps/s, {n_steps * batch / elapsed:.2f} samples/s "
+        f"(batch {batch} x {config.data.chunk_seconds:g} s = "
+        f"{n_steps * batch * config.data.chunk_seconds / elapsed:.1f} s of audio/s)")
+  return state
+
+
+def bench_separation(config, state, seconds=30.0):
+  """Prints compile time and real-time factor of separating a ``seconds`` stereo song."""
+  model = separator_lib.UNetSeparator(config, jax.tree.map(np.asarray, state.params))
+  song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, int(seconds * 44100))).astype(np.float32)
+  chunk = np.zeros((2, int(round(model.chunk_seconds * 44100))), np.float32)
+  _, compile_s = _timed(lambda: model.separate_chunk(chunk))
+  _, elapsed = _timed(lambda: separate.separate_array(model, song))
+  print(f"separation chunk compile (+ first chunk): {compile_s:.2f} s")
+  print(f"separation of a {seconds:g} s song: {elapsed:.2f} s, real-time factor {seconds / elapsed:.1f}x "
+        f"(chunks of {model.chunk_seconds:g} s, overlap {model.overlap_seconds:g} s)")
+
+
+TEN_MINUTES = textwrap.dedent("""
+    import resource, sys
+    sys.path.insert(0, {repo!r})
+    import numpy as np, jax
+    from ml_collections import ConfigDict
+    from mssjax import separate, train_lib
+    from mssjax.models import separator
+    config = ConfigDict({config!r})
+    params = jax.tree.map(np.asarray, train_lib.init_params(config, jax.random.key(0)))
+    model = separator.UNetSeparator(config, params)
+    n = 600 * 44100
+    song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, n)).astype(np.float32)
+    stems = separate.separate_array(model, song)
+    print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+""")
+
+
+def bench_memory(config):
+  """Prints the peak RSS of separating a 10-minute song in a fresh process."""
+  script = TEN_MINUTES.format(repo=str(REPO), config=config.to_dict())
+  start = time.perf_counter()
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+  peak = float(out.stdout.split("PEAK_MB")[1])
+  print(f"10-minute stereo song: peak memory {peak:.0f} MB, {time.perf_counter() - start:.0f} s wall "
+        f"(bound: 4096 MB)")
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  print(f"backend: {jax.default_backend()}, devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
+  state = bench_training(config, FLAGS.steps)
+  bench_separation(config, state)
+  if FLAGS.memory:
+    bench_memory(config)
+  print(f"this process peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+  app.run(main)
