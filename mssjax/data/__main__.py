@@ -8,6 +8,8 @@ file, a bad parameter) end a command with a one-line message and status 2.
 
     python -m mssjax.data prepare --root IN --out OUT [--segment 30] ...
     python -m mssjax.data validate --root ROOT --report OUT.json
+    python -m mssjax.data generate --out OUT [--n-train 8 --n-test 4 --seconds 10]
+    python -m mssjax.data build --root MUSDB --data-dir TFDS_DIR [--config hq_10s]
 """
 
 import argparse
