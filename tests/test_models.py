@@ -161,3 +161,16 @@ def test_model_bins_from_bandwidth():
   assert separator_lib.model_bins(config) == 256  # bins 0..255 lie below 11025 Hz
   config.model.bandwidth_hz = None
   assert separator_lib.model_bins(config) == 513
+
+
+def test_wiener_refinement_keeps_the_mixture():
+  """Multichannel Wiener estimates (EM, mssjax.filtering) add up to the mixture, like the masks they start from."""
+  model = _model(n_bins=65)
+  stft = spectral.stft(jax.random.normal(jax.random.key(3), (1, 2, 2000)), n_fft=128, hop_length=32)
+  refine = nnx.jit(lambda m, x: separator_lib.estimate_spectrograms(m, x, wiener_iterations=1))
+  estimates = refine(model, stft)
+  assert estimates.shape == (1, 4, 2, 65, stft.shape[-1])
+  assert bool(jnp.all(jnp.isfinite(estimates)))
+  # Exact but for the EM's regularisation (eps) in near-singular bins: compare energies.
+  assert float(jnp.linalg.norm(estimates.sum(1) - stft) / jnp.linalg.norm(stft)) < 1e-2
+  assert float(jnp.max(jnp.abs(estimates - nnx.jit(separator_lib.estimate_spectrograms)(model, stft)))) > 1e-4
