@@ -11,3 +11,5 @@ __version__ = "0.1.0"
 
 TARGETS = ("vocals", "drums", "bass", "other")
 """The four MUSDB18 targets, in the order mssjax uses everywhere."""
+
+from mssjax.decompose import hpss, nmf, repet_sim  # pylint: disable=wrong-import-position
