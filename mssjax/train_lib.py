@@ -540,8 +540,12 @@ class _Logger:
     self.writer = tfevents.SummaryWriter(workdir) if jax.process_index() == 0 else None
     self.schedule, self.losses, self.time = schedule, [], time.perf_counter()
 
-  def train(self, step, loss, grad_norm):
+  def record(self, loss):
+    """Remembers one step's loss for the next write."""
     self.losses.append(loss)
+
+  def train(self, step, grad_norm):
+    """Writes the mean loss and the step rate since the last write."""
     now = time.perf_counter()
     rate = len(self.losses) / max(now - self.time, 1e-9)
     values = {"train/loss": float(np.mean(self.losses)), "train/grad_norm": grad_norm,
@@ -549,6 +553,10 @@ class _Logger:
     self.losses, self.time = [], now
     self.scalars(step, values)
     return values
+
+  def restart_clock(self):
+    """Excludes time spent elsewhere (validation, checkpoints) from the step rate."""
+    self.time = time.perf_counter()
 
   def scalars(self, step, values):
     if self.writer is not None:
@@ -607,11 +615,13 @@ def train_and_evaluate(config, workdir):
 
 def _after_step(config, step, total, state, metrics, loss, managers, iterator, logger, tracks, bar):
   bar.update(1)
+  logger.record(loss)
   if step % int(config.log_every) == 0 or step == total:
-    values = logger.train(step, loss, float(metrics["grad_norm"]))
+    values = logger.train(step, float(metrics["grad_norm"]))
     bar.set_postfix(loss=f"{values['train/loss']:.4g}", steps_per_s=f"{values['train/steps_per_second']:.2f}")
   if config.eval_every and (step % int(config.eval_every) == 0 or step == total):
     values = _validate(config, state, managers, iterator, logger, tracks, step)
     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+    logger.restart_clock()
   if step % int(config.checkpoint_every) == 0 or step == total:
     managers[0].save(step, args=_save_args(state, iterator))

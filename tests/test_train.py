@@ -99,6 +99,16 @@ def test_resume_after_a_kill_reaches_the_same_parameters(trained, tmp_path, monk
                jax.tree.map(np.asarray, trained[1].opt_state))
 
 
+def test_best_checkpoint_is_the_best_validation_sdr(tmp_path):
+  config = tiny_config()
+  config.eval_every = 2
+  train_lib.train_and_evaluate(config, tmp_path)
+  (events,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
+  sdr = {step: value for step, tag, value in tfevents.read_scalars(events) if tag == "valid/sdr/mean"}
+  assert sorted(sdr) == [2, 4, 6]
+  assert os.listdir(tmp_path / "best") == [str(max(sdr, key=sdr.get))]
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   _faulty_loader(monkeypatch, at=3, fault="nan")
   with pytest.raises(FloatingPointError, match=r"non-finite training loss nan .* at step 3.*last good "
