@@ -8,6 +8,7 @@ the same workdir resumes from its latest checkpoint.
 """
 
 from absl import app, flags, logging
+import jax
 from ml_collections import config_flags
 
 from mssjax import train_lib
@@ -15,6 +16,8 @@ from mssjax import train_lib
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and config.json.")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per host; "
+                  "every host runs the same command with the same shared workdir).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -22,6 +25,8 @@ def main(argv):
   del argv
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  if FLAGS.multihost:
+    jax.distributed.initialize()
   train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -455,7 +455,7 @@ def checkpoint_managers(workdir, config):
 def _save_args(state, iterator):
   return ocp.args.Composite(
       params=ocp.args.StandardSave(state.params), opt_state=ocp.args.StandardSave(state.opt_state),
-      step=ocp.args.JsonSave({"step": int(state.step)}), data=grain_save(iterator))
+      step=ocp.args.JsonSave({"step": int(host_local(state.step))}), data=grain_save(iterator))
 
 
 def grain_save(iterator):
@@ -505,7 +505,14 @@ def restore_params(config, workdir, *, which="best"):
 # --- the loop -------------------------------------------------------------------------------------
 
 
+def host_local(tree):
+  """Replicated global arrays as numpy on this host (works with several processes, where a global
+  array is not fully addressable)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
 def _check_finite(metrics, step, manager):
+  metrics = host_local(metrics)
   loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
   if math.isfinite(loss) and math.isfinite(grad_norm):
     return loss
@@ -568,7 +575,7 @@ class _Logger:
 
 
 def _validate(config, state, managers, iterator, logger, tracks, step):
-  values = evaluate(state.graphdef, state.params, tracks, config)
+  values = evaluate(state.graphdef, host_local(state.params), tracks, config)
   logger.scalars(step, {f"valid/{k}": v for k, v in values.items()})
   managers[1].save(step, args=_save_args(state, iterator), metrics=values)
   return values
@@ -597,7 +604,7 @@ def train_and_evaluate(config, workdir):
   state = _initial_state(config, managers[0], iterator, mesh)
   step_fn, logger = parallel_train_step(mesh), _Logger(workdir, make_optimizer(config)[1])
   tracks = EVAL_TRACKS[config.data.name](config) if config.eval_every else None
-  base_key, start = jax.random.key(int(config.seed)), int(state.step)
+  base_key, start = jax.random.key(int(config.seed)), int(host_local(state.step))
   total = int(config.num_train_steps)
   try:
     with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.get("progress", True)) as bar:
@@ -617,7 +624,7 @@ def _after_step(config, step, total, state, metrics, loss, managers, iterator, l
   bar.update(1)
   logger.record(loss)
   if step % int(config.log_every) == 0 or step == total:
-    values = logger.train(step, float(metrics["grad_norm"]))
+    values = logger.train(step, float(host_local(metrics["grad_norm"])))
     bar.set_postfix(loss=f"{values['train/loss']:.4g}", steps_per_s=f"{values['train/steps_per_second']:.2f}")
   if config.eval_every and (step % int(config.eval_every) == 0 or step == total):
     values = _validate(config, state, managers, iterator, logger, tracks, step)
