@@ -58,9 +58,12 @@ def _em_step(Y, X, eps):
   return jnp.einsum("j...fab,...bft->j...aft", R, z) * v[..., None, :, :].astype(X.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("iterations", "eps"))
-def _expectation_maximization(Y, X, *, iterations, eps):
-  return jax.lax.fori_loop(0, iterations, lambda _, Y: _em_step(Y, X, eps), Y)
+@functools.partial(jax.jit, static_argnames=("iterations", "eps", "scale_factor"))
+def _expectation_maximization(Y, X, *, iterations, eps, scale_factor):
+  # Scale down for numerical stability (the 2x2 determinants), as norbert's wiener.
+  scale = jnp.maximum(1.0, jnp.max(jnp.abs(X)) / scale_factor)
+  Y, X = Y / scale, X / scale
+  return jax.lax.fori_loop(0, iterations, lambda _, Y: _em_step(Y, X, eps), Y) * scale
 
 
 def _check_mixture(X):
@@ -79,7 +82,7 @@ def _check_iterations(iterations):
     raise ParameterError(f"iterations={iterations!r} must be a non-negative integer")
 
 
-def expectation_maximization(Y, X, *, iterations=1, eps=None):
+def expectation_maximization(Y, X, *, iterations=1, eps=None, scale_factor=10.0):
   """Refines complex source estimates by multichannel Wiener EM (norbert's ``expectation_maximization``).
 
   With the true source STFTs as ``Y`` and one iteration this is the SiSEC
@@ -90,6 +93,7 @@ def expectation_maximization(Y, X, *, iterations=1, eps=None):
     X: complex mixture STFT ``[..., channels, n_bins, n_frames]``.
     iterations: EM iterations.
     eps: regularisation (default: float32 machine epsilon).
+    scale_factor: the mixture is scaled so its peak is at most this during EM.
 
   Returns:
     complex ``[n_sources, ..., channels, n_bins, n_frames]``.
@@ -99,8 +103,10 @@ def expectation_maximization(Y, X, *, iterations=1, eps=None):
   if Y.shape[1:] != X.shape:
     raise ParameterError(f"estimates of shape {Y.shape} must be [n_sources, *{X.shape}]")
   _check_iterations(iterations)
+  if not scale_factor > 0:
+    raise ParameterError(f"scale_factor={scale_factor} must be positive")
   eps = float(np.finfo(np.float32).eps if eps is None else eps)
-  return _expectation_maximization(Y, X, iterations=int(iterations), eps=eps)
+  return _expectation_maximization(Y, X, iterations=int(iterations), eps=eps, scale_factor=float(scale_factor))
 
 
 @functools.partial(jax.jit, static_argnames=("iterations", "softmask", "eps", "scale_factor"))
@@ -113,10 +119,7 @@ def _wiener(V, X, *, iterations, softmask, eps, scale_factor):
     Y = V * phase
   if not iterations:
     return Y
-  # Scale down for numerical stability, as norbert.
-  scale = jnp.maximum(1.0, jnp.max(jnp.abs(X)) / scale_factor)
-  Y = _expectation_maximization(Y / scale, X / scale, iterations=iterations, eps=eps)
-  return Y * scale
+  return _expectation_maximization(Y, X, iterations=iterations, eps=eps, scale_factor=scale_factor)
 
 
 def wiener(V, X, *, iterations=1, softmask=True, eps=None, scale_factor=10.0):

@@ -1,0 +1,144 @@
+"""Tests of the separator registry: calling convention, recipes, oracles, bad input."""
+
+import numpy as np
+import pytest
+
+from mssjax import TARGETS, separators
+from mssjax.errors import ParameterError
+
+N = 22050  # 0.5 s at 44.1 kHz
+
+
+def _small(name):
+  """The recipe's config with a small STFT and short REPET distances, for speed."""
+  config = separators.load_config(name)
+  config.stft.n_fft, config.stft.hop_length = 1024, 256
+  if "repet" in config:
+    config.repet.min_distance = 0.05
+  if "nmf" in config:
+    config.nmf.n_iter = 20
+  return config
+
+
+@pytest.fixture(scope="module")
+def tracks():
+  """Two stereo tracks ``[2, 2, N]`` and their stems ``[2, 4, 2, N]``."""
+  rng = np.random.default_rng(0)
+  t = np.arange(N) / 44100
+  beat = (np.sin(2 * np.pi * 3 * t) > 0.95).astype(np.float32)
+  stems = np.stack([
+      0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))),  # vocals
+      0.5 * beat * rng.standard_normal(N),  # drums
+      0.4 * np.sin(2 * np.pi * 60 * t),  # bass
+      0.2 * np.sin(2 * np.pi * 1200 * t),  # other
+  ]).astype(np.float32)
+  stems = np.stack([stems, 0.8 * stems], axis=1)  # stereo
+  references = np.stack([stems, stems[:, :, ::-1].copy()])
+  return references.sum(axis=1), references
+
+
+@pytest.fixture(scope="module", params=["hpss_repet", "nmf"])
+def recipe(request):
+  return separators.get(request.param, _small(request.param))
+
+
+def test_names_and_unknown_name():
+  assert set(separators.names()) >= {"hpss_repet", "nmf", "irm1", "irm2", "ibm", "mwf", "mixture", "unet"}
+  with pytest.raises(ParameterError, match="valid names are .*hpss_repet"):
+    separators.get("repet")
+  with pytest.raises(ParameterError, match="checkpoint"):
+    separators.get("unet")
+
+
+def test_recipe_stems_add_up_and_batch(recipe, tracks):
+  mixtures, _ = tracks
+  assert not recipe.needs_references and recipe.n_parameters == 0
+  stems = recipe(mixtures)
+  assert set(stems) == set(TARGETS)
+  for stem in stems.values():
+    assert stem.shape == mixtures.shape and stem.dtype == np.float32 and np.all(np.isfinite(stem))
+  total = sum(np.asarray(stems[t]) for t in TARGETS)
+  np.testing.assert_allclose(total, mixtures, atol=1e-4)
+  one = recipe(mixtures[1])
+  # NMF's 100s of batched matmuls differ from single ones in rounding, hence its looser bound
+  atol = 1e-4 if recipe.name == "hpss_repet" else 5e-3
+  for t in TARGETS:
+    np.testing.assert_allclose(np.asarray(one[t]), np.asarray(stems[t][1]), atol=atol)
+
+
+def test_recipe_silent_mixture(recipe):
+  stems = recipe(np.zeros((2, N), np.float32))
+  for stem in stems.values():
+    assert not np.any(np.isnan(stem)) and float(np.abs(stem).max()) == 0.0
+
+
+def test_hpss_repet_puts_the_low_tone_in_bass(tracks):
+  mixtures, references = tracks
+  stems = separators.get("hpss_repet", _small("hpss_repet"))(mixtures[0])
+  bass = np.asarray(stems["bass"])
+  err = np.sum((bass - references[0, 2]) ** 2) / np.sum(references[0, 2] ** 2)
+  assert err < 0.5
+
+
+@pytest.mark.parametrize("name", ["irm1", "irm2", "ibm", "mwf"])
+def test_oracles_beat_the_mixture(tracks, name):
+  mixtures, references = tracks
+  sep = separators.get(name)
+  assert sep.needs_references
+  stems = sep(mixtures, references)
+  for j, t in enumerate(TARGETS):
+    est, ref = np.asarray(stems[t]), references[:, j]
+    assert np.sum((est - ref) ** 2) < 0.5 * np.sum((mixtures - ref) ** 2), t
+  if name in ("irm1", "irm2"):
+    np.testing.assert_allclose(sum(np.asarray(stems[t]) for t in TARGETS), mixtures, atol=1e-4)
+
+
+def test_mixture_separator_is_the_floor(tracks):
+  mixtures, _ = tracks
+  stems = separators.get("mixture")(mixtures)
+  for t in TARGETS:
+    np.testing.assert_array_equal(np.asarray(stems[t]), mixtures)
+
+
+@pytest.mark.parametrize("mixture, match", [
+    (np.full((2, N), np.nan, np.float32), "non-finite"),
+    (np.zeros((1, N), np.float32), "stereo"),
+    (np.zeros(N, np.float32), "stereo"),
+    (np.zeros((2, 0), np.float32), "empty"),
+    (np.zeros((2, N), np.complex64), "real"),
+])
+def test_bad_mixture(mixture, match):
+  with pytest.raises(ParameterError, match=match):
+    separators.get("mixture")(mixture)
+
+
+def test_oracle_references_checked(tracks):
+  mixtures, references = tracks
+  sep = separators.get("irm2")
+  with pytest.raises(ParameterError, match="references"):
+    sep(mixtures)
+  with pytest.raises(ParameterError, match="4 targets|must be"):
+    sep(mixtures, references[:, :3])
+
+
+def test_bad_config():
+  config = separators.load_config("hpss_repet")
+  config.stft.n_fft = 0
+  with pytest.raises(ParameterError, match="n_fft"):
+    separators.get("hpss_repet", config)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_hpss_repet_on_a_real_track(musdb_root):
+  from mssjax import audio  # pylint: disable=import-outside-toplevel
+  path = sorted((musdb_root / "test").glob("*.stem.mp4"))[0]
+  stems = audio.load_stems(path)[:, :, :4 * 44100]  # mixture, drums, bass, other, vocals
+  mixture, references = stems[0], stems[[4, 1, 2, 3]]
+  out = separators.get("hpss_repet")(mixture)
+
+  def sdr(ref, est):
+    return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2))
+
+  gains = [sdr(references[j], np.asarray(out[t])) - sdr(references[j], mixture) for j, t in enumerate(TARGETS)]
+  assert np.mean(gains) > 3.0, gains
