@@ -1,0 +1,197 @@
+"""mssjax.metrics.bss_eval_v4 against museval (the oracle), on synthetic and real audio."""
+
+import numpy as np
+import pytest
+
+museval = pytest.importorskip("museval")
+import museval.metrics  # noqa: E402
+
+from mssjax import ParameterError, spectral  # noqa: E402
+from mssjax.metrics import METRICS, bss_eval_v4, n_frames_bss, pad_or_truncate  # noqa: E402
+
+FRAME_TOL = 0.05      # dB, every frame where museval gives a number
+MEDIAN_TOL = 0.01     # dB, every per-track median over frames
+
+
+def _museval(refs, ests, window, hop, filters_len=512):
+  sdr, isr, sir, sar, _ = museval.metrics.bss_eval(
+      refs, ests, window=window, hop=hop, filters_len=filters_len, compute_permutation=False,
+      framewise_filters=False, bsseval_sources_version=False)
+  return dict(zip(METRICS, (sdr, isr, sir, sar)))
+
+
+def _assert_agree(expected, actual, frame_tol=FRAME_TOL, median_tol=MEDIAN_TOL):
+  """NaN exactly where museval has NaN, frames and medians within tolerance; returns the worst."""
+  worst = {}
+  for name in METRICS:
+    e, a = np.asarray(expected[name]), np.asarray(actual[name])
+    assert e.shape == a.shape, name
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"{name}: NaN pattern")
+    np.testing.assert_array_equal(np.isinf(a), np.isinf(e), err_msg=f"{name}: inf pattern")
+    ok = np.isfinite(e)
+    frame = float(np.max(np.abs(a[ok] - e[ok]), initial=0.0))
+    with np.errstate(all="ignore"):
+      med_e, med_a = np.nanmedian(e, axis=-1), np.nanmedian(a, axis=-1)
+    fin = np.isfinite(med_e)
+    median = float(np.max(np.abs(med_a[fin] - med_e[fin]), initial=0.0))
+    assert frame <= frame_tol, f"{name}: worst frame difference {frame:.4g} dB"
+    assert median <= median_tol, f"{name}: worst median difference {median:.4g} dB"
+    worst[name] = (frame, median)
+  return worst
+
+
+def _coloured(rng, shape, smooth=8):
+  """Band-limited noise (a moving average), closer to music than white noise."""
+  x = rng.standard_normal(shape)
+  kernel = np.ones(smooth) / smooth
+  return np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), -2, x)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+  rng = np.random.default_rng(0)
+  refs = _coloured(rng, (3, 12000, 2)).astype(np.float32)
+  mix = refs.sum(0)
+  ests = (0.7 * refs + 0.1 * mix[None] + 0.05 * rng.standard_normal(refs.shape)).astype(np.float32)
+  return refs, ests
+
+
+@pytest.mark.parametrize("window,hop", [(3000, 3000), (4000, 2500), (20000, 20000)])
+def test_matches_museval_synthetic(synthetic, window, hop):
+  refs, ests = synthetic
+  expected = _museval(refs, ests, window, hop, filters_len=64)
+  actual = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=64)
+  assert actual["SDR"].shape == (3, n_frames_bss(12000, window=window, hop=hop))
+  _assert_agree(expected, actual, frame_tol=1e-4, median_tol=1e-4)
+
+
+@pytest.mark.parametrize("framewise_dtype", ["float32", "float64"])
+def test_silent_frames_are_nan_exactly_where_museval(synthetic, framewise_dtype):
+  refs, ests = (a.copy() for a in synthetic)
+  refs[1, 3000:6000] = 0            # a silent reference: frame 1 NaN for every source
+  ests[2, 9100:11999] = 0           # a silent estimate in most of frame 3: not silent
+  ests[0, 6000:9000, 0] = 1e-3      # channel sum zero throughout frame 2: silent
+  ests[0, 6000:9000, 1] = -1e-3
+  expected = _museval(refs, ests, 3000, 3000, filters_len=64)
+  actual = bss_eval_v4(refs, ests, window=3000, hop=3000, filters_len=64,
+                       framewise_dtype=framewise_dtype)
+  assert np.isnan(actual["SDR"][:, 1]).all() and np.isnan(actual["SAR"][:, 2]).all()
+  assert np.isfinite(actual["SIR"][:, [0, 3]]).all()
+  _assert_agree(expected, actual, frame_tol=1e-3, median_tol=1e-3)
+
+
+def test_perfect_estimate_gives_inf_sdr_like_museval(synthetic):
+  refs, _ = synthetic
+  actual = bss_eval_v4(refs, refs, window=6000, hop=6000, filters_len=32)
+  expected = _museval(refs, refs, 6000, 6000, filters_len=32)
+  assert np.isposinf(actual["SDR"]).all() and np.isposinf(expected["SDR"]).all()
+
+
+def test_batched_equals_single_tracks(synthetic):
+  refs, ests = synthetic
+  refs2, ests2 = refs[::-1].copy(), (ests[::-1] * 0.5).astype(np.float32)
+  batch = bss_eval_v4(np.stack([refs, refs2]), np.stack([ests, ests2]), window=3000, hop=3000,
+                      filters_len=64)
+  for i, (r, e) in enumerate([(refs, ests), (refs2, ests2)]):
+    single = bss_eval_v4(r, e, window=3000, hop=3000, filters_len=64)
+    for name in METRICS:
+      np.testing.assert_allclose(batch[name][i], single[name], atol=1e-9)
+
+
+def test_pad_or_truncate_matches_museval(synthetic):
+  refs, ests = synthetic
+  for cut in (ests[:, :10000], np.concatenate([ests, ests[:, :500]], axis=1)):
+    _, ours = pad_or_truncate(refs, cut)
+    _, theirs = museval.pad_or_truncate(refs, cut)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_bad_input_raises(synthetic):
+  refs, ests = synthetic
+  with pytest.raises(ParameterError, match="must match"):
+    bss_eval_v4(refs, ests[:, :11000])
+  with pytest.raises(ParameterError, match="must match"):
+    bss_eval_v4(refs, ests[:2])
+  with pytest.raises(ParameterError, match="ndim"):
+    bss_eval_v4(refs[0], ests[0])
+  bad = ests.copy()
+  bad[0, 10, 0] = np.nan
+  with pytest.raises(ParameterError, match="non-finite"):
+    bss_eval_v4(refs, bad)
+  bad[0, 10, 0] = np.inf
+  with pytest.raises(ParameterError, match="non-finite"):
+    bss_eval_v4(refs, bad)
+  for name in ("window", "hop", "filters_len"):
+    with pytest.raises(ParameterError, match=f"{name}=0 must be a positive integer"):
+      bss_eval_v4(refs, ests, **{name: 0})
+  with pytest.raises(ParameterError, match="framewise_dtype"):
+    bss_eval_v4(refs, ests, framewise_dtype="float16")
+
+
+def test_silent_reference_throughout_raises_like_museval(synthetic):
+  refs, ests = (a.copy() for a in synthetic)
+  refs[2] = 0
+  with pytest.raises(ValueError, match="non-silent"):
+    _museval(refs, ests, 3000, 3000, filters_len=64)
+  with pytest.raises(ParameterError, match=r"references \[\(2,\)\] .* silent throughout"):
+    bss_eval_v4(refs, ests, window=3000, hop=3000, filters_len=64)
+  refs, ests = (a.copy() for a in synthetic)
+  ests[0] = 0
+  with pytest.raises(ParameterError, match=r"estimates \[\(0,\)\] .* silent throughout"):
+    bss_eval_v4(refs, ests, window=3000, hop=3000, filters_len=64)
+
+
+# Real audio: MUSDB18 previews, oracle-like and degraded estimates, museval.evaluate as oracle.
+
+def _irm_estimates(targets, mixture):
+  """Ideal ratio mask (power 2) estimates ``[4, 2, n]`` from the mixture."""
+  spec_t = np.asarray(spectral.stft(targets))
+  spec_x = np.asarray(spectral.stft(mixture))
+  mask = np.asarray(spectral.ratio_masks(np.abs(spec_t), power=2.0, axis=0))
+  return np.asarray(spectral.istft(mask * spec_x[None], length=mixture.shape[-1]), np.float32)
+
+
+def test_mono_reference_uses_the_exact_projection(synthetic, monkeypatch):
+  """An exactly mono stem makes the Gram system singular: we match museval with lstsq.
+
+  museval's own LU returns huge coefficients there whose projections cancel only up
+  to rounding, so its SIR and SAR are rounding noise; with ``np.linalg.solve``
+  replaced by least squares (museval's own fallback) it gives the exact projection.
+  """
+  refs, ests = (a.copy() for a in synthetic)
+  refs[1, :, 1] = refs[1, :, 0]
+  actual = bss_eval_v4(refs, ests, window=3000, hop=3000, filters_len=64)
+  monkeypatch.setattr(museval.metrics.np.linalg, "solve",
+                      lambda a, b: np.linalg.lstsq(a, b, rcond=None)[0])
+  expected = _museval(refs, ests, 3000, 3000, filters_len=64)
+  _assert_agree(expected, actual, frame_tol=1e-3, median_tol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def real_tracks(musdb_root):
+  data = pytest.importorskip("mssjax.data")
+  tracks = data.load_tracks(musdb_root, subset="test")
+  return [tracks[0], tracks[1]]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("index,kind", [(0, "irm"), (0, "mixture"), (1, "noisy")])
+def test_matches_museval_on_real_audio(real_tracks, index, kind):
+  """4-second excerpts (museval is slow); benchmarks/metrics.py --agreement sweeps whole tracks."""
+  track = real_tracks[index]
+  n = 4 * 44100
+  targets, mixture = track.targets()[..., :n], track.mixture()[..., :n]
+  if kind == "irm":
+    estimates = _irm_estimates(targets, mixture)
+  elif kind == "mixture":
+    estimates = np.repeat(mixture[None], 4, axis=0)
+  else:
+    rng = np.random.default_rng(index)
+    estimates = (targets + 0.02 * rng.standard_normal(targets.shape)).astype(np.float32)
+  refs = np.transpose(targets, (0, 2, 1))
+  ests = np.transpose(estimates, (0, 2, 1))
+  sdr, isr, sir, sar = museval.evaluate(refs, ests)
+  actual = bss_eval_v4(refs, ests)
+  worst = _assert_agree(dict(zip(METRICS, (sdr, isr, sir, sar))), actual)
+  print(track.name, kind, {k: tuple(f"{v:.2e}" for v in w) for k, w in worst.items()})
