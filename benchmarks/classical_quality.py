@@ -79,8 +79,20 @@ def main():
   parser.add_argument("--tracks", type=int, default=None, help="first N test tracks (default all)")
   parser.add_argument("--methods", nargs="+", default=["hpss_repet", "nmf", "librosa"])
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("outputs/classical_quality.json"))
+  parser.add_argument("--shard", default="0/1", help="i/n: run every n-th track from the i-th (parallel runs)")
+  parser.add_argument("--merge", nargs="+", type=pathlib.Path, help="only print the table of these result files")
   args = parser.parse_args()
-  paths = sorted((args.root / "test").glob("*.stem.mp4"))[:args.tracks]
+  if args.merge:
+    results = {}
+    for path in args.merge:
+      for method, per_track in json.loads(path.read_text()).items():
+        results.setdefault(method, {}).update(per_track)
+    n = len(next(iter(results.values())))
+    print(f"BSSEval v4 SDR (dB), median over {n} tracks of per-track medians")
+    print(table(results))
+    return
+  shard, n_shards = (int(v) for v in args.shard.split("/"))
+  paths = sorted((args.root / "test").glob("*.stem.mp4"))[:args.tracks][shard::n_shards]
   results = {m: {} for m in args.methods}
   start = time.perf_counter()
   for i, path in enumerate(paths):

@@ -21,7 +21,7 @@ def get_config():
   config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
   # beta-NMF (Fevotte & Idier 2011) with multiplicative updates
   config.nmf = ml_collections.ConfigDict(dict(
-      harmonic_components=24, percussive_components=8, beta=2.0, n_iter=100))
+      harmonic_components=48, percussive_components=8, beta=2.0, n_iter=100))
   # frequency bands [low, high) in Hz where each target's components hold their energy
   config.bands = ml_collections.ConfigDict(dict(bass=(0.0, 200.0), vocals=(200.0, 4000.0),
                                                 other=(4000.0, 22050.0)))
