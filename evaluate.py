@@ -1,0 +1,35 @@
+"""Evaluates separators with BSSEval v4 and writes museval JSON, tables and an HTML report.
+
+  python evaluate.py --config configs/evaluate.py --workdir DIR \
+      [--config.methods=hpss_repet,nmf,irm2] [--config.data.root=PATH] [--config.data.subset=test]
+
+This file is intentionally kept short: the work is done by
+`mssjax.evaluate_lib.evaluate`. Re-running with the same workdir skips finished tracks.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mssjax import evaluate_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Evaluation config file (configs/evaluate.py).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Output folder for JSON scores, tables and the report.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  summary = evaluate_lib.evaluate(FLAGS.config, FLAGS.workdir)
+  print(f"{summary['done']} evaluated, {summary['skipped']} skipped, {len(summary['failures'])} failed")
+  for failure in summary["failures"]:
+    print(f"  FAILED {failure['method']} / {failure['track']}: {failure['error']}")
+  if summary["report"]:
+    print(f"report: {summary['report']}")
+
+
+if __name__ == "__main__":
+  app.run(main)

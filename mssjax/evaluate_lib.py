@@ -1,0 +1,175 @@
+"""The evaluation loop: separate every track with every method, score it, write museval JSON.
+
+``evaluate(config, workdir)`` (called by ``evaluate.py``) does, for each track and
+method: separate (timed), score with `mssjax.metrics.bss_eval_v4` (1 s windows),
+write ``DIR/<method>/<subset>/<track>.json`` in museval's format, and, when asked,
+the estimates as wav. Finished tracks are skipped on a re-run; a failing track is
+reported and the run goes on. At the end it writes the SiSEC tables
+(``DIR/results.csv``, ``DIR/results.md``) and the report (``DIR/report/index.html``).
+
+With no data root, it first writes a few generated songs (MUSDB18-HQ layout) into
+``DIR/songs`` and evaluates those, so it runs offline on a fresh machine.
+"""
+
+import json
+import logging
+import pathlib
+import time
+import traceback
+
+import numpy as np
+import tqdm
+
+from mssjax import TARGETS, audio
+from mssjax.errors import ParameterError
+from mssjax.metrics import bss_eval, store
+
+log = logging.getLogger(__name__)
+
+
+def resolve_root(config, workdir):
+  """The dataset folder: ``config.data.root``, or generated songs in ``DIR/songs``."""
+  if config.data.root:
+    return pathlib.Path(config.data.root)
+  from mssjax.data import generate  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(workdir) / "songs"
+  generate.write_songs(root, n_train=0, n_test=config.data.n_generated, seconds=config.data.seconds,
+                       seed=config.data.seed)
+  return root
+
+
+def load_separators(config):
+  """``{name: separator}`` for ``config.methods`` (a list or a comma-separated string)."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  names = config.methods
+  if isinstance(names, str):
+    names = [n.strip() for n in names.split(",") if n.strip()]
+  if not names:
+    raise ParameterError("config.methods is empty; valid names are " + str(separators.names()))
+  unknown = [n for n in names if n not in separators.names()]
+  if unknown:
+    raise ParameterError(f"unknown method(s) {unknown}; valid names are {separators.names()}")
+  def config_for(name):
+    if name == "unet":
+      import ml_collections  # pylint: disable=import-outside-toplevel
+      return ml_collections.ConfigDict({"checkpoint": config.unet_checkpoint or None})
+    return None
+  return {n: separators.get(n, config_for(n)) for n in names}
+
+
+def separate_track(separator, track):
+  """Runs one separator on a track; returns (``[4, 2, n]`` estimates, seconds spent)."""
+  mixture = track.mixture()
+  start = time.perf_counter()
+  if separator.needs_references:
+    out = separator(mixture, track.targets())
+  else:
+    from mssjax import separate  # pylint: disable=import-outside-toplevel
+    out = separate.separate_array(separator, mixture, sample_rate=track.sample_rate)
+  estimates = np.stack([np.asarray(out[t], np.float32) for t in TARGETS])
+  return estimates, time.perf_counter() - start
+
+
+def score_track(references, estimates, *, sample_rate, window_seconds=1.0, hop_seconds=1.0):
+  """BSSEval v4 of ``[4, 2, n]`` estimates (cut or padded to the references, as museval).
+
+  Returns:
+    ``{target: {metric: [n_frames]}}`` in TARGETS order.
+  """
+  refs = np.transpose(references, (0, 2, 1))
+  ests = np.transpose(estimates, (0, 2, 1))
+  refs, ests = bss_eval.pad_or_truncate(refs, ests)
+  out = bss_eval.bss_eval_v4(refs, ests, window=int(window_seconds * sample_rate),
+                             hop=int(hop_seconds * sample_rate))
+  return {t: {m: out[m][i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)}
+
+
+def _save_estimates(folder, estimates, sample_rate, subtype="FLOAT"):
+  folder = pathlib.Path(folder)
+  for target, x in zip(TARGETS, estimates):
+    audio.save(folder / f"{target}.wav", x, sample_rate=sample_rate, subtype=subtype)
+
+
+def evaluate_one(config, workdir, name, separator, track, *, keep_audio=False):
+  """Separates, scores and stores one (method, track); returns the JSON path."""
+  estimates, seconds = separate_track(separator, track)
+  scores = score_track(track.targets(), estimates, sample_rate=track.sample_rate,
+                       window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
+  if config.save_estimates:
+    _save_estimates(pathlib.Path(workdir) / name / "estimates" / track.subset / track.name, estimates,
+                    track.sample_rate)
+  if keep_audio:
+    _save_estimates(pathlib.Path(workdir) / "report" / "audio" / track.name / name, estimates,
+                    track.sample_rate, subtype="PCM_16")
+  meta = {"audio_seconds": track.n_samples / track.sample_rate, "separation_seconds": seconds,
+          "n_parameters": int(separator.n_parameters)}
+  return store.save_track(workdir, name, track.subset, track.name, scores, meta=meta,
+                          win=config.window_seconds, hop=config.hop_seconds)
+
+
+def _save_references(workdir, track):
+  folder = pathlib.Path(workdir) / "report" / "audio" / track.name / "reference"
+  if (folder / "mixture.wav").exists():
+    return
+  audio.save(folder / "mixture.wav", track.mixture(), sample_rate=track.sample_rate, subtype="PCM_16")
+  _save_estimates(folder, track.targets(), track.sample_rate, subtype="PCM_16")
+
+
+def run_loop(config, workdir, separators, tracks):
+  """Every (track, method) not yet scored; failures are logged and collected, never fatal."""
+  audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
+  failures = []
+  todo = [(t, n) for t in tracks for n in separators
+          if not store.track_path(workdir, n, t.subset, t.name).exists()]
+  skipped = len(tracks) * len(separators) - len(todo)
+  bar = tqdm.tqdm(todo, desc="evaluate", unit="track", disable=not config.progress)
+  for track, name in bar:
+    bar.set_postfix_str(f"{name} | {track.name}"[:60])
+    try:
+      keep = track.name in audio_tracks
+      if keep:
+        _save_references(workdir, track)
+      evaluate_one(config, workdir, name, separators[name], track, keep_audio=keep)
+    except Exception as e:  # pylint: disable=broad-except
+      msg = f"{type(e).__name__}: {e}"
+      log.error("method %s, track %s failed: %s", name, track.name, msg)
+      bar.write(f"FAILED {name} / {track.name}: {msg}")
+      failures.append({"method": name, "track": track.name, "error": msg,
+                       "traceback": traceback.format_exc()})
+    finally:
+      track.clear_cache() if hasattr(track, "clear_cache") else None
+  return {"done": len(todo) - len(failures), "skipped": skipped, "failures": failures}
+
+
+def evaluate(config, workdir):
+  """Evaluates ``config.methods`` on the tracks of ``config.data`` into ``workdir``.
+
+  Args:
+    config: an ``ml_collections.ConfigDict`` as ``configs/evaluate.py``.
+    workdir: the output folder (created).
+
+  Returns:
+    dict with "done", "skipped", "failures" (list of {method, track, error}),
+    "rows" (the aggregate table) and "report" (path of index.html or None).
+
+  Raises:
+    ParameterError: unknown methods or empty settings (before any work).
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  separators = load_separators(config)
+  from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
+  tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset)
+  if config.data.max_tracks:
+    tracks = tracks[:config.data.max_tracks]
+  summary = run_loop(config, workdir, separators, tracks)
+  (workdir / "failures.json").write_text(json.dumps(summary["failures"], indent=2))
+  names = list(separators)
+  summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset)
+  summary["report"] = None
+  if config.report.enabled:
+    from mssjax import report  # pylint: disable=import-outside-toplevel
+    summary["report"] = report.build_report(
+        workdir, names, subset=config.data.subset,
+        tracks=[t.name for t in tracks[:config.report.n_audio_tracks]], failures=summary["failures"])
+  return summary

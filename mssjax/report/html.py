@@ -1,0 +1,106 @@
+"""The static HTML report: ``DIR/report/index.html``, opening offline (relative paths only)."""
+
+import html
+import pathlib
+import urllib.parse
+
+from mssjax import TARGETS, audio
+from mssjax.metrics import store
+from mssjax.report import plots
+
+_STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}
+table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
+th{background:#eee}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%}
+.players td{text-align:left}audio{width:220px;height:32px}.fail{color:#a00}"""
+
+
+def _url(*parts):
+  return "/".join(urllib.parse.quote(p) for p in parts)
+
+
+def _table(rows):
+  head = ["method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio"]
+  keys = store.TABLE_COLUMNS
+  out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+  for row in rows:
+    out.append("<tr>" + "".join(f"<td>{html.escape(store._fmt(row[k]))}</td>" for k in keys) + "</tr>")  # pylint: disable=protected-access
+  return "\n".join(out + ["</table>"])
+
+
+def _players(report_dir, track, methods):
+  """Audio players for one track: mixture and references, then each method's estimates."""
+  base = report_dir / "audio" / track
+  lines = ["<table class='players'><tr><th></th>" + "".join(f"<th>{t}</th>" for t in TARGETS) + "</tr>"]
+  for who in ["reference"] + list(methods):
+    cells = []
+    for target in TARGETS:
+      if (base / who / f"{target}.wav").exists():
+        src = _url("audio", track, who, f"{target}.wav")
+        cells.append(f"<td><audio controls preload='metadata' src='{src}'></audio></td>")
+      else:
+        cells.append("<td>-</td>")
+    lines.append(f"<tr><td>{html.escape(who)}</td>" + "".join(cells) + "</tr>")
+  mix = base / "reference" / "mixture.wav"
+  if mix.exists():
+    src = _url("audio", track, "reference", "mixture.wav")
+    lines.insert(0, f"<p>mixture <audio controls preload='metadata' src='{src}'></audio></p>")
+  return "\n".join(lines + ["</table>"])
+
+
+def _spectrograms(report_dir, track, methods):
+  """One truth-vs-estimate spectrogram figure per method; returns the image file names."""
+  base = report_dir / "audio" / track
+  refs = {t: audio.load(base / "reference" / f"{t}.wav") for t in TARGETS
+          if (base / "reference" / f"{t}.wav").exists()}
+  names = []
+  for method in methods:
+    ests = {t: audio.load(base / method / f"{t}.wav") for t in TARGETS if (base / method / f"{t}.wav").exists()}
+    if not refs or not ests:
+      continue
+    name = f"spec_{len(names)}_{abs(hash((track, method))) % 10**8}.png"
+    plots.spectrogram_figure(refs, ests, report_dir / "figures" / name, title=f"{track}: {method}")
+    names.append((method, name))
+  return names
+
+
+def build_report(workdir, methods, *, subset="test", tracks=(), failures=()):
+  """Writes ``DIR/report/index.html`` with the table, figures and audio players.
+
+  Args:
+    workdir: the evaluation workdir (museval JSON per method, meta, audio of the
+      chosen tracks under ``report/audio/<track>/<method|reference>/``).
+    methods: method names, in table order.
+    subset: the subset evaluated.
+    tracks: names of the tracks shown with audio players and spectrograms.
+    failures: ``[{method, track, error}]`` listed on the page.
+
+  Returns:
+    the path of index.html.
+  """
+  report_dir = pathlib.Path(workdir) / "report"
+  (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+  rows = store.load_scores(workdir, methods, subset)
+  table = store.table_rows(workdir, methods, subset)
+  body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
+          "<p>BSSEval v4 (museval-compatible), 1 s windows; median over frames, then over tracks "
+          "(SiSEC 2018). Time: seconds of separation per second of audio.</p>", _table(table)]
+  if rows:
+    plots.metric_figure(rows, methods, report_dir / "figures" / "boxplots.png", per_track=True)
+    plots.metric_figure(rows, methods, report_dir / "figures" / "distributions.png", per_track=False)
+    body += ["<h2>Per-track medians</h2><img src='figures/boxplots.png' alt='box plots'>",
+             "<h2>Distributions over frames</h2><img src='figures/distributions.png' alt='distributions'>"]
+  for track in tracks:
+    body.append(f"<h2>{html.escape(track)}</h2>")
+    body.append(_players(report_dir, track, methods))
+    for method, name in _spectrograms(report_dir, track, methods):
+      body.append(f"<h3>{html.escape(method)}: truth (left) and estimate (right)</h3>"
+                  f"<img src='{_url('figures', name)}' alt='spectrograms {html.escape(method)}'>")
+  if failures:
+    body.append("<h2 class='fail'>Failures</h2><ul>" + "".join(
+        f"<li class='fail'>{html.escape(f['method'])} / {html.escape(f['track'])}: "
+        f"{html.escape(f['error'])}</li>" for f in failures) + "</ul>")
+  page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>mssjax evaluation</title>"
+          f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+  path = report_dir / "index.html"
+  path.write_text(page, encoding="utf-8")
+  return path

@@ -1,0 +1,96 @@
+"""Matplotlib figures of the report: box plots, distributions, spectrogram comparisons."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+import numpy as np  # noqa: E402
+
+from mssjax import TARGETS, spectral  # noqa: E402
+
+PLOT_METRICS = ("SDR", "SIR", "SAR")
+
+
+def _grid(n_rows, n_cols, size=(3.2, 2.6)):
+  fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False)
+  return fig, axes
+
+
+def _targets(rows):
+  seen = [t for t in TARGETS if any(r["target"] == t for r in rows)]
+  return seen + sorted({r["target"] for r in rows} - set(seen))
+
+
+def _values(rows, method, target, metric, per_track):
+  out = []
+  for r in rows:
+    if r["method"] == method and r["target"] == target and r["metric"] == metric:
+      frames = r["frames"][~np.isnan(r["frames"])]
+      if per_track:
+        out += [float(np.median(frames))] if frames.size else []
+      else:
+        out += frames.tolist()
+  return out
+
+
+def metric_figure(rows, methods, path, *, per_track=True):
+  """Box plots (per-track medians) or violin plots (all frames) per metric, target and method.
+
+  Args:
+    rows: `mssjax.metrics.store.load_scores` rows.
+    methods: method names, one box per method.
+    path: output png.
+    per_track: True for box plots of per-track medians, False for framewise distributions.
+  """
+  targets = _targets(rows)
+  fig, axes = _grid(len(PLOT_METRICS), len(targets))
+  for i, metric in enumerate(PLOT_METRICS):
+    for j, target in enumerate(targets):
+      ax = axes[i, j]
+      data = [_values(rows, m, target, metric, per_track) for m in methods]
+      data = [d if d else [np.nan] for d in data]
+      if per_track:
+        ax.boxplot(data, showmeans=False)
+      else:
+        finite = [d if np.isfinite(d).any() else [0.0] for d in data]
+        ax.violinplot(finite, showmedians=True)
+      ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, fontsize=7)
+      ax.set_title(f"{target} {metric}", fontsize=9)
+      ax.set_ylabel("dB", fontsize=8)
+      ax.grid(alpha=0.3)
+  fig.suptitle("per-track medians" if per_track else "all 1 s frames", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def _log_spectrogram(x):
+  """dB magnitude of the channel mean ``[2, n] -> [n_bins, n_frames]``."""
+  spec = np.abs(np.asarray(spectral.stft(np.mean(x, axis=0), n_fft=2048, hop_length=512)))
+  return 20 * np.log10(np.maximum(spec, 1e-5))
+
+
+def spectrogram_figure(references, estimates, path, *, sample_rate=44100, title=""):
+  """Ground truth (left) against estimate (right) for each target.
+
+  Args:
+    references: ``{target: [2, n]}``.
+    estimates: ``{target: [2, n]}``.
+    path: output png.
+  """
+  targets = [t for t in TARGETS if t in references and t in estimates]
+  fig, axes = _grid(len(targets), 2, size=(4.2, 2.0))
+  for i, target in enumerate(targets):
+    ref = _log_spectrogram(references[target])
+    top = ref.max()
+    for j, (name, x) in enumerate((("truth", ref), ("estimate", _log_spectrogram(estimates[target])))):
+      ax = axes[i, j]
+      extent = (0, x.shape[1] * 512 / sample_rate, 0, sample_rate / 2000)
+      ax.imshow(x, origin="lower", aspect="auto", vmin=top - 80, vmax=top, cmap="magma", extent=extent)
+      ax.set_title(f"{target}: {name}", fontsize=8)
+      ax.set_ylabel("kHz", fontsize=7)
+      ax.tick_params(labelsize=6)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=70)
+  plt.close(fig)
