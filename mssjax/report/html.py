@@ -1,5 +1,6 @@
 """The static HTML report: ``DIR/report/index.html``, opening offline (relative paths only)."""
 
+import hashlib
 import html
 import pathlib
 import urllib.parse
@@ -57,7 +58,8 @@ def _spectrograms(report_dir, track, methods):
     ests = {t: audio.load(base / method / f"{t}.wav") for t in TARGETS if (base / method / f"{t}.wav").exists()}
     if not refs or not ests:
       continue
-    name = f"spec_{len(names)}_{abs(hash((track, method))) % 10**8}.png"
+    digest = hashlib.md5(f"{track}/{method}".encode()).hexdigest()[:10]
+    name = f"spectrogram_{digest}.png"
     plots.spectrogram_figure(refs, ests, report_dir / "figures" / name, title=f"{track}: {method}")
     names.append((method, name))
   return names

@@ -1,0 +1,119 @@
+"""mssjax.report: the static page, checked in a real headless browser (Debian's chromium)."""
+
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+from mssjax import TARGETS, audio
+from mssjax.metrics import store
+from mssjax.report import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+_CHECK_SCRIPT = """<script>
+window.addEventListener('load', async () => {
+  const res = [];
+  for (const img of document.images)
+    res.push('img ' + (img.complete && img.naturalWidth > 0 ? 'ok' : 'bad') + ' ' + img.getAttribute('src'));
+  const audios = Array.from(document.querySelectorAll('audio'));
+  await Promise.all(audios.map(a => new Promise(r => {
+    const done = (s) => { res.push('audio ' + s + ' ' + a.getAttribute('src')); r(); };
+    if (a.readyState >= 2) return done('ok');
+    a.addEventListener('loadeddata', () => done('ok'));
+    a.addEventListener('error', () => done('bad'));
+    a.preload = 'auto'; a.load();
+  })));
+  const pre = document.createElement('pre'); pre.id = 'results'; pre.textContent = res.join('\\n') + '\\nDONE';
+  document.body.appendChild(pre);
+});
+</script></body>"""
+
+
+def browser_check(index_html):
+  """Opens a copy of the page (plus a checking script) in headless chromium.
+
+  Returns:
+    list of (kind, status, src): every <img> (rendered: naturalWidth > 0) and every
+    <audio> (first frame decoded: 'loadeddata', or 'error').
+  """
+  index_html = pathlib.Path(index_html)
+  check = index_html.with_name("_browser_check.html")
+  check.write_text(index_html.read_text().replace("</body>", _CHECK_SCRIPT))
+  try:
+    with tempfile.TemporaryDirectory() as profile:
+      out = subprocess.run(
+          [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           "--virtual-time-budget=20000", "--dump-dom", check.resolve().as_uri()],
+          capture_output=True, text=True, timeout=120, check=False)
+  finally:
+    check.unlink()
+  match = re.search(r'<pre id="results">(.*?)DONE</pre>', out.stdout, re.S)
+  assert match, f"page did not finish loading: {out.stderr[-1000:]}"
+  return [tuple(line.split(" ", 2)) for line in match.group(1).strip().splitlines()]
+
+
+def _fake_workdir(root, methods, track="Song A & B"):
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    name = track if i == 0 else f"Song {i}"
+    for method in methods:
+      scores = {t: {m: rng.normal(4, 2, 6) for m in ("SDR", "ISR", "SIR", "SAR")} for t in TARGETS}
+      store.save_track(root, method, "test", name, scores,
+                       meta={"audio_seconds": 3.0, "separation_seconds": 0.3, "n_parameters": 0})
+  n = 22050
+  base = root / "report" / "audio" / track
+  stems = (0.1 * rng.standard_normal((4, 2, n))).astype(np.float32)
+  audio.save(base / "reference" / "mixture.wav", stems.sum(0), subtype="PCM_16")
+  for who in ["reference"] + list(methods):
+    for t, x in zip(TARGETS, stems):
+      audio.save(base / who / f"{t}.wav", 0.9 * x, subtype="PCM_16")
+  return track
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+  root = tmp_path_factory.mktemp("report")
+  methods = ["irm2", "hpss_repet"]
+  track = _fake_workdir(root, methods)
+  path = build_report(root, methods, tracks=[track],
+                      failures=[{"method": "nmf", "track": "Song 9", "error": "ParameterError: <bad>"}])
+  return path, methods
+
+
+def test_page_is_static_with_relative_paths(report):
+  path, methods = report
+  page = path.read_text()
+  assert "<table>" in page and "irm2" in page and "hpss_repet" in page
+  srcs = re.findall(r"src='([^']+)'", page)
+  assert len([s for s in srcs if s.endswith(".wav")]) == 1 + 4 * (1 + len(methods))
+  assert all(not s.startswith(("/", "http", "file:")) for s in srcs)
+  assert "ParameterError: &lt;bad&gt;" in page      # failures listed, escaped
+  for fig in ("boxplots.png", "distributions.png"):
+    assert (path.parent / "figures" / fig).stat().st_size > 1000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_every_image_renders_and_every_audio_decodes_in_chromium(report):
+  path, methods = report
+  results = browser_check(path)
+  images = [r for r in results if r[0] == "img"]
+  players = [r for r in results if r[0] == "audio"]
+  assert len(images) == 2 + len(methods) and len(players) == 1 + 4 * (1 + len(methods))
+  assert all(status == "ok" for _, status, _ in results), [r for r in results if r[1] != "ok"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_browser_check_catches_broken_media(tmp_path):
+  """The check itself can fail: a missing image and a corrupt wav are reported as bad."""
+  (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+  (tmp_path / "index.html").write_text(
+      "<!DOCTYPE html><html><body><img src='missing.png'>"
+      "<audio controls src='bad.wav'></audio><audio controls src='absent.wav'></audio></body></html>")
+  statuses = [r[1] for r in browser_check(tmp_path / "index.html")]
+  assert statuses == ["bad", "bad", "bad"]
