@@ -158,8 +158,10 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
   n_frames = n_frames_bss(n_samples, window=window, hop=hop)
   frame_len = min(window, n_samples)
   with jax.enable_x64(True):
+    # float32 input stays float32 in memory; blocks and windows are cast where used.
+    dtype = jnp.float32 if references.dtype == np.float32 and estimates.dtype == np.float32 else jnp.float64
     out = _bss_eval_batch(
-        jnp.asarray(references, jnp.float64), jnp.asarray(estimates, jnp.float64),
+        jnp.asarray(references, dtype), jnp.asarray(estimates, dtype),
         frame_len=frame_len, hop=hop, n_frames=n_frames, filters_len=filters_len,
         framewise_dtype=framewise_dtype, frames_batch=frames_batch)
     out = {k: np.asarray(v, np.float64) for k, v in zip(METRICS, out)}
@@ -218,14 +220,14 @@ def _correlations(x, y, max_lag, blocks_per_step=64):
   def step(acc, i):
     x_main = jax.lax.dynamic_slice_in_dim(x_pad, i * per_step * block, (per_step + 1) * block, 1)
     x_main = x_main.reshape(x.shape[0], per_step + 1, block)
-    x_seg = jnp.concatenate([x_main[:, :-1], x_main[:, 1:, :2 * max_lag]], axis=-1)
+    x_seg = jnp.concatenate([x_main[:, :-1], x_main[:, 1:, :2 * max_lag]], axis=-1).astype(jnp.float64)
     y_blk = jax.lax.dynamic_slice_in_dim(y_pad, i * per_step * block, per_step * block, 1)
-    y_blk = y_blk.reshape(y.shape[0], per_step, block)
+    y_blk = y_blk.reshape(y.shape[0], per_step, block).astype(jnp.float64)
     x_spec = jnp.transpose(jnp.fft.rfft(x_seg, n=n_fft, axis=-1), (2, 0, 1))   # [f, p, b]
     y_spec = jnp.transpose(jnp.fft.rfft(y_blk, n=n_fft, axis=-1), (2, 1, 0))   # [f, b, q]
     return acc + jnp.matmul(x_spec, jnp.conj(y_spec)), None
 
-  acc = jnp.zeros((n_fft // 2 + 1, x.shape[0], y.shape[0]), jnp.result_type(x.dtype, jnp.complex64))
+  acc = jnp.zeros((n_fft // 2 + 1, x.shape[0], y.shape[0]), jnp.complex128)
   cross, _ = jax.lax.scan(step, acc, jnp.arange(n_steps))
   corr = jnp.fft.irfft(jnp.transpose(cross, (1, 2, 0)), n=n_fft, axis=-1)
   return corr[..., :2 * max_lag + 1]
@@ -351,8 +353,8 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   if n_fft % 2 == 0:
     weights = weights.at[-1].set(1.0)
   weights = weights / n_fft
-  refs_c = jnp.moveaxis(refs.astype(dtype), 1, 2)      # [S, C, N]
-  ests_c = jnp.moveaxis(ests.astype(dtype), 1, 2)
+  refs_c = jnp.moveaxis(refs, 1, 2)      # [S, C, N], input dtype
+  ests_c = jnp.moveaxis(ests, 1, 2)
   offsets = jnp.arange(frame_len)
 
   def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
@@ -360,8 +362,8 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
 
   def frames(starts):
     idx = starts[:, None] + offsets[None, :]            # [B, W]
-    r = jnp.moveaxis(refs_c[:, :, idx], 2, 0)           # [B, S, C, W]
-    e = jnp.moveaxis(ests_c[:, :, idx], 2, 0)
+    r = jnp.moveaxis(refs_c[:, :, idx], 2, 0).astype(dtype)           # [B, S, C, W]
+    e = jnp.moveaxis(ests_c[:, :, idx], 2, 0).astype(dtype)
     r_spec = jnp.fft.rfft(r, n=n_fft, axis=-1)          # [B, S, C, K]
     e_spec = jnp.fft.rfft(e, n=n_fft, axis=-1)
     flat = r_spec.reshape(r.shape[0], 1, n_src * n_ch, 1, n_bins)

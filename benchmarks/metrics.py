@@ -1,0 +1,178 @@
+"""BSSEval v4: mssjax.metrics.bss_eval_v4 against museval, fast_bss_eval and mir_eval.
+
+  python benchmarks/metrics.py                 # speed: 30 s and 4 min, 4 stereo sources
+  python benchmarks/metrics.py --memory 600    # peak RSS of bss_eval_v4 on a 10-minute track
+  python benchmarks/metrics.py --agreement     # worst difference to museval on the test previews
+
+Tracks are built from the real MUSDB18 previews (../shared/data/musdb18-7/test)
+concatenated to the length wanted; the estimates are the references with 30 %
+of the other sources leaked in plus a little noise. Every time is measured in the
+same run, so the ratios hold on a loaded machine; mssjax's first call (the jit
+compilation) is reported apart. museval and mir_eval run exactly as their users
+call them: ``museval.evaluate(refs, ests)`` (v4, 1 s windows) and
+``mir_eval.separation.bss_eval_images_framewise`` (v3: new filters in every
+window, so timed on a short excerpt and scaled per second). fast_bss_eval has
+no images/v4 mode: it is timed framewise (``bss_eval_sources`` on every 1 s
+window of every channel), which is a different metric, for scale only.
+"""
+
+import argparse
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MUSDB = REPO.parent / "shared" / "data" / "musdb18-7"
+RATE = 44100
+
+
+def real_track(seconds, seed=0):
+  """``refs, ests`` ``[4, n, 2]`` float32 from concatenated previews."""
+  from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
+  tracks = load_tracks(MUSDB, subset="test")
+  n = int(seconds * RATE)
+  parts, total, i = [], 0, seed
+  while total < n:
+    parts.append(tracks[i % len(tracks)].targets())
+    total += parts[-1].shape[-1]
+    i += 1
+  refs = np.concatenate(parts, axis=-1)[..., :n]
+  rng = np.random.default_rng(seed)
+  leak = 0.3 * (refs.sum(0, keepdims=True) - refs)
+  ests = refs + leak + 0.01 * rng.standard_normal(refs.shape).astype(np.float32)
+  return np.transpose(refs, (0, 2, 1)).copy(), np.transpose(ests, (0, 2, 1)).astype(np.float32).copy()
+
+
+def timed(fn, *args, **kwargs):
+  start = time.perf_counter()
+  out = fn(*args, **kwargs)
+  return out, time.perf_counter() - start
+
+
+def speed(seconds_list, mir_eval_seconds=3):
+  import museval  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
+  for seconds in seconds_list:
+    refs, ests = real_track(seconds)
+    _, first = timed(bss_eval_v4, refs, ests)
+    ours, t_ours = timed(bss_eval_v4, refs, ests)
+    theirs, t_museval = timed(museval.evaluate, refs, ests)
+    worst = max(np.nanmax(np.abs(ours[m] - theirs[i])) for i, m in enumerate(("SDR", "ISR", "SIR", "SAR")))
+    print(f"{seconds:5.0f} s track: mssjax {t_ours:6.2f} s (first call with jit {first:6.2f} s), "
+          f"museval {t_museval:7.2f} s -> {t_museval / t_ours:5.1f}x faster; worst frame diff {worst:.2e} dB",
+          flush=True)
+    _fast_bss_eval(refs, ests, t_ours)
+    _mir_eval(refs, ests, mir_eval_seconds, seconds, t_ours)
+
+
+def _fast_bss_eval(refs, ests, t_ours):
+  try:
+    import fast_bss_eval  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    print("  fast_bss_eval not installed")
+    return
+  n_frames = refs.shape[1] // RATE
+  def frames(x):  # [S, n, C] -> [frames * C, S, RATE]
+    x = x[:, :n_frames * RATE].reshape(x.shape[0], n_frames, RATE, x.shape[2])
+    return np.transpose(x, (1, 3, 0, 2)).reshape(-1, x.shape[0], RATE).astype(np.float64)
+  r, e = frames(refs), frames(ests)
+  _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False)
+  print(f"  fast_bss_eval (framewise bss_eval_sources per channel, not v4 images) {t:6.2f} s "
+        f"-> mssjax v4 is {t / t_ours:5.2f}x its speed", flush=True)
+
+
+def _mir_eval(refs, ests, excerpt_seconds, seconds, t_ours):
+  try:
+    import mir_eval  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    print("  mir_eval not installed")
+    return
+  n = excerpt_seconds * RATE
+  _, t = timed(mir_eval.separation.bss_eval_images_framewise, refs[:, :n], ests[:, :n], window=RATE, hop=RATE)
+  scaled = t / excerpt_seconds * seconds
+  print(f"  mir_eval bss_eval_images_framewise (v3) {t:6.2f} s for {excerpt_seconds} s "
+        f"-> ~{scaled:7.1f} s scaled to the track, ~{scaled / t_ours:5.0f}x slower than mssjax", flush=True)
+
+
+def memory(seconds):
+  """Peak RSS of one bss_eval_v4 call on a ``seconds``-long random 4-source stereo track (subprocess)."""
+  code = f"""
+import resource, numpy as np
+from mssjax.metrics import bss_eval_v4
+rng = np.random.default_rng(0)
+n = int({seconds} * {RATE})
+refs = rng.standard_normal((4, n, 2), dtype=np.float32)
+ests = refs + 0.3 * rng.standard_normal((4, n, 2), dtype=np.float32)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = bss_eval_v4(refs, ests)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{seconds:.0f} s track: inputs {{2 * refs.nbytes / 2**20:.0f}} MiB, RSS before {{base / 1024:.0f}} MiB, "
+      f"peak {{peak / 1024:.0f}} MiB, frames {{out['SDR'].shape[1]}}")
+"""
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def agreement(n_tracks, seconds=None):
+  """Worst differences to museval.evaluate on the test previews (IRM, mixture and noisy estimates)."""
+  import museval  # pylint: disable=import-outside-toplevel
+  from mssjax import spectral  # pylint: disable=import-outside-toplevel
+  from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
+  worst = {}
+  for index, track in enumerate(load_tracks(MUSDB, subset="test")[:n_tracks]):
+    targets, mixture = track.targets(), track.mixture()
+    if seconds:
+      targets, mixture = targets[..., :int(seconds * RATE)], mixture[..., :int(seconds * RATE)]
+    spec_t, spec_x = np.asarray(spectral.stft(targets)), np.asarray(spectral.stft(mixture))
+    mask = np.asarray(spectral.ratio_masks(np.abs(spec_t), power=2.0, axis=0))
+    irm = np.asarray(spectral.istft(mask * spec_x[None], length=mixture.shape[-1]), np.float32)
+    rng = np.random.default_rng(index)
+    kinds = {"irm": irm, "mixture": np.repeat(mixture[None], 4, axis=0),
+             "noisy": (targets + 0.02 * rng.standard_normal(targets.shape)).astype(np.float32)}
+    mono = [t for t, x in zip(("vocals", "drums", "bass", "other"), targets) if np.array_equal(x[0], x[1])]
+    for kind, est in kinds.items():
+      refs, ests = np.transpose(targets, (0, 2, 1)), np.transpose(est, (0, 2, 1))
+      theirs = museval.evaluate(refs, ests)
+      ours = bss_eval_v4(refs, ests)
+      line = []
+      for i, m in enumerate(("SDR", "ISR", "SIR", "SAR")):
+        a, b = theirs[i], ours[m]
+        nan_ok = np.array_equal(np.isnan(a), np.isnan(b))
+        frame = float(np.nanmax(np.abs(a - b))) if np.isfinite(a).any() else 0.0
+        with np.errstate(all="ignore"):
+          med = float(np.nanmax(np.abs(np.nanmedian(a, 1) - np.nanmedian(b, 1))))
+        key = (kind, m, bool(mono))
+        old = worst.get(key, (0.0, 0.0, True))
+        worst[key] = (max(old[0], frame), max(old[1], med), old[2] and nan_ok)
+        line.append(f"{m} {frame:.1e}/{med:.1e}{'' if nan_ok else ' NaN-MISMATCH'}")
+      print(f"{track.name[:32]:32s} {kind:8s} {'mono:' + ','.join(mono) if mono else '':12s} " + "  ".join(line),
+            flush=True)
+  print("worst (frame / median dB, NaN pattern equal), split by tracks with an exactly mono stem:")
+  for (kind, m, mono), (frame, med, nan_ok) in sorted(worst.items()):
+    print(f"  {kind:8s} {m} {'mono-stem tracks' if mono else 'other tracks    '} {frame:.2e} / {med:.2e} {nan_ok}")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--seconds", type=float, nargs="*", default=[30, 240])
+  parser.add_argument("--memory", type=float, default=None, help="track length in seconds for the RSS check")
+  parser.add_argument("--agreement", action="store_true")
+  parser.add_argument("--tracks", type=int, default=40)
+  parser.add_argument("--excerpt", type=float, default=None, help="seconds of each preview (agreement)")
+  args = parser.parse_args()
+  sys.path.insert(0, str(REPO))
+  if args.agreement:
+    agreement(args.tracks, args.excerpt)
+  elif args.memory:
+    memory(args.memory)
+  else:
+    speed(args.seconds)
+  del resource
+
+
+if __name__ == "__main__":
+  main()
