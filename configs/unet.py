@@ -71,6 +71,7 @@ def get_config():
   config.eval.metric = "bss_eval_v4"
   config.eval.max_tracks = 0  # 0: every validation track
   config.eval.seconds = 6.0  # generated validation songs' length (data.name="synthetic")
+  config.eval.crop_seconds = 0.0  # >0: score the first seconds of each track (one length, one compile)
 
   config.separate = ml_collections.ConfigDict()
   config.separate.chunk_seconds = 12.0
