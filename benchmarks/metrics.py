@@ -60,11 +60,13 @@ def speed(seconds_list, mir_eval_seconds=3):
     refs, ests = real_track(seconds)
     _, first = timed(bss_eval_v4, refs, ests)
     ours, t_ours = timed(bss_eval_v4, refs, ests)
+    _, t_chol = timed(bss_eval_v4, refs, ests, solver="cholesky")
+    _, t_chol = timed(bss_eval_v4, refs, ests, solver="cholesky")
     theirs, t_museval = timed(museval.evaluate, refs, ests)
     worst = max(np.nanmax(np.abs(ours[m] - theirs[i])) for i, m in enumerate(("SDR", "ISR", "SIR", "SAR")))
     print(f"{seconds:5.0f} s track: mssjax {t_ours:6.2f} s (first call with jit {first:6.2f} s), "
-          f"museval {t_museval:7.2f} s -> {t_museval / t_ours:5.1f}x faster; worst frame diff {worst:.2e} dB",
-          flush=True)
+          f"museval {t_museval:7.2f} s -> {t_museval / t_ours:5.1f}x faster; worst frame diff {worst:.2e} dB; "
+          f"solver='cholesky' {t_chol:6.2f} s -> {t_museval / t_chol:5.1f}x", flush=True)
     _fast_bss_eval(refs, ests, t_ours)
     _mir_eval(refs, ests, mir_eval_seconds, seconds, t_ours)
 
@@ -80,8 +82,14 @@ def _fast_bss_eval(refs, ests, t_ours):
     x = x[:, :n_frames * RATE].reshape(x.shape[0], n_frames, RATE, x.shape[2])
     return np.transpose(x, (1, 3, 0, 2)).reshape(-1, x.shape[0], RATE).astype(np.float64)
   r, e = frames(refs), frames(ests)
-  _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False)
-  print(f"  fast_bss_eval (framewise bss_eval_sources per channel, not v4 images) {t:6.2f} s "
+  try:
+    _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False)
+    how = "direct solve"
+  except ValueError as err:  # numpy >= 2 changed np.linalg.solve's batched-vector rule
+    print(f"  fast_bss_eval direct solve fails with numpy {np.__version__}: {str(err)[:80]}")
+    _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False, use_cg_iter=10)
+    how = "conjugate gradient, 10 iterations"
+  print(f"  fast_bss_eval ({how}; framewise bss_eval_sources per channel, not v4 images) {t:6.2f} s "
         f"-> mssjax v4 is {t / t_ours:5.2f}x its speed", flush=True)
 
 
@@ -116,7 +124,7 @@ print(f"{seconds:.0f} s track: inputs {{2 * refs.nbytes / 2**20:.0f}} MiB, RSS b
   subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-def agreement(n_tracks, seconds=None):
+def agreement(n_tracks, seconds=None, solver="lu"):
   """Worst differences to museval.evaluate on the test previews (IRM, mixture and noisy estimates)."""
   import museval  # pylint: disable=import-outside-toplevel
   from mssjax import spectral  # pylint: disable=import-outside-toplevel
@@ -137,7 +145,7 @@ def agreement(n_tracks, seconds=None):
     for kind, est in kinds.items():
       refs, ests = np.transpose(targets, (0, 2, 1)), np.transpose(est, (0, 2, 1))
       theirs = museval.evaluate(refs, ests)
-      ours = bss_eval_v4(refs, ests)
+      ours = bss_eval_v4(refs, ests, solver=solver)
       line = []
       for i, m in enumerate(("SDR", "ISR", "SIR", "SAR")):
         a, b = theirs[i], ours[m]
@@ -162,11 +170,12 @@ def main():
   parser.add_argument("--memory", type=float, default=None, help="track length in seconds for the RSS check")
   parser.add_argument("--agreement", action="store_true")
   parser.add_argument("--tracks", type=int, default=40)
+  parser.add_argument("--solver", default="lu", choices=("lu", "cholesky"))
   parser.add_argument("--excerpt", type=float, default=None, help="seconds of each preview (agreement)")
   args = parser.parse_args()
   sys.path.insert(0, str(REPO))
   if args.agreement:
-    agreement(args.tracks, args.excerpt)
+    agreement(args.tracks, args.excerpt, args.solver)
   elif args.memory:
     memory(args.memory)
   else:
