@@ -18,7 +18,6 @@ window of every channel), which is a different metric, for scale only.
 
 import argparse
 import pathlib
-import resource
 import subprocess
 import sys
 import time
@@ -180,7 +179,6 @@ def main():
     memory(args.memory)
   else:
     speed(args.seconds)
-  del resource
 
 
 if __name__ == "__main__":

@@ -166,9 +166,12 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
   frame_len = min(window, n_samples)
   with jax.enable_x64(True):
     # float32 input stays float32 in memory; blocks and windows are cast where used.
-    dtype = jnp.float32 if references.dtype == np.float32 and estimates.dtype == np.float32 else jnp.float64
+    dtype = np.float32 if references.dtype == np.float32 and estimates.dtype == np.float32 else np.float64
+    # Channel-first [batch, S, C, N] once on the host, so the core makes no full-size copies.
+    refs_cf = jnp.asarray(np.ascontiguousarray(np.swapaxes(references, -1, -2), dtype=dtype))
+    ests_cf = jnp.asarray(np.ascontiguousarray(np.swapaxes(estimates, -1, -2), dtype=dtype))
     out = _bss_eval_batch(
-        jnp.asarray(references, dtype), jnp.asarray(estimates, dtype),
+        refs_cf, ests_cf,
         frame_len=frame_len, hop=hop, n_frames=n_frames, filters_len=filters_len,
         framewise_dtype=framewise_dtype, frames_batch=frames_batch, solver=solver)
     out = {k: np.asarray(v, np.float64) for k, v in zip(METRICS, out)}
@@ -181,7 +184,7 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
     "frame_len", "hop", "n_frames", "filters_len", "framewise_dtype", "frames_batch", "solver"))
 def _bss_eval_batch(references, estimates, *, frame_len, hop, n_frames, filters_len,
                     framewise_dtype, frames_batch, solver):
-  """Jitted core: ``[batch, n_sources, n_samples, n_channels]`` twice -> 4 x [batch, n_sources, n_frames].
+  """Jitted core: ``[batch, n_sources, n_channels, n_samples]`` twice -> 4 x [batch, n_sources, n_frames].
 
   Tracks are mapped one after another (``lax.map``), which bounds the memory and
   keeps the solves unbatched.
@@ -195,23 +198,32 @@ def _bss_eval_batch(references, estimates, *, frame_len, hop, n_frames, filters_
   return jax.lax.map(one_track, (references, estimates))
 
 
-def _correlations(x, y, max_lag, blocks_per_step=64):
+def _blocks(signal, start, n_blocks, length, hop):
+  """``[n, n_blocks, length]`` float64 blocks ``signal[:, start + b * hop : ... + length]``, zero outside."""
+  idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
+  inside = (idx >= 0) & (idx < signal.shape[-1])
+  values = signal[:, jnp.clip(idx, 0, signal.shape[-1] - 1)]
+  return jnp.where(inside, values, 0).astype(jnp.float64)
+
+
+def _correlations(x, ys, max_lag, blocks_per_step=64):
   """Linear cross-correlations for small lags, by blockwise FFT.
 
   The signals are cut in blocks; the cross-spectra of each block of ``y`` with the
   matching (longer) segment of ``x`` are summed over blocks (one batched matmul per
   step of ``blocks_per_step`` blocks, so memory stays bounded), and one inverse FFT
-  gives every lag.
+  gives every lag. Blocks are gathered from the unpadded signals (no full-size copy).
 
   Args:
     x: ``[n_x, n_samples]``.
-    y: ``[n_y, n_samples]``.
+    ys: a tuple of ``[n_y_i, n_samples]`` arrays, correlated with ``x`` and stacked.
     max_lag: largest absolute lag ``L - 1``.
     blocks_per_step: blocks transformed at once.
 
   Returns:
-    ``[n_x, n_y, 2 * max_lag + 1]``: ``out[p, q, k + max_lag] = sum_n x[p, n + k] y[q, n]``
-    for ``k`` in ``[-max_lag, max_lag]`` (signals are zero outside ``[0, n_samples)``).
+    ``[n_x, sum n_y_i, 2 * max_lag + 1]``: ``out[p, q, k + max_lag] = sum_n x[p, n + k]
+    y[q, n]`` for ``k`` in ``[-max_lag, max_lag]`` (signals are zero outside
+    ``[0, n_samples)``).
   """
   n_samples = x.shape[-1]
   n_fft = max(_CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))
@@ -219,22 +231,19 @@ def _correlations(x, y, max_lag, blocks_per_step=64):
   n_blocks = -(-n_samples // block)
   per_step = min(blocks_per_step, n_blocks)
   n_steps = -(-n_blocks // per_step)
-  total = n_steps * per_step * block
-  # x segment for block b covers [b * block - max_lag, (b + 1) * block + max_lag).
-  x_pad = jnp.pad(x, ((0, 0), (max_lag, total + block - n_samples - max_lag)))
-  y_pad = jnp.pad(y, ((0, 0), (0, total - n_samples)))
+  n_y = sum(y.shape[0] for y in ys)
 
   def step(acc, i):
-    x_main = jax.lax.dynamic_slice_in_dim(x_pad, i * per_step * block, (per_step + 1) * block, 1)
-    x_main = x_main.reshape(x.shape[0], per_step + 1, block)
-    x_seg = jnp.concatenate([x_main[:, :-1], x_main[:, 1:, :2 * max_lag]], axis=-1).astype(jnp.float64)
-    y_blk = jax.lax.dynamic_slice_in_dim(y_pad, i * per_step * block, per_step * block, 1)
-    y_blk = y_blk.reshape(y.shape[0], per_step, block).astype(jnp.float64)
+    start = i * per_step * block
+    # x segment for block b covers [b * block - max_lag, (b + 1) * block + max_lag).
+    x_seg = _blocks(x, start - max_lag, per_step, block + 2 * max_lag, block)
     x_spec = jnp.transpose(jnp.fft.rfft(x_seg, n=n_fft, axis=-1), (2, 0, 1))   # [f, p, b]
-    y_spec = jnp.transpose(jnp.fft.rfft(y_blk, n=n_fft, axis=-1), (2, 1, 0))   # [f, b, q]
+    y_spec = jnp.concatenate([jnp.fft.rfft(_blocks(y, start, per_step, block, block), n=n_fft, axis=-1)
+                              for y in ys])
+    y_spec = jnp.transpose(y_spec, (2, 1, 0))                                  # [f, b, q]
     return acc + jnp.matmul(x_spec, jnp.conj(y_spec)), None
 
-  acc = jnp.zeros((n_fft // 2 + 1, x.shape[0], y.shape[0]), jnp.complex128)
+  acc = jnp.zeros((n_fft // 2 + 1, x.shape[0], n_y), jnp.complex128)
   cross, _ = jax.lax.scan(step, acc, jnp.arange(n_steps))
   corr = jnp.fft.irfft(jnp.transpose(cross, (1, 2, 0)), n=n_fft, axis=-1)
   return corr[..., :2 * max_lag + 1]
@@ -244,20 +253,21 @@ def _projection_filters(refs, ests, filters_len, solver="lu"):
   """museval's ``C`` and ``Cj`` filters from whole-track correlations (float64).
 
   Args:
-    refs: ``[n_sources, n_samples, n_channels]``.
-    ests: ``[n_sources, n_samples, n_channels]``.
+    refs: ``[n_sources, n_channels, n_samples]`` (channel-first).
+    ests: ``[n_sources, n_channels, n_samples]``.
     filters_len: taps ``L``.
+    solver: "lu" or "cholesky".
 
   Returns:
     ``filters_all [n_est, n_sources, n_channels, L, n_channels]``: estimate ``j``
     projected on all references (museval's ``C[j]``), and ``filters_own
     [n_est, n_channels, L, n_channels]``: on its own reference (``Cj[j, j, 0]``).
   """
-  n_src, _, n_ch = refs.shape
+  n_src, n_ch, _ = refs.shape
   lag = filters_len - 1
-  x = jnp.moveaxis(refs, 1, 2).reshape(n_src * n_ch, -1)
-  y = jnp.moveaxis(ests, 1, 2).reshape(n_src * n_ch, -1)
-  corr = _correlations(x, jnp.concatenate([x, y]), lag)
+  x = refs.reshape(n_src * n_ch, -1)
+  y = ests.reshape(n_src * n_ch, -1)
+  corr = _correlations(x, (x, y), lag)
   rr, re = corr[:, :n_src * n_ch], corr[:, n_src * n_ch:]
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
   a = jnp.arange(filters_len)
@@ -355,7 +365,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   Returns:
     SDR, ISR, SIR, SAR, each ``[n_sources, n_frames]`` float64.
   """
-  n_src, _, n_ch = refs.shape
+  n_src, n_ch, _ = refs.shape
   filters_len = filters_own.shape[-2]
   n_fft = _fast_len(frame_len + filters_len - 1)
   n_bins = n_fft // 2 + 1
@@ -367,8 +377,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   if n_fft % 2 == 0:
     weights = weights.at[-1].set(1.0)
   weights = weights / n_fft
-  refs_c = jnp.moveaxis(refs, 1, 2)      # [S, C, N], input dtype
-  ests_c = jnp.moveaxis(ests, 1, 2)
+  refs_c, ests_c = refs, ests      # [S, C, N], input dtype
   offsets = jnp.arange(frame_len)
 
   def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
