@@ -124,16 +124,22 @@ def main():
   parser.add_argument("--seconds", type=float, default=30.0)
   parser.add_argument("--batch-seconds", type=float, default=10.0)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--only", nargs="+", default=["hpss", "repet", "nmf", "recipe", "batch"],
+                      help="a subset of: hpss repet nmf recipe batch")
   args = parser.parse_args()
   mix = test_signal(args.seconds)
   S = np.abs(np.asarray(spectral.stft(mix, n_fft=N_FFT, hop_length=HOP)))
   print(f"signal: {args.seconds:g} s stereo at {SR} Hz; spectrogram {S.shape}; jax {jax.__version__} "
         f"on {jax.devices()[0].platform}")
-  bench_hpss(S, args.repeats)
-  bench_repet(S, separators.load_config("hpss_repet"), args.repeats)
-  bench_nmf(S.mean(axis=0), args.repeats)
-  bench_recipe(mix, args.repeats)
-  bench_batch(args.batch_seconds, args.repeats)
+  benches = {
+      "hpss": lambda: bench_hpss(S, args.repeats),
+      "repet": lambda: bench_repet(S, separators.load_config("hpss_repet"), args.repeats),
+      "nmf": lambda: bench_nmf(S.mean(axis=0), args.repeats),
+      "recipe": lambda: bench_recipe(mix, args.repeats),
+      "batch": lambda: bench_batch(args.batch_seconds, args.repeats),
+  }
+  for name in args.only:
+    benches[name]()
 
 
 if __name__ == "__main__":
