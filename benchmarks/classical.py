@@ -133,7 +133,7 @@ def main():
         f"on {jax.devices()[0].platform}")
   benches = {
       "hpss": lambda: bench_hpss(S, args.repeats),
-      "repet": lambda: bench_repet(S, separators.load_config("hpss_repet"), args.repeats),
+      "repet": lambda: bench_repet(S, separators.default_config("hpss_repet"), args.repeats),
       "nmf": lambda: bench_nmf(S.mean(axis=0), args.repeats),
       "recipe": lambda: bench_recipe(mix, args.repeats),
       "batch": lambda: bench_batch(args.batch_seconds, args.repeats),

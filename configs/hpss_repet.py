@@ -12,24 +12,9 @@ average 2.01 dB; the librosa-built recipe (benchmarks/librosa_recipe.py)
 reached 1.00 / 0.25 / 1.91 / 0.63, average 0.95.
 """
 
-import ml_collections
+from mssjax import separators
 
 
 def get_config():
-  """The default hpss_repet config."""
-  config = ml_collections.ConfigDict()
-  config.method = "hpss_repet"
-  config.sample_rate = 44100
-  config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
-  # HPSS (Fitzgerald 2010): kernels (harmonic frames, percussive bins), soft masks
-  config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
-  # bass: the harmonic part below this
-  config.bass_cutoff_hz = 200.0
-  # REPET-SIM (Rafii & Pardo 2012) on the harmonic and on the percussive part above the cut-off
-  config.repet = ml_collections.ConfigDict(dict(
-      n_neighbors=100, min_distance=1.0, threshold=0.0, selection="peaks", power=2.0, margin=(1.0, 1.0)))
-  # share of the percussive part's non-repeating foreground that goes to vocals (0: none)
-  config.vocal_residue = 1.0
-  # multichannel Wiener post-filter iterations (0: plain masks)
-  config.wiener_iterations = 1
-  return config
+  """The default hpss_repet config: `mssjax.separators.hpss_repet_config` (the values live in the library)."""
+  return separators.hpss_repet_config()

@@ -10,8 +10,9 @@ Oracles (``sep.needs_references``) also take the true stems
 ``[..., 4, 2, n_samples]`` in `mssjax.TARGETS` order. Leading dimensions are
 tracks of equal length, separated in one `jax.vmap`-ed, jit-compiled call.
 
-Recipes read their parameters from ``configs/<name>.py`` (``get_config()``)
-unless a config is passed; nothing is tuned in code.
+Recipes take their parameters from a config: the defaults are
+`hpss_repet_config` and `nmf_config` (what ``configs/<name>.py`` returns),
+part of the library so that an installed copy needs no repository.
 
 - ``hpss_repet``: HPSS of the mixture (Fitzgerald 2010); bass is the harmonic
   part below a cut-off; vocals the REPET-SIM foreground (Rafii & Pardo 2012)
@@ -32,8 +33,6 @@ followed by a mixture-consistency projection that keeps that true.
 """
 
 import dataclasses
-import importlib.util
-import pathlib
 from typing import Callable
 
 import jax
@@ -44,10 +43,7 @@ import numpy as np
 from mssjax import TARGETS, decompose, filtering, spectral
 from mssjax.errors import ParameterError
 
-__all__ = ["Separator", "names", "get"]
-
-_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
-
+__all__ = ["Separator", "names", "get", "default_config", "hpss_repet_config", "nmf_config"]
 
 @dataclasses.dataclass(frozen=True)
 class Separator:
@@ -110,15 +106,60 @@ def _check_audio(x, name, *, stems):
 # Configs.
 
 
-def load_config(name):
-  """``configs/<name>.py``'s ``get_config()``."""
-  path = _CONFIG_DIR / f"{name}.py"
-  if not path.is_file():
-    raise ParameterError(f"no config file {path} for separator {name!r}")
-  spec = importlib.util.spec_from_file_location(f"mssjax_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+def hpss_repet_config():
+  """The default ``hpss_repet`` config (how to run it and its measured SDR: ``configs/hpss_repet.py``)."""
+  config = ml_collections.ConfigDict()
+  config.method = "hpss_repet"
+  config.sample_rate = 44100
+  config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
+  # HPSS (Fitzgerald 2010): kernels (harmonic frames, percussive bins), soft masks
+  config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
+  # bass: the harmonic part below this
+  config.bass_cutoff_hz = 200.0
+  # REPET-SIM (Rafii & Pardo 2012) on the harmonic and on the percussive part above the cut-off
+  config.repet = ml_collections.ConfigDict(dict(
+      n_neighbors=100, min_distance=1.0, threshold=0.0, selection="peaks", power=2.0, margin=(1.0, 1.0)))
+  # share of the percussive part's non-repeating foreground that goes to vocals (0: none)
+  config.vocal_residue = 1.0
+  # multichannel Wiener post-filter iterations (0: plain masks)
+  config.wiener_iterations = 1
+  return config
+
+
+def nmf_config():
+  """The default ``nmf`` config (how to run it and its measured SDR: ``configs/nmf.py``)."""
+  config = ml_collections.ConfigDict()
+  config.method = "nmf"
+  config.seed = 0
+  config.sample_rate = 44100
+  config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
+  config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
+  # beta-NMF (Fevotte & Idier 2011) with multiplicative updates
+  config.nmf = ml_collections.ConfigDict(dict(
+      harmonic_components=48, percussive_components=8, beta=2.0, n_iter=100))
+  # frequency bands [low, high) in Hz where each target's components hold their energy
+  config.bands = ml_collections.ConfigDict(dict(bass=(0.0, 200.0), vocals=(200.0, 4000.0),
+                                                other=(4000.0, 22050.0)))
+  config.band_weights = ml_collections.ConfigDict(dict(bass=1.0, vocals=1.0, other=1.0))
+  # exponent of the Wiener-like masks from the reconstructions
+  config.mask_power = 1.0
+  config.wiener_iterations = 1
+  return config
+
+
+def default_config(name):
+  """A fresh copy of the default config of separator ``name`` (part of the library, no file read).
+
+  Raises:
+    ParameterError: an unknown name (the message lists the valid ones).
+  """
+  if name in _DEFAULT_CONFIGS:
+    return _DEFAULT_CONFIGS[name]()
+  if name in _ORACLES:
+    return _oracle_config()
+  if name == "mixture":
+    return ml_collections.ConfigDict()
+  raise ParameterError(f"no default config for separator {name!r}; valid names are {names()}")
 
 
 def _oracle_config():
@@ -282,6 +323,7 @@ def _mixture(config):
 # Registry.
 
 _RECIPES = {"hpss_repet": _hpss_repet, "nmf": _nmf}
+_DEFAULT_CONFIGS = {"hpss_repet": hpss_repet_config, "nmf": nmf_config}
 _ORACLES = ("irm1", "irm2", "ibm", "mwf")
 
 
@@ -291,7 +333,7 @@ def names():
 
 
 def get(name, config=None):
-  """The separator registered as ``name``, built from ``config`` (default: its config file).
+  """The separator registered as ``name``, built from ``config`` (default: `default_config`).
 
   Raises:
     ParameterError: an unknown name (the message lists the valid ones) or a
@@ -305,7 +347,7 @@ def get(name, config=None):
     from mssjax.models.separator import unet_separator  # pylint: disable=import-outside-toplevel
     return unet_separator(config)
   if name in _RECIPES:
-    config = load_config(name) if config is None else config
+    config = default_config(name) if config is None else config
     _check_stft_config(config)
     return Separator(name, False, 0, config, _RECIPES[name](config))
   if name in _ORACLES:

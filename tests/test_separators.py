@@ -1,5 +1,11 @@
 """Tests of the separator registry: calling convention, recipes, oracles, bad input."""
 
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -11,7 +17,7 @@ N = 22050  # 0.5 s at 44.1 kHz
 
 def _small(name):
   """The recipe's config with a small STFT and short REPET distances, for speed."""
-  config = separators.load_config(name)
+  config = separators.default_config(name)
   config.stft.n_fft, config.stft.hop_length = 1024, 256
   if "repet" in config:
     config.repet.min_distance = 0.05
@@ -137,10 +143,47 @@ def test_mixture_too_short_for_the_kernels():
 
 
 def test_bad_config():
-  config = separators.load_config("hpss_repet")
+  config = separators.default_config("hpss_repet")
   config.stft.n_fft = 0
   with pytest.raises(ParameterError, match="n_fft"):
     separators.get("hpss_repet", config)
+
+
+def test_configs_match_the_library_defaults():
+  import configs.hpss_repet, configs.nmf  # pylint: disable=import-outside-toplevel,multiple-imports
+  assert configs.hpss_repet.get_config().to_dict() == separators.hpss_repet_config().to_dict()
+  assert configs.nmf.get_config().to_dict() == separators.nmf_config().to_dict()
+  assert separators.default_config("irm2").stft.n_fft == 4096
+  with pytest.raises(ParameterError, match="valid names"):
+    separators.default_config("repet")
+
+
+_INSTALLED_CHECK = textwrap.dedent("""
+    import importlib.util, pathlib, sys
+    import numpy as np
+    import mssjax
+    from mssjax import separators
+    assert pathlib.Path(mssjax.__file__).parent == pathlib.Path(sys.argv[1]) / "mssjax", mssjax.__file__
+    assert importlib.util.find_spec("configs") is None
+    assert separators.get("nmf").config.nmf.harmonic_components == 48
+    sep = separators.get("hpss_repet")
+    x = np.random.default_rng(0).standard_normal((2, 20 * 1024)).astype(np.float32)
+    stems = sep(x)
+    assert np.allclose(sum(np.asarray(s) for s in stems.values()), x, atol=1e-4)
+    print("ok")
+""")
+
+
+def test_get_works_without_the_repository(tmp_path):
+  """As an installed copy: only the package on the path, run from an unrelated folder."""
+  site = tmp_path / "site"
+  shutil.copytree(pathlib.Path(separators.__file__).parent, site / "mssjax",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  (tmp_path / "work").mkdir()
+  env = {"PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+  result = subprocess.run([sys.executable, "-c", _INSTALLED_CHECK, str(site)], cwd=tmp_path / "work", env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 @pytest.mark.realdata
