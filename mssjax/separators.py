@@ -8,7 +8,8 @@ Every separator has one calling convention::
 
 Oracles (``sep.needs_references``) also take the true stems
 ``[..., 4, 2, n_samples]`` in `mssjax.TARGETS` order. Leading dimensions are
-tracks of equal length, separated in one `jax.vmap`-ed, jit-compiled call.
+tracks of equal length, separated in one jit-compiled call (looped with
+`jax.lax.map` on CPU, where that is faster than `jax.vmap`; vmapped elsewhere).
 
 Recipes take their parameters from a config: the defaults are
 `hpss_repet_config` and `nmf_config` (what ``configs/<name>.py`` returns),
@@ -64,8 +65,7 @@ class Separator:
   fn: Callable = dataclasses.field(repr=False)
 
   def __post_init__(self):
-    batched = jax.vmap(self.fn) if not self.needs_references else jax.vmap(self.fn, in_axes=(0, 0))
-    object.__setattr__(self, "_batched", jax.jit(batched))
+    object.__setattr__(self, "_batched", jax.jit(_over_tracks(self.fn, self.needs_references)))
 
   def __call__(self, mixture, references=None):
     mixture = _check_audio(mixture, "mixture", stems=False)
@@ -83,6 +83,22 @@ class Separator:
       out = self._batched(flat)
     out = out.reshape(lead + (len(TARGETS), 2, n))
     return {target: out[..., j, :, :] for j, target in enumerate(TARGETS)}
+
+
+def _over_tracks(fn, needs_references):
+  """``fn`` over a leading axis of tracks: looped inside the compiled call on CPU, else vmapped.
+
+  On CPU the batched intermediates of 8 tracks (hundreds of MB) leave the
+  cache, and a `jax.vmap`-ed recipe ran slower than 8 calls (0.8-0.9x, 8 x 10 s
+  stereo); `jax.lax.map` runs one track at a time in one call, so 8 tracks
+  cost less than 8 calls (no per-call dispatch) and each result is exactly
+  that of a single call. Accelerators get the vmapped batch.
+  """
+  if jax.default_backend() != "cpu":
+    return jax.vmap(fn)
+  if needs_references:
+    return lambda mixtures, references: jax.lax.map(lambda pair: fn(*pair), (mixtures, references))
+  return lambda mixtures: jax.lax.map(fn, mixtures)
 
 
 def _check_audio(x, name, *, stems):
