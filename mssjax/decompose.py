@@ -240,52 +240,38 @@ def _select_peaks(sim, n_neighbors, width, threshold):
   return indices.T, valid.T
 
 
-def _bitonic_sort(x):
-  """Sorts ``x [P, ...]`` along axis 0 (``P`` a power of two) with a bitonic network.
-
-  Each stage is one vectorised compare-exchange over the whole stack, so the
-  compiled graph has ``log2(P) * (log2(P) + 1) / 2`` stages whatever ``P``.
-  """
-  n = x.shape[0]
-  rest = x.shape[1:]
-  size = 2
-  while size <= n:
-    blocks = x.reshape((n // size, 2, size // 2) + rest)
-    a, b = blocks[:, 0], jnp.flip(blocks[:, 1], axis=1)
-    lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
-    x = jnp.stack([lo, jnp.flip(hi, axis=1)], axis=1).reshape(x.shape)
-    half = size // 4
-    while half >= 1:
-      blocks = x.reshape((n // (2 * half), 2, half) + rest)
-      a, b = blocks[:, 0], blocks[:, 1]
-      x = jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b)], axis=1).reshape(x.shape)
-      half //= 2
-    size *= 2
-  return x
+def _sort_network(wires):
+  """Sorts a list of arrays element-wise (Batcher's odd-even merge sort, any length)."""
+  if len(wires) <= 1:
+    return list(wires)
+  half = len(wires) // 2
+  return _odd_even_merge(_sort_network(wires[:half]), _sort_network(wires[half:]))
 
 
-def _masked_median(values, count):
-  """Median over axis 0 of the first ``count`` rows (per frame), as `np.median` (mean of the middle two).
+def _masked_median(wires, count):
+  """Median of the first ``count`` wires (per frame), as `np.median` (mean of the middle two).
 
   Args:
-    values: ``[k, n_rows, n_frames]``, the valid rows first.
-    count: ``[n_frames]`` number of valid rows.
+    wires: ``k`` arrays ``[n_rows, n_frames]``, the valid ones first.
+    count: ``[n_frames]`` number of valid wires.
 
-  Invalid rows are set to -inf and +inf in equal numbers (the extra one +inf),
-  the stack is sorted by a bitonic network and the middle ranks are read out.
+  Invalid wires are set to -inf and +inf in equal numbers (the extra one
+  +inf), so the median always sits at one of the middle ranks of all ``k``
+  wires: only those outputs of the sorting network are used, XLA prunes the
+  rest, and the network fuses with the neighbour gathers into one pass over
+  the spectrogram (no stacked intermediates).
   """
-  k = values.shape[0]
-  size = 1 << max(0, (k - 1).bit_length())
-  values = jnp.pad(values, ((0, size - k), (0, 0), (0, 0)))
-  slot = jnp.arange(size)[:, None, None]
-  n_low = (size - count) // 2
-  fill = jnp.where(slot - count < n_low, -jnp.inf, jnp.inf)
-  ranked = _bitonic_sort(jnp.where(slot < count, values, fill))
-  lower = (n_low + jnp.maximum(count - 1, 0) // 2)[None, None, :]
-  upper = (n_low + count // 2)[None, None, :]
-  shape = (1,) + values.shape[1:]
-  lo = jnp.take_along_axis(ranked, jnp.broadcast_to(lower, shape), axis=0)[0]
-  hi = jnp.take_along_axis(ranked, jnp.broadcast_to(upper, shape), axis=0)[0]
+  k = len(wires)
+  n_low = (k - count) // 2
+  filled = [jnp.where(j < count, w, jnp.where(j - count < n_low, -jnp.inf, jnp.inf)) for j, w in enumerate(wires)]
+  ranked = _sort_network(filled)
+  lower = n_low + jnp.maximum(count - 1, 0) // 2
+  upper = n_low + count // 2
+  middle = range(max(0, (k - 3) // 2), min(k, k // 2 + 1))  # every rank lower/upper takes when count > 0
+  lo = hi = ranked[middle[0]]
+  for rank in middle[1:]:
+    lo = jnp.where(lower == rank, ranked[rank], lo)
+    hi = jnp.where(upper == rank, ranked[rank], hi)
   return 0.5 * (lo + hi)
 
 
@@ -299,19 +285,9 @@ def _nn_median(S, *, n_neighbors, width, threshold, selection):
   # Valid neighbours come first (ranked by similarity), so a count describes them.
   valid = jnp.cumprod(valid, axis=1).astype(bool)
   count = jnp.sum(valid, axis=1)
-  n_features = features.shape[0]
-  # Blocks of rows small enough (about 8 MB of neighbours) to stay in cache.
-  block = max(1, min(n_features, (1 << 21) // (n_neighbors * n_frames)))
-  n_blocks = -(-n_features // block)
-  padded = jnp.pad(features, ((0, n_blocks * block - n_features), (0, 0)))
-
-  def one_block(rows):
-    neighbours = jnp.moveaxis(rows[:, indices.T], 1, 0)  # [k, block, n_frames]
-    med = _masked_median(neighbours, count)
-    return jnp.where(count > 0, med, rows)
-
-  out = jax.lax.map(one_block, padded.reshape(n_blocks, block, n_frames))
-  return out.reshape(-1, n_frames)[:n_features].reshape(S.shape)
+  wires = [features[:, indices[:, j]] for j in range(n_neighbors)]
+  med = _masked_median(wires, count)
+  return jnp.where(count > 0, med, features).reshape(S.shape)
 
 
 _SELECTIONS = ("peaks", "nearest")
