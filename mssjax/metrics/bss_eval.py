@@ -19,8 +19,8 @@ Where museval's time goes and what this module does instead: museval solves
 the same 4096 x 4096 system with a fresh LU per source, computes each
 correlation with a whole-track FFT and convolves every window in a Python
 loop. Here all correlations come from one blockwise FFT pass (cross-spectra
-summed over blocks, one inverse FFT at the end), one Cholesky factorisation
-(with iterative refinement) serves every source, and the windows are processed in vectorised batches whose
+summed over blocks, one inverse FFT at the end), one factorisation (LU, or
+Cholesky with iterative refinement) serves every source, and the windows are processed in vectorised batches whose
 energies are read in the frequency domain (Parseval), so memory stays bounded
 by ``frames_batch`` windows whatever the track length.
 
@@ -120,7 +120,7 @@ def _validate(references, estimates, window, hop, filters_len):
 
 
 def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=512,
-                framewise_dtype="float32", frames_batch=16, solver="cholesky", refine_steps=2):
+                framewise_dtype="float32", frames_batch=16, solver="lu", refine_steps=2):
   """BSSEval v4 image metrics, framewise, as ``museval.evaluate(..., mode="v4")``.
 
   Args:
@@ -135,10 +135,11 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
       filter fit is always float64); both agree with museval to the same ~1e-3 dB,
       the error being dominated by the ill-conditioned filter fit.
     frames_batch: windows processed at once (bounds the memory).
-    solver: "cholesky" (default: about twice as fast as LU on the dominant 4096 x
-      4096 solve; the Gram matrix is symmetric positive definite) or "lu" (museval's
-      solver). At condition numbers near 1e15 the answer follows the solver's
-      rounding: plain Cholesky was 0.012 dB from museval on one noisy case, LU 0.006.
+    solver: "lu" (default: museval's solver) or "cholesky" (the Gram matrix is
+      symmetric positive definite; half LU's flops, but XLA's CPU Cholesky and
+      triangular solves were not faster than its LU in the benchmark). At condition
+      numbers near 1e15 the answer follows the solver's rounding: plain Cholesky was
+      0.012 dB from museval on one noisy case, LU 0.006.
     refine_steps: iterative-refinement steps after a Cholesky solve (the residual
       in float64 with the full Gram matrix, a cheap matrix-vector product): with 1
       or 2 steps Cholesky agrees with museval as closely as LU (measured on real
