@@ -259,7 +259,9 @@ def _masked_median(wires, count):
   +inf), so the median always sits at one of the middle ranks of all ``k``
   wires: only those outputs of the sorting network are used, XLA prunes the
   rest, and the network fuses with the neighbour gathers into one pass over
-  the spectrogram (no stacked intermediates).
+  a cache-sized block of rows (no stacked intermediates). In the hpss_repet
+  recipe (30 s stereo) this ran 1.4x faster than a stacked bitonic sort;
+  without the blocks, slower than it.
   """
   k = len(wires)
   n_low = (k - count) // 2
@@ -285,9 +287,18 @@ def _nn_median(S, *, n_neighbors, width, threshold, selection):
   # Valid neighbours come first (ranked by similarity), so a count describes them.
   valid = jnp.cumprod(valid, axis=1).astype(bool)
   count = jnp.sum(valid, axis=1)
-  wires = [features[:, indices[:, j]] for j in range(n_neighbors)]
-  med = _masked_median(wires, count)
-  return jnp.where(count > 0, med, features).reshape(S.shape)
+  n_features = features.shape[0]
+  # Blocks of rows small enough (about 8 MB of neighbours) to stay in cache.
+  block = max(1, min(n_features, (1 << 21) // (n_neighbors * n_frames)))
+  n_blocks = -(-n_features // block)
+  padded = jnp.pad(features, ((0, n_blocks * block - n_features), (0, 0)))
+
+  def one_block(rows):
+    med = _masked_median([rows[:, indices[:, j]] for j in range(n_neighbors)], count)
+    return jnp.where(count > 0, med, rows)
+
+  out = jax.lax.map(one_block, padded.reshape(n_blocks, block, n_frames))
+  return out.reshape(-1, n_frames)[:n_features].reshape(S.shape)
 
 
 _SELECTIONS = ("peaks", "nearest")
