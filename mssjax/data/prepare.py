@@ -211,18 +211,6 @@ def _is_done(out, track, settings):
   return record if record.get("status") == "dropped" or complete else None
 
 
-def _write_json(path, record):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-  try:
-    with os.fdopen(handle, "w") as stream:
-      json.dump(record, stream, indent=1)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.unlink(temporary)
-
-
 def _write_track(folder, stems, sample_rate, subtype):
   """Writes the stems into a hidden sibling folder, then renames it to ``folder``."""
   folder.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +261,7 @@ def prepare_track(track, out, settings=Settings()):
     stems = {"mixture": segment.sum(axis=0), **dict(zip(TARGETS, segment))}
     _write_track(pathlib.Path(out) / track.subset / track.name, stems, track.expected_rate, settings.subtype)
     record.update(status="written", start=int(start), end=int(end))
-  _write_json(_marker_path(out, track), record)
+  validation.write_report(_marker_path(out, track), record)
   return record
 
 
@@ -333,7 +321,7 @@ def prepare(root, out, settings=Settings(), *, subset=None, layout=None, strict=
   if check and any(r["status"] in ("written", "done") for r in records):
     checked = validation.validate(out, subset=[s for s in subsets if (out / s).is_dir()], layout="musdb18hq")
   summary = {"tracks": records, "validation": checked}
-  _write_json(out / "prepare_report.json", summary)
+  validation.write_report(out / "prepare_report.json", summary)
   return summary
 
 
