@@ -39,7 +39,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from mssjax import TARGETS, decompose, filtering, spectral
 from mssjax.errors import ParameterError
