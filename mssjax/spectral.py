@@ -135,17 +135,59 @@ def _overlap_add(frames, hop_length):
   return out[..., :n_fft + hop_length * (n_frames - 1)]
 
 
-@functools.partial(jax.jit, static_argnames=("n_fft", "hop_length", "win_length", "window", "center"))
-def _stft(x, *, n_fft, hop_length, win_length, window, center):
+# On CPU the transforms loop over blocks of frames of about this many bytes of
+# float32 frames: each step's buffers stay in cache and no whole-signal
+# intermediate is allocated (fresh multi-megabyte buffers cost a page fault per
+# 4 KiB, which was half of a whole-signal stft's time). Other platforms
+# transform the whole signal in one go.
+_CPU_BLOCK_BYTES = 3 << 19
+
+
+def _block_frames(lead_shape, n_fft, n_frames, block_frames):
+  """Frames per loop step, or 0 for one whole-signal transform."""
+  if block_frames is None:
+    block_frames = max(4, _CPU_BLOCK_BYTES // (4 * n_fft * max(1, math.prod(lead_shape))))
+  return 0 if block_frames >= n_frames else block_frames
+
+
+def _stft_whole(x, win, hop_length):
+  n_fft = win.shape[0]
+  return jnp.swapaxes(jnp.fft.rfft(_frame(x, win, hop_length), n=n_fft, axis=-1), -1, -2)
+
+
+def _stft_blocked(x, win, hop_length, block):
+  """`_stft_whole` as a loop over blocks of ``block`` frames (the last block ends at the last frame)."""
+  n_fft = win.shape[0]
+  n_frames = 1 + (x.shape[-1] - n_fft) // hop_length
+  segment = n_fft + hop_length * (block - 1)
+  out = jnp.zeros(x.shape[:-1] + (n_fft // 2 + 1, n_frames), jnp.promote_types(x.dtype, jnp.complex64))
+
+  def step(b, out):
+    first = jnp.minimum(b * block, n_frames - block)
+    xs = jax.lax.dynamic_slice_in_dim(x, first * hop_length, segment, axis=-1)
+    return jax.lax.dynamic_update_slice_in_dim(out, _stft_whole(xs, win, hop_length), first, axis=-1)
+
+  return jax.lax.fori_loop(0, -(-n_frames // block), step, out)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("n_fft", "hop_length", "win_length", "window", "center", "block_frames"))
+def _stft(x, *, n_fft, hop_length, win_length, window, center, block_frames):
   win = jnp.asarray(_get_window(window, win_length, n_fft), dtype=x.dtype)
   if center:
     pad = n_fft // 2
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])
-  spec = jnp.fft.rfft(_frame(x, win, hop_length), n=n_fft, axis=-1)
-  return jnp.swapaxes(spec, -1, -2)
+  n_frames = 1 + (x.shape[-1] - n_fft) // hop_length
+  block = _block_frames(x.shape[:-1], n_fft, n_frames, block_frames)
+  if not block:
+    return _stft_whole(x, win, hop_length)
+  return jax.lax.platform_dependent(
+      x, cpu=functools.partial(_stft_blocked, win=win, hop_length=hop_length, block=block),
+      default=functools.partial(_stft_whole, win=win, hop_length=hop_length))
 
 
-def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", center=True):
+def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", center=True,
+         block_frames=None):
   """Short-time Fourier transform, as `librosa.stft` (zero padding).
 
   Args:
@@ -156,6 +198,9 @@ def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", cent
     window: a `scipy.signal.get_window` name or a ``[win_length]`` array.
     center: pad ``n_fft // 2`` zeros on both sides so frame ``t`` is centred
       at sample ``t * hop_length``.
+    block_frames: on CPU, frames transformed per loop step (default: about
+      1.5 MiB of frames); 0 transforms the whole signal at once. Results are
+      the same either way; other platforms always transform the whole signal.
 
   Returns:
     complex64 ``[..., 1 + n_fft // 2, n_frames]``.
@@ -176,8 +221,11 @@ def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", cent
   if n < n_fft:
     raise ParameterError(
         f"signal of length {x.shape[-1]} is shorter than n_fft={n_fft} (center={center})")
+  if block_frames is not None and block_frames != 0:
+    check_positive_int("block_frames", block_frames)
   window, win_length = _hashable_window(window, win_length)
-  return _stft(x, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
+  return _stft(x, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center,
+               block_frames=block_frames)
 
 
 def _window_sumsquare(win, n_frames, hop_length):
@@ -201,9 +249,40 @@ def _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, le
   return win, inv
 
 
+def _istft_frames(Z, win, n_fft, real_dtype):
+  frames = jnp.fft.irfft(jnp.swapaxes(Z, -1, -2), n=n_fft, axis=-1)
+  return frames.astype(real_dtype) * win
+
+
+def _istft_whole(Z, win, hop_length, real_dtype):
+  return _overlap_add(_istft_frames(Z, win, win.shape[0], real_dtype), hop_length)
+
+
+def _istft_blocked(Z, win, hop_length, real_dtype, block):
+  """`_istft_whole` as a loop over blocks of ``block`` frames, each added into the output."""
+  n_fft = win.shape[0]
+  n_frames = Z.shape[-1]
+  segment = n_fft + hop_length * (block - 1)
+  y = jnp.zeros(Z.shape[:-2] + (n_fft + hop_length * (n_frames - 1),), real_dtype)
+
+  def step(b, y):
+    first = jnp.minimum(b * block, n_frames - block)
+    zb = jax.lax.dynamic_slice_in_dim(Z, first, block, axis=-1)
+    # The last block ends at the last frame; frames it shares with the block
+    # before were added already.
+    zb = jnp.where(first + jnp.arange(block) >= b * block, zb, 0)
+    part = _overlap_add(_istft_frames(zb, win, n_fft, real_dtype), hop_length)
+    start = first * hop_length
+    old = jax.lax.dynamic_slice_in_dim(y, start, segment, axis=-1)
+    return jax.lax.dynamic_update_slice_in_dim(y, old + part, start, axis=-1)
+
+  return jax.lax.fori_loop(0, -(-n_frames // block), step, y)
+
+
 @functools.partial(
-    jax.jit, static_argnames=("n_fft", "hop_length", "win_length", "window", "center", "length"))
-def _istft(Z, *, n_fft, hop_length, win_length, window, center, length):
+    jax.jit,
+    static_argnames=("n_fft", "hop_length", "win_length", "window", "center", "length", "block_frames"))
+def _istft(Z, *, n_fft, hop_length, win_length, window, center, length, block_frames):
   n_frames = Z.shape[-1]
   start = n_fft // 2 if center else 0
   full = n_fft + hop_length * (n_frames - 1)
@@ -211,15 +290,23 @@ def _istft(Z, *, n_fft, hop_length, win_length, window, center, length):
     length = full - 2 * start
   win, inv = _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, length)
   real_dtype = jnp.finfo(Z.dtype).dtype
-  frames = jnp.fft.irfft(jnp.swapaxes(Z, -1, -2), n=n_fft, axis=-1)
-  frames = frames.astype(real_dtype) * jnp.asarray(win, dtype=real_dtype)
-  y = _overlap_add(frames, hop_length)[..., start:start + length]
+  win = jnp.asarray(win, dtype=real_dtype)
+  block = _block_frames(Z.shape[:-2], n_fft, n_frames, block_frames)
+  if block:
+    y = jax.lax.platform_dependent(
+        Z, cpu=functools.partial(_istft_blocked, win=win, hop_length=hop_length, real_dtype=real_dtype,
+                                 block=block),
+        default=functools.partial(_istft_whole, win=win, hop_length=hop_length, real_dtype=real_dtype))
+  else:
+    y = _istft_whole(Z, win, hop_length, real_dtype)
+  y = y[..., start:start + length]
   if y.shape[-1] < length:
     y = jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])])
   return y * jnp.asarray(inv, dtype=real_dtype)
 
 
-def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", center=True, length=None):
+def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", center=True, length=None,
+          block_frames=None):
   """Inverse STFT by weighted overlap-add, as `librosa.istft`.
 
   Args:
@@ -228,6 +315,7 @@ def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", cen
     hop_length, win_length, window, center: as in `stft`.
     length: if given, the output is trimmed or zero-padded to exactly
       ``length`` samples (use the input length to invert `stft` exactly).
+    block_frames: as in `stft`.
 
   Returns:
     float32 ``[..., n_samples]``.
@@ -246,9 +334,11 @@ def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", cen
     padded = length + 2 * (n_fft // 2) if center else length
     n_frames = min(Z.shape[-1], math.ceil(padded / hop_length))
     Z = Z[..., :n_frames]
+  if block_frames is not None and block_frames != 0:
+    check_positive_int("block_frames", block_frames)
   window, win_length = _hashable_window(window, win_length)
   return _istft(Z, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-                center=center, length=length)
+                center=center, length=length, block_frames=block_frames)
 
 
 def magphase(Z, *, power=1.0):
