@@ -81,14 +81,12 @@ def _stages(refs, ests):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
-  n_src, n, n_ch = refs.shape
+  n = refs.shape[1]
   n_frames = core.n_frames_bss(n, window=RATE, hop=RATE)
   with jax.enable_x64(True):
-    r = jnp.asarray(np.ascontiguousarray(np.swapaxes(refs, 1, 2)))
-    e = jnp.asarray(np.ascontiguousarray(np.swapaxes(ests, 1, 2)))
-    flat = lambda a: a.reshape(n_src * n_ch, -1)  # noqa: E731
+    r, e = jax.device_put(refs), jax.device_put(ests)
     stages = {
-        "correlations": (jax.jit(lambda r, e: core._correlations(flat(r), (flat(r), flat(e)), 511)), (r, e)),
+        "correlations": (jax.jit(lambda r, e: core._correlations(r, (r, e), 511)), (r, e)),
         "filters lu": (jax.jit(lambda r, e: core._projection_filters(r, e, 512, "lu", 0)), (r, e)),
         "filters cholesky+2": (jax.jit(lambda r, e: core._projection_filters(r, e, 512, "cholesky", 2)), (r, e)),
     }

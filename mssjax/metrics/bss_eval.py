@@ -111,7 +111,12 @@ def _validate(references, estimates, window, hop, filters_len):
   for name, x in (("references", references), ("estimates", estimates)):
     if not np.all(np.isfinite(x)):
       raise ParameterError(f"{name} contain non-finite values (NaN or inf)")
-    silent = np.all(np.sum(x, axis=-1) == 0, axis=-1)
+    # Channel sum by a loop over the (few) channels: numpy's sum over a short last
+    # axis was half a second per 4-minute track.
+    channel_sum = x[..., 0].copy()
+    for c in range(1, n_channels):
+      channel_sum += x[..., c]
+    silent = ~np.any(channel_sum, axis=-1)
     if np.any(silent):
       idx = [tuple(int(v) for v in i) for i in np.argwhere(silent)]
       raise ParameterError(
@@ -173,13 +178,12 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
   n_frames = n_frames_bss(n_samples, window=window, hop=hop)
   frame_len = min(window, n_samples)
   with jax.enable_x64(True):
-    # float32 input stays float32 in memory; blocks and windows are cast where used.
+    # float32 input stays float32 in memory, in the caller's layout (no full-size
+    # copies on the host); blocks and windows are cast where they are used.
     dtype = np.float32 if references.dtype == np.float32 and estimates.dtype == np.float32 else np.float64
-    # Channel-first [batch, S, C, N] once on the host, so the core makes no full-size copies.
-    refs_cf = jnp.asarray(np.ascontiguousarray(np.swapaxes(references, -1, -2), dtype=dtype))
-    ests_cf = jnp.asarray(np.ascontiguousarray(np.swapaxes(estimates, -1, -2), dtype=dtype))
     out = _bss_eval_batch(
-        refs_cf, ests_cf,
+        jax.device_put(references.astype(dtype, copy=False)),
+        jax.device_put(estimates.astype(dtype, copy=False)),
         frame_len=frame_len, hop=hop, n_frames=n_frames, filters_len=filters_len,
         framewise_dtype=framewise_dtype, frames_batch=frames_batch, solver=solver,
         refine_steps=refine_steps)
@@ -194,7 +198,7 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
     "refine_steps"))
 def _bss_eval_batch(references, estimates, *, frame_len, hop, n_frames, filters_len,
                     framewise_dtype, frames_batch, solver, refine_steps):
-  """Jitted core: ``[batch, n_sources, n_channels, n_samples]`` twice -> 4 x [batch, n_sources, n_frames].
+  """Jitted core: ``[batch, n_sources, n_samples, n_channels]`` twice -> 4 x [batch, n_sources, n_frames].
 
   Tracks are mapped one after another (``lax.map``), which bounds the memory and
   keeps the solves unbatched.
@@ -209,11 +213,16 @@ def _bss_eval_batch(references, estimates, *, frame_len, hop, n_frames, filters_
 
 
 def _blocks(signal, start, n_blocks, length, hop):
-  """``[n, n_blocks, length]`` float64 blocks ``signal[:, start + b * hop : ... + length]``, zero outside."""
+  """Float64 blocks ``[S * C, n_blocks, length]`` of ``signal[s, start + b * hop : ... + length, c]``.
+
+  ``signal`` is ``[S, n_samples, C]``; samples outside ``[0, n_samples)`` are zero.
+  """
+  n_src, n_samples, n_ch = signal.shape
   idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
-  inside = (idx >= 0) & (idx < signal.shape[-1])
-  values = signal[:, jnp.clip(idx, 0, signal.shape[-1] - 1)]
-  return jnp.where(inside, values, 0).astype(jnp.float64)
+  inside = (idx >= 0) & (idx < n_samples)
+  values = signal[:, jnp.clip(idx, 0, n_samples - 1), :]                   # [S, nb, len, C]
+  values = jnp.where(inside[None, :, :, None], values, 0).astype(jnp.float64)
+  return jnp.moveaxis(values, 3, 1).reshape(n_src * n_ch, n_blocks, length)
 
 
 def _correlations(x, ys, max_lag, blocks_per_step=64):
@@ -225,8 +234,9 @@ def _correlations(x, ys, max_lag, blocks_per_step=64):
   gives every lag. Blocks are gathered from the unpadded signals (no full-size copy).
 
   Args:
-    x: ``[n_x, n_samples]``.
-    ys: a tuple of ``[n_y_i, n_samples]`` arrays, correlated with ``x`` and stacked.
+    x: ``[S, n_samples, C]``: ``n_x = S * C`` signals (source-major).
+    ys: a tuple of ``[S_i, n_samples, C_i]`` arrays (``n_y_i = S_i * C_i`` signals),
+      correlated with ``x`` and stacked.
     max_lag: largest absolute lag ``L - 1``.
     blocks_per_step: blocks transformed at once.
 
@@ -235,13 +245,14 @@ def _correlations(x, ys, max_lag, blocks_per_step=64):
     y[q, n]`` for ``k`` in ``[-max_lag, max_lag]`` (signals are zero outside
     ``[0, n_samples)``).
   """
-  n_samples = x.shape[-1]
+  n_samples = x.shape[1]
+  n_x = x.shape[0] * x.shape[2]
   n_fft = max(_CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))
   block = n_fft - 2 * max_lag
   n_blocks = -(-n_samples // block)
   per_step = min(blocks_per_step, n_blocks)
   n_steps = -(-n_blocks // per_step)
-  n_y = sum(y.shape[0] for y in ys)
+  n_y = sum(y.shape[0] * y.shape[2] for y in ys)
 
   def step(acc, i):
     start = i * per_step * block
@@ -253,7 +264,7 @@ def _correlations(x, ys, max_lag, blocks_per_step=64):
     y_spec = jnp.transpose(y_spec, (2, 1, 0))                                  # [f, b, q]
     return acc + jnp.matmul(x_spec, jnp.conj(y_spec)), None
 
-  acc = jnp.zeros((n_fft // 2 + 1, x.shape[0], n_y), jnp.complex128)
+  acc = jnp.zeros((n_fft // 2 + 1, n_x, n_y), jnp.complex128)
   cross, _ = jax.lax.scan(step, acc, jnp.arange(n_steps))
   corr = jnp.fft.irfft(jnp.transpose(cross, (1, 2, 0)), n=n_fft, axis=-1)
   return corr[..., :2 * max_lag + 1]
@@ -263,8 +274,8 @@ def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps
   """museval's ``C`` and ``Cj`` filters from whole-track correlations (float64).
 
   Args:
-    refs: ``[n_sources, n_channels, n_samples]`` (channel-first).
-    ests: ``[n_sources, n_channels, n_samples]``.
+    refs: ``[n_sources, n_samples, n_channels]``.
+    ests: ``[n_sources, n_samples, n_channels]``.
     filters_len: taps ``L``.
     solver: "lu" or "cholesky".
 
@@ -273,11 +284,9 @@ def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps
     projected on all references (museval's ``C[j]``), and ``filters_own
     [n_est, n_channels, L, n_channels]``: on its own reference (``Cj[j, j, 0]``).
   """
-  n_src, n_ch, _ = refs.shape
+  n_src, _, n_ch = refs.shape
   lag = filters_len - 1
-  x = refs.reshape(n_src * n_ch, -1)
-  y = ests.reshape(n_src * n_ch, -1)
-  corr = _correlations(x, (x, y), lag)
+  corr = _correlations(refs, (refs, ests), lag)
   rr, re = corr[:, :n_src * n_ch], corr[:, n_src * n_ch:]
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
   a = jnp.arange(filters_len)
@@ -383,7 +392,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   Returns:
     SDR, ISR, SIR, SAR, each ``[n_sources, n_frames]`` float64.
   """
-  n_src, n_ch, _ = refs.shape
+  n_src, _, n_ch = refs.shape
   filters_len = filters_own.shape[-2]
   n_fft = _fast_len(frame_len + filters_len - 1)
   n_bins = n_fft // 2 + 1
@@ -395,7 +404,6 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   if n_fft % 2 == 0:
     weights = weights.at[-1].set(1.0)
   weights = weights / n_fft
-  refs_c, ests_c = refs, ests      # [S, C, N], input dtype
   offsets = jnp.arange(frame_len)
 
   def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
@@ -403,8 +411,8 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
 
   def frames(starts):
     idx = starts[:, None] + offsets[None, :]            # [B, W]
-    r = jnp.moveaxis(refs_c[:, :, idx], 2, 0).astype(dtype)           # [B, S, C, W]
-    e = jnp.moveaxis(ests_c[:, :, idx], 2, 0).astype(dtype)
+    r = jnp.transpose(refs[:, idx, :], (1, 0, 3, 2)).astype(dtype)    # [B, S, C, W]
+    e = jnp.transpose(ests[:, idx, :], (1, 0, 3, 2)).astype(dtype)
     r_spec = jnp.fft.rfft(r, n=n_fft, axis=-1)          # [B, S, C, K]
     e_spec = jnp.fft.rfft(e, n=n_fft, axis=-1)
     flat = r_spec.reshape(r.shape[0], 1, n_src * n_ch, 1, n_bins)
