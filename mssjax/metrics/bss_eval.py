@@ -19,10 +19,14 @@ Where museval's time goes and what this module does instead: museval solves
 the same 4096 x 4096 system with a fresh LU per source, computes each
 correlation with a whole-track FFT and convolves every window in a Python
 loop. Here all correlations come from one blockwise FFT pass (cross-spectra
-summed over blocks, one inverse FFT at the end), one factorisation (LU, or
-Cholesky with iterative refinement) serves every source, and the windows are processed in vectorised batches whose
-energies are read in the frequency domain (Parseval), so memory stays bounded
-by ``frames_batch`` windows whatever the track length.
+summed over blocks, one inverse FFT at the end); the Gram matrix, a Gram matrix
+of delayed signals, is block Toeplitz (8 x 8 blocks over 512 lags for four
+stereo sources), so one block Levinson recursion solves it for every source in
+``O(L^2)`` block operations instead of a dense ``O(L^3)`` factorisation (0.08 s
+against LU's 0.65 s; LU and Cholesky remain as options); and the windows are
+processed in vectorised batches whose energies are read in the frequency
+domain (Parseval), so memory stays bounded by ``frames_batch`` windows whatever
+the track length.
 
 Precision: the filter fit (correlations and solve) runs in float64 inside a
 ``jax.enable_x64(True)`` context, because the Gram matrix of band-limited music
@@ -125,7 +129,7 @@ def _validate(references, estimates, window, hop, filters_len):
 
 
 def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=512,
-                framewise_dtype="float32", frames_batch=16, solver="lu", refine_steps=2):
+                framewise_dtype="float32", frames_batch=16, solver="levinson", refine_steps=2):
   """BSSEval v4 image metrics, framewise, as ``museval.evaluate(..., mode="v4")``.
 
   Args:
@@ -140,16 +144,19 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
       filter fit is always float64); both agree with museval to the same ~1e-3 dB,
       the error being dominated by the ill-conditioned filter fit.
     frames_batch: windows processed at once (bounds the memory).
-    solver: "lu" (default: museval's solver) or "cholesky" (the Gram matrix is
-      symmetric positive definite; half LU's flops, but XLA's CPU Cholesky and
-      triangular solves were not faster than its LU in the benchmark). At condition
-      numbers near 1e15 the answer follows the solver's rounding: plain Cholesky was
-      0.012 dB from museval on one noisy case, LU 0.006.
+    solver: "levinson" (default: the block Levinson recursion on the block
+      Toeplitz Gram matrix, ~10x faster than a dense factorisation; on real
+      tracks its relative residual is ~2e-13 against LU's ~1e-13 and it agrees
+      with museval as closely), "lu" (museval's own solver, dense) or "cholesky"
+      (dense; half LU's flops, but XLA's CPU Cholesky and triangular solves were
+      not faster than its LU). At condition numbers near 1e15 the answer follows
+      the solver's rounding: plain Cholesky was 0.012 dB from museval on one
+      noisy case, LU 0.006.
     refine_steps: iterative-refinement steps after a Cholesky solve (the residual
       in float64 with the full Gram matrix, a cheap matrix-vector product): with 1
       or 2 steps Cholesky agrees with museval as closely as LU (measured on real
       previews: worst frame 5.4e-3 dB against LU's 4.9e-3, medians 1e-3 for both).
-      Ignored by "lu".
+      Ignored by "lu" and "levinson".
 
   Returns:
     dict with "SDR", "ISR", "SIR", "SAR", each a float64 numpy array
@@ -165,12 +172,12 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
   references = np.asarray(references)
   estimates = np.asarray(estimates)
   _validate(references, estimates, window, hop, filters_len)
-  if solver not in ("lu", "cholesky"):
-    raise ParameterError(f"solver={solver!r} must be 'lu' or 'cholesky'")
   if not isinstance(refine_steps, (int, np.integer)) or isinstance(refine_steps, bool) or refine_steps < 0:
     raise ParameterError(f"refine_steps={refine_steps!r} must be a non-negative integer")
   if framewise_dtype not in ("float32", "float64"):
     raise ParameterError(f"framewise_dtype={framewise_dtype!r} must be 'float32' or 'float64'")
+  if solver not in ("levinson", "lu", "cholesky"):
+    raise ParameterError(f"solver={solver!r} must be 'levinson', 'lu' or 'cholesky'")
   batched = references.ndim == 4
   if not batched:
     references, estimates = references[None], estimates[None]
@@ -270,14 +277,15 @@ def _correlations(x, ys, max_lag, blocks_per_step=64):
   return corr[..., :2 * max_lag + 1]
 
 
-def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps=2):
+def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps=2):
   """museval's ``C`` and ``Cj`` filters from whole-track correlations (float64).
 
   Args:
     refs: ``[n_sources, n_samples, n_channels]``.
     ests: ``[n_sources, n_samples, n_channels]``.
     filters_len: taps ``L``.
-    solver: "lu" or "cholesky".
+    solver: "levinson", "lu" or "cholesky".
+    refine_steps: refinement steps of "cholesky".
 
   Returns:
     ``filters_all [n_est, n_sources, n_channels, L, n_channels]``: estimate ``j``
@@ -288,6 +296,25 @@ def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps
   lag = filters_len - 1
   corr = _correlations(refs, (refs, ests), lag)
   rr, re = corr[:, :n_src * n_ch], corr[:, n_src * n_ch:]
+  # Channels of one reference linearly dependent at lag 0 (mono stems): a singular system.
+  cov = rr[:, :, lag].reshape(n_src, n_ch, n_src, n_ch)[jnp.arange(n_src), :, jnp.arange(n_src), :]
+  eig = jnp.linalg.eigvalsh(cov)
+  degenerate = eig[:, 0] <= 1e-12 * eig[:, -1]
+  if solver == "levinson":
+    # In lag-major order (a, p) the Gram matrix is block Toeplitz: block (a, b) is
+    # R_{a-b}[p, q] = rr[q, p, a - b + lag]; the right-hand side is y[a, p, e] = re[p, e, lag - a].
+    blocks = jnp.transpose(corr[:, :n_src * n_ch], (2, 1, 0))
+    blocks = blocks.at[lag].add(_EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
+    y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
+    x = _solve_block_toeplitz(blocks, y, jnp.any(degenerate))                 # [L, (i, ci), (j, cj)]
+    filters_all = jnp.transpose(x.reshape(filters_len, n_src, n_ch, n_src, n_ch), (3, 1, 2, 0, 4))
+    # Own-source systems: each source's channels only.
+    src = jnp.arange(n_src)
+    blocks_own = blocks.reshape(-1, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]      # [S, 2L-1, C, C]
+    y_own = y.reshape(filters_len, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]       # [S, L, C, C]
+    x_own = _solve_block_toeplitz(blocks_own, y_own, degenerate)                      # [S, L, C, C]
+    filters_own = jnp.transpose(x_own, (0, 2, 1, 3))
+    return filters_all, filters_own
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
   a = jnp.arange(filters_len)
   toeplitz_idx = a[:, None] - a[None, :] + lag
@@ -297,10 +324,6 @@ def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps
   # D[(p, a), e] = sum_n x_p[n - a] y_e[n] = re[p, e, -a].
   rhs = re[:, :, lag - a]
   rhs = jnp.transpose(rhs, (0, 2, 1)).reshape(size, n_src * n_ch)
-  # Channels of one reference linearly dependent at lag 0 (mono stems): a singular system.
-  cov = rr[:, :, lag].reshape(n_src, n_ch, n_src, n_ch)[jnp.arange(n_src), :, jnp.arange(n_src), :]
-  eig = jnp.linalg.eigvalsh(cov)
-  degenerate = eig[:, 0] <= 1e-12 * eig[:, -1]
   c_all = _solve_gram(gram, rhs, jnp.any(degenerate), solver, refine_steps)
   c_all = c_all.reshape(n_src, n_ch, filters_len, n_src, n_ch)
   filters_all = jnp.moveaxis(c_all, 3, 0)
@@ -312,6 +335,122 @@ def _projection_filters(refs, ests, filters_len, solver="cholesky", refine_steps
   c_own = jax.lax.map(lambda a: _solve_gram(*a, solver, refine_steps), (gram_own, rhs_own, degenerate))
   filters_own = c_own.reshape(n_src, n_ch, filters_len, n_ch)
   return filters_all, filters_own
+
+
+def _block_levinson(blocks, y, phases=8):
+  """Solves ``T x = y`` for a block Toeplitz ``T`` by the block Levinson recursion.
+
+  ``T`` has ``N x N`` blocks of ``m x m``, block ``(i, j)`` being ``R_{i-j}``. The
+  recursion (Wiggins and Robinson, 1965) grows forward and backward predictors
+  ``f`` and ``b`` (``T_n f = [E_f, 0, ..., 0]``, ``T_n b = [0, ..., 0, E_b]``) and
+  the solution one block at a time: ``O(N^2 m^3)`` operations instead of the
+  ``O(N^3 m^3)`` of a dense factorisation (0.08 s instead of 0.65 s for
+  museval's 4096 x 4096 systems). Its accuracy on symmetric positive definite
+  systems is that of Cholesky (weak stability; Cybenko 1980): on real tracks the
+  relative residual is ~2e-13, LU's ~1e-13.
+
+  The steps run in ``phases`` loops, each on arrays just long enough for the
+  predictors at its last step (they have ``n`` nonzero blocks at step ``n``).
+
+  Args:
+    blocks: ``[2N - 1, m, m]``, ``blocks[k + N - 1] = R_k``.
+    y: ``[N, m, r]``.
+    phases: number of loops (a static split of the ``N - 1`` steps).
+
+  Returns:
+    ``x`` ``[N, m, r]``; NaN or inf where a block pivot ``E`` is singular.
+  """
+  blocks, y = jnp.asarray(blocks), jnp.asarray(y)
+  n_blocks, m, _ = y.shape
+  dtype = blocks.dtype
+  eye = jnp.eye(m, dtype=dtype)
+  r0 = blocks[n_blocks - 1]
+  reverse = blocks[::-1]                                           # reverse[i] = R_{N-1-i}
+  backward = blocks[jnp.clip(n_blocks - 2 - jnp.arange(n_blocks), 0, None)]   # [i] = R_{-(i+1)}
+  f = eye[None]
+  b = eye[None]
+  x = _solve_small(r0, y[0])[None]
+  e_f = e_b = r0
+  bounds = np.unique(np.linspace(1, n_blocks, phases + 1).round().astype(int))
+  for lo, hi in zip(bounds[:-1], bounds[1:]):
+    grow = [(0, hi - f.shape[0]), (0, 0), (0, 0)]
+    f, b, x = jnp.pad(f, grow), jnp.pad(b, grow), jnp.pad(x, grow)
+    back = backward[:hi]
+
+    def step(n, carry, hi=hi, back=back):
+      f, b, e_f, e_b, x = carry
+      forward = jax.lax.dynamic_slice_in_dim(reverse, n_blocks - 1 - n, hi)   # [j] = R_{n-j}
+      # Row n of T_{n+1} applied to [f; 0] and [x; 0]; row 0 applied to [0; b].
+      d = jnp.einsum("jab,jbc->ac", forward, jnp.concatenate([f, x], axis=-1))
+      d_f, theta = d[:, :m], d[:, m:]
+      d_b = jnp.einsum("jab,jbc->ac", back, b)
+      alpha = -_solve_small(e_b, d_f)
+      beta = -_solve_small(e_f, d_b)
+      shifted = jnp.roll(b, 1, axis=0)                                         # [0; b]
+      fb = jnp.einsum("jab,bc->jac", jnp.concatenate([f, shifted], axis=-1),
+                      jnp.block([[eye, beta], [alpha, eye]]))
+      f, b = fb[..., :m], fb[..., m:]
+      e_f, e_b = e_f + d_b @ alpha, e_b + d_f @ beta
+      gamma = _solve_small(e_b, jax.lax.dynamic_index_in_dim(y, n, keepdims=False) - theta)
+      return f, b, e_f, e_b, x + jnp.einsum("jab,bc->jac", b, gamma)
+
+    f, b, e_f, e_b, x = jax.lax.fori_loop(int(lo), int(hi), step, (f, b, e_f, e_b, x))
+  return x
+
+
+def _solve_small(a, b):
+  """``a^-1 b`` for a small symmetric positive definite ``a`` by Gauss-Jordan elimination.
+
+  Unrolled in ``jnp`` (no pivoting is needed for SPD matrices): LAPACK calls for
+  8 x 8 systems cost more in call overhead and BLAS threading than in arithmetic,
+  and `_block_levinson` makes three per step.
+  """
+  m = a.shape[-1]
+  aug = jnp.concatenate([a, b], axis=-1)
+  for k in range(m):
+    row = aug[k] / aug[k, k]
+    aug = (aug - jnp.outer(aug[:, k], row)).at[k].set(row)
+  return aug[:, m:]
+
+
+def _dense_block_toeplitz(blocks, n_blocks):
+  """The dense ``[N * m, N * m]`` matrix of `_block_levinson`'s ``T`` (lag-major)."""
+  m = blocks.shape[-1]
+  a = jnp.arange(n_blocks)
+  dense = blocks[a[:, None] - a[None, :] + n_blocks - 1]                       # [N, N, m, m]
+  return jnp.transpose(dense, (0, 2, 1, 3)).reshape(n_blocks * m, n_blocks * m)
+
+
+def _solve_block_toeplitz(blocks, y, degenerate):
+  """`_block_levinson`, or least squares (museval's fallback) where the system is singular.
+
+  ``degenerate`` (a traced bool: some reference's channels are linearly
+  dependent) or a singular block pivot selects the minimum-norm least-squares
+  solution of the dense system, as `_solve_gram` explains. A leading batch of
+  systems (``blocks [S, 2N - 1, m, m]``, ``y [S, N, m, r]``, ``degenerate [S]``)
+  is solved at once, the fallback system by system.
+  """
+  blocks, y, degenerate = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(degenerate)
+  if y.ndim == 4:
+    x = jax.vmap(_block_levinson)(blocks, y)
+    bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
+
+    def fix(_):
+      return jax.lax.map(lambda a: jax.lax.cond(a[3], _lstsq_block_toeplitz, lambda b, y: a[2], a[0], a[1]),
+                         (blocks, y, x, bad))
+
+    return jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
+  x = jax.lax.cond(degenerate, lambda _: jnp.full_like(y, jnp.nan), lambda _: _block_levinson(blocks, y),
+                   None)
+  return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, lambda _: _lstsq_block_toeplitz(blocks, y), None)
+
+
+def _lstsq_block_toeplitz(blocks, y):
+  """Minimum-norm least-squares solution of the dense system (the ``eps`` on the diagonal removed)."""
+  n_blocks, m, r = y.shape
+  dense = _dense_block_toeplitz(blocks, n_blocks)
+  dense = dense - _EPS * jnp.eye(n_blocks * m, dtype=dense.dtype)
+  return jnp.linalg.lstsq(dense, y.reshape(n_blocks * m, r))[0].reshape(n_blocks, m, r)
 
 
 def _solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
