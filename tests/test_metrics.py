@@ -59,7 +59,8 @@ def synthetic():
 @pytest.mark.parametrize("window,hop,solver,refine_steps", [
     (3000, 3000, "cholesky", 2), (4000, 2500, "cholesky", 2), (20000, 20000, "cholesky", 2),
     (3000, 3000, "cholesky", 0), (3000, 3000, "lu", 0), (4000, 2500, "lu", 0),
-    (3000, 3000, "levinson", 0), (4000, 2500, "levinson", 0), (20000, 20000, "levinson", 0)])
+    (3000, 3000, "levinson", 0), (4000, 2500, "levinson", 0), (20000, 20000, "levinson", 0),
+    (3000, 3000, "levinson", 1)])
 def test_matches_museval_synthetic(synthetic, window, hop, solver, refine_steps):
   refs, ests = synthetic
   expected = _museval(refs, ests, window, hop, filters_len=64)

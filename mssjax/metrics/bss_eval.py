@@ -129,7 +129,7 @@ def _validate(references, estimates, window, hop, filters_len):
 
 
 def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=512,
-                framewise_dtype="float32", frames_batch=16, solver="levinson", refine_steps=2):
+                framewise_dtype="float32", frames_batch=16, solver="levinson", refine_steps=None):
   """BSSEval v4 image metrics, framewise, as ``museval.evaluate(..., mode="v4")``.
 
   Args:
@@ -146,17 +146,20 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
     frames_batch: windows processed at once (bounds the memory).
     solver: "levinson" (default: the block Levinson recursion on the block
       Toeplitz Gram matrix, ~10x faster than a dense factorisation; on real
-      tracks its relative residual is ~2e-13 against LU's ~1e-13 and it agrees
-      with museval as closely), "lu" (museval's own solver, dense) or "cholesky"
+      tracks its relative residual is ~2e-13 against LU's ~1e-13, and it is as
+      close to museval as LU), "lu" (museval's own solver, dense) or "cholesky"
       (dense; half LU's flops, but XLA's CPU Cholesky and triangular solves were
-      not faster than its LU). At condition numbers near 1e15 the answer follows
-      the solver's rounding: plain Cholesky was 0.012 dB from museval on one
-      noisy case, LU 0.006.
-    refine_steps: iterative-refinement steps after a Cholesky solve (the residual
-      in float64 with the full Gram matrix, a cheap matrix-vector product): with 1
-      or 2 steps Cholesky agrees with museval as closely as LU (measured on real
-      previews: worst frame 5.4e-3 dB against LU's 4.9e-3, medians 1e-3 for both).
-      Ignored by "lu" and "levinson".
+      not faster than its LU). The Gram matrices of music have condition numbers
+      near 1e15, so every solver's answer carries rounding error: on the
+      hardest previews museval's own SIR moves by up to 0.05 dB when its Gram
+      matrix is perturbed by 1e-16 relative, and by 0.02 dB when its LU runs in
+      scipy's LAPACK instead of numpy's (benchmarks/metrics.py --agreement).
+    refine_steps: iterative-refinement steps after the solve, for "levinson"
+      and "cholesky" (the residual in float64, a cheap matrix-vector product).
+      Default: 0 for "levinson" (refinement lowers the residual but does not
+      bring the metrics closer to museval's), 2 for "cholesky" (plain Cholesky
+      was 0.012 dB from museval on one noisy case, LU 0.006; refined, as LU).
+      Ignored by "lu".
 
   Returns:
     dict with "SDR", "ISR", "SIR", "SAR", each a float64 numpy array
@@ -172,6 +175,8 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
   references = np.asarray(references)
   estimates = np.asarray(estimates)
   _validate(references, estimates, window, hop, filters_len)
+  if refine_steps is None:
+    refine_steps = 2 if solver == "cholesky" else 0
   if not isinstance(refine_steps, (int, np.integer)) or isinstance(refine_steps, bool) or refine_steps < 0:
     raise ParameterError(f"refine_steps={refine_steps!r} must be a non-negative integer")
   if framewise_dtype not in ("float32", "float64"):
@@ -277,7 +282,7 @@ def _correlations(x, ys, max_lag, blocks_per_step=64):
   return corr[..., :2 * max_lag + 1]
 
 
-def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps=2):
+def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps=0):
   """museval's ``C`` and ``Cj`` filters from whole-track correlations (float64).
 
   Args:
@@ -285,7 +290,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     ests: ``[n_sources, n_samples, n_channels]``.
     filters_len: taps ``L``.
     solver: "levinson", "lu" or "cholesky".
-    refine_steps: refinement steps of "cholesky".
+    refine_steps: refinement steps of "levinson" and "cholesky".
 
   Returns:
     ``filters_all [n_est, n_sources, n_channels, L, n_channels]``: estimate ``j``
@@ -306,13 +311,13 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     blocks = jnp.transpose(corr[:, :n_src * n_ch], (2, 1, 0))
     blocks = blocks.at[lag].add(_EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
     y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
-    x = _solve_block_toeplitz(blocks, y, jnp.any(degenerate))                 # [L, (i, ci), (j, cj)]
+    x = _solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
     filters_all = jnp.transpose(x.reshape(filters_len, n_src, n_ch, n_src, n_ch), (3, 1, 2, 0, 4))
     # Own-source systems: each source's channels only.
     src = jnp.arange(n_src)
     blocks_own = blocks.reshape(-1, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]      # [S, 2L-1, C, C]
     y_own = y.reshape(filters_len, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]       # [S, L, C, C]
-    x_own = _solve_block_toeplitz(blocks_own, y_own, degenerate)                      # [S, L, C, C]
+    x_own = _solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)        # [S, L, C, C]
     filters_own = jnp.transpose(x_own, (0, 2, 1, 3))
     return filters_all, filters_own
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
@@ -337,7 +342,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   return filters_all, filters_own
 
 
-def _block_levinson(blocks, y, phases=8):
+def _block_levinson(blocks, y, phases=2):
   """Solves ``T x = y`` for a block Toeplitz ``T`` by the block Levinson recursion.
 
   ``T`` has ``N x N`` blocks of ``m x m``, block ``(i, j)`` being ``R_{i-j}``. The
@@ -350,7 +355,9 @@ def _block_levinson(blocks, y, phases=8):
   relative residual is ~2e-13, LU's ~1e-13.
 
   The steps run in ``phases`` loops, each on arrays just long enough for the
-  predictors at its last step (they have ``n`` nonzero blocks at step ``n``).
+  predictors at its last step (they have ``n`` nonzero blocks at step ``n``);
+  more phases do less arithmetic but compile longer (2 phases: 2.2 s to compile
+  the filter fit, 8 phases: 5.0 s, for the same run time within noise).
 
   Args:
     blocks: ``[2N - 1, m, m]``, ``blocks[k + N - 1] = R_k``.
@@ -421,8 +428,33 @@ def _dense_block_toeplitz(blocks, n_blocks):
   return jnp.transpose(dense, (0, 2, 1, 3)).reshape(n_blocks * m, n_blocks * m)
 
 
-def _solve_block_toeplitz(blocks, y, degenerate):
-  """`_block_levinson`, or least squares (museval's fallback) where the system is singular.
+def _block_toeplitz_matvec(blocks, x):
+  """``T x`` for `_block_levinson`'s ``T`` (``[N, m, r]`` -> ``[N, m, r]``), by FFT over the block index."""
+  n_blocks = x.shape[0]
+  n_fft = 2 * n_blocks
+  # Circular kernel: R_0 .. R_{N-1}, one zero block, R_{-(N-1)} .. R_{-1}.
+  kernel = jnp.concatenate([blocks[n_blocks - 1:], jnp.zeros_like(blocks[:1]), blocks[:n_blocks - 1]])
+  product = jnp.einsum("fab,fbc->fac", jnp.fft.rfft(kernel, axis=0), jnp.fft.rfft(x, n=n_fft, axis=0))
+  return jnp.fft.irfft(product, n=n_fft, axis=0)[:n_blocks]
+
+
+def _levinson_refined(blocks, y, refine_steps):
+  """`_block_levinson` followed by ``refine_steps`` steps of iterative refinement.
+
+  Each step solves for the float64 residual ``y - T x`` (``T x`` by FFT), which
+  lowers the relative residual from ~2e-13 to ~1e-14 on real tracks. It does not
+  bring the metrics closer to museval's (on the previews it moved them slightly
+  further: museval's own LU solution carries rounding error of the same order), so
+  `bss_eval_v4` does not refine Levinson solutions unless asked.
+  """
+  x = _block_levinson(blocks, y)
+  for _ in range(refine_steps):
+    x = x + _block_levinson(blocks, y - _block_toeplitz_matvec(blocks, x))
+  return x
+
+
+def _solve_block_toeplitz(blocks, y, degenerate, refine_steps=0):
+  """`_levinson_refined`, or least squares (museval's fallback) where the system is singular.
 
   ``degenerate`` (a traced bool: some reference's channels are linearly
   dependent) or a singular block pivot selects the minimum-norm least-squares
@@ -431,8 +463,9 @@ def _solve_block_toeplitz(blocks, y, degenerate):
   is solved at once, the fallback system by system.
   """
   blocks, y, degenerate = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(degenerate)
+  solve = functools.partial(_levinson_refined, refine_steps=refine_steps)
   if y.ndim == 4:
-    x = jax.vmap(_block_levinson)(blocks, y)
+    x = jax.vmap(solve)(blocks, y)
     bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
 
     def fix(_):
@@ -440,8 +473,7 @@ def _solve_block_toeplitz(blocks, y, degenerate):
                          (blocks, y, x, bad))
 
     return jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
-  x = jax.lax.cond(degenerate, lambda _: jnp.full_like(y, jnp.nan), lambda _: _block_levinson(blocks, y),
-                   None)
+  x = jax.lax.cond(degenerate, lambda _: jnp.full_like(y, jnp.nan), lambda _: solve(blocks, y), None)
   return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, lambda _: _lstsq_block_toeplitz(blocks, y), None)
 
 
