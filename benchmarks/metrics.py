@@ -159,7 +159,7 @@ print(f"{seconds:.0f} s track: inputs {{2 * refs.nbytes / 2**20:.0f}} MiB, RSS b
   subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-def agreement(n_tracks, seconds=None, solver="levinson"):
+def agreement(n_tracks, seconds=None, solver="levinson", names=None):
   """Worst differences to museval.evaluate on the test previews (IRM, mixture and noisy estimates).
 
   Next to ours, museval's own rounding noise: museval again with ``np.linalg.solve``
@@ -176,6 +176,8 @@ def agreement(n_tracks, seconds=None, solver="levinson"):
   from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
   worst = {}
   for index, track in enumerate(load_tracks(MUSDB, subset="test")[:n_tracks]):
+    if names and not any(track.name.startswith(name) for name in names):
+      continue
     targets, mixture = track.targets(), track.mixture()
     if seconds:
       targets, mixture = targets[..., :int(seconds * RATE)], mixture[..., :int(seconds * RATE)]
@@ -235,11 +237,12 @@ def main():
   parser.add_argument("--agreement", action="store_true")
   parser.add_argument("--tracks", type=int, default=40)
   parser.add_argument("--solver", default="levinson", choices=("levinson", "lu", "cholesky"))
+  parser.add_argument("--names", nargs="*", default=None, help="only test tracks whose names start so")
   parser.add_argument("--excerpt", type=float, default=None, help="seconds of each preview (agreement)")
   args = parser.parse_args()
   sys.path.insert(0, str(REPO))
   if args.agreement:
-    agreement(args.tracks, args.excerpt, args.solver)
+    agreement(args.tracks, args.excerpt, args.solver, args.names)
   elif args.memory:
     memory(args.memory)
   else:
