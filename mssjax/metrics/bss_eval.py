@@ -308,7 +308,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   if solver == "levinson":
     # In lag-major order (a, p) the Gram matrix is block Toeplitz: block (a, b) is
     # R_{a-b}[p, q] = rr[q, p, a - b + lag]; the right-hand side is y[a, p, e] = re[p, e, lag - a].
-    blocks = jnp.transpose(corr[:, :n_src * n_ch], (2, 1, 0))
+    blocks = jnp.transpose(rr, (2, 1, 0))
     blocks = blocks.at[lag].add(_EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
     y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
     x = _solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
@@ -463,18 +463,18 @@ def _solve_block_toeplitz(blocks, y, degenerate, refine_steps=0):
   is solved at once, the fallback system by system.
   """
   blocks, y, degenerate = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(degenerate)
-  solve = functools.partial(_levinson_refined, refine_steps=refine_steps)
-  if y.ndim == 4:
-    x = jax.vmap(solve)(blocks, y)
-    bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
+  batched = y.ndim == 4
+  if not batched:
+    blocks, y, degenerate = blocks[None], y[None], degenerate[None]
+  x = jax.vmap(functools.partial(_levinson_refined, refine_steps=refine_steps))(blocks, y)
+  bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
 
-    def fix(_):
-      return jax.lax.map(lambda a: jax.lax.cond(a[3], _lstsq_block_toeplitz, lambda b, y: a[2], a[0], a[1]),
-                         (blocks, y, x, bad))
+  def fix(_):
+    return jax.lax.map(lambda a: jax.lax.cond(a[3], _lstsq_block_toeplitz, lambda b, y: a[2], a[0], a[1]),
+                       (blocks, y, x, bad))
 
-    return jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
-  x = jax.lax.cond(degenerate, lambda _: jnp.full_like(y, jnp.nan), lambda _: solve(blocks, y), None)
-  return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, lambda _: _lstsq_block_toeplitz(blocks, y), None)
+  x = jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
+  return x if batched else x[0]
 
 
 def _lstsq_block_toeplitz(blocks, y):
