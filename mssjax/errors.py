@@ -1,9 +1,16 @@
-"""The errors mssjax raises.
+"""The errors mssjax raises, and the checks that raise them.
 
 Every error names what was wrong in librosa's form, for example
 ``ParameterError("hop_length=0 must be a positive integer")``, and, for files,
 the path: ``AudioError("song.wav: file is empty")``.
 """
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
 
 
 class ParameterError(ValueError):
@@ -16,3 +23,35 @@ class AudioError(ValueError):
 
 class DataError(ValueError):
   """A dataset (folder of tracks) is missing, malformed or inconsistent."""
+
+
+def check_positive_int(name: str, value: Any) -> int:
+  """Returns ``value`` as an int; raises `ParameterError` unless it is a positive integer."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    raise ParameterError(f"{name}={value!r} must be a positive integer")
+  return int(value)
+
+
+def check_finite(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> float:
+  """Returns ``value`` as a float; raises `ParameterError` unless it is a finite number in range.
+
+  Args:
+    name: the setting's name, for the message.
+    value: the value to check.
+    minimum: the lowest allowed value (None: any).
+    strict: True if ``value`` must be strictly greater than ``minimum``.
+  """
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+      not math.isfinite(value):
+    raise ParameterError(f"{name}={value!r} must be a finite number")
+  if minimum is not None and (value <= minimum if strict else value < minimum):
+    raise ParameterError(f"{name}={value!r} must be {'>' if strict else '>='} {minimum}")
+  return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+  """Returns ``value``; raises `ParameterError` listing the valid ``choices`` unless it is one of them."""
+  choices = list(choices)
+  if value not in choices:
+    raise ParameterError(f"{name}={value!r} is not known; valid choices: {choices}")
+  return value
