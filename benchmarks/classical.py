@@ -10,14 +10,15 @@ median, 2 s width, then the soft masks); NMF against scikit-learn's MU solver
 at the same rank, iterations and initialisation; the whole hpss_repet recipe
 against benchmarks/librosa_recipe.py at the same STFT; and 8 tracks in one
 call (looped inside the jit on CPU, vmapped on accelerators) against 8
-calls. Compile times are printed on their own lines; timings are the best of
-``--repeats`` runs after the compile.
+calls. Compile times (the first call less the median) are printed on their own
+lines; timings are the median of ``--repeats`` runs after the compile, with the
+best run beside it, in rounds interleaved with the reference's single run
+(benchmarks/timing.py); ratios are reference / mssjax (above 1: mssjax is faster).
 """
 
 import argparse
 import pathlib
 import sys
-import time
 
 import jax
 import librosa
@@ -29,6 +30,7 @@ from mssjax import separators, spectral
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import librosa_recipe  # pylint: disable=wrong-import-position
+from timing import format_ratio, time_calls  # pylint: disable=wrong-import-position
 
 SR = 44100
 N_FFT, HOP = 4096, 1024
@@ -44,33 +46,17 @@ def test_signal(seconds, seed=0):
   return np.stack([x, 0.8 * x + 0.01 * rng.standard_normal(t.size)]).astype(np.float32)
 
 
-def best_of(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def first_call(fn):
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  return time.perf_counter() - start
-
-
-def report(name, ours, reference, ref_name, compile_s=None):
-  print(f"{name:<28} mssjax {ours:8.3f} s   {ref_name} {reference:8.3f} s   speed-up {reference / ours:6.1f}x")
-  if compile_s is not None:
-    print(f"{name + ' compile':<28} {compile_s:8.3f} s")
+def compare(name, ours, reference, ref_name, repeats):
+  """Times ``ours`` (compiled first, ``repeats`` rounds) beside one run of ``reference``; prints both."""
+  timings = time_calls({"mssjax": ours, ref_name: reference}, rounds={"mssjax": repeats, ref_name: 1},
+                       warmup={"mssjax": 1, ref_name: 0})
+  print(format_ratio(name, timings, with_min=True, width=28))
+  print(f"{name + ' compile':<28} {timings['mssjax'].first - timings['mssjax'].median:8.3f} s")
 
 
 def bench_hpss(S, repeats):
-  fn = lambda: mssjax.hpss(S, kernel_size=31)
-  compile_s = first_call(fn)
-  ours = best_of(fn, repeats)
-  ref = best_of(lambda: librosa.decompose.hpss(S, kernel_size=31), 1)
-  report("HPSS (kernel 31)", ours, ref, "librosa.decompose.hpss", compile_s - ours)
+  compare("HPSS (kernel 31)", lambda: mssjax.hpss(S, kernel_size=31),
+          lambda: librosa.decompose.hpss(S, kernel_size=31), "librosa.decompose.hpss", repeats)
 
 
 def bench_repet(S, config, repeats):
@@ -78,10 +64,8 @@ def bench_repet(S, config, repeats):
   fn = lambda: mssjax.repet_sim(S, sample_rate=SR, hop_length=HOP, n_neighbors=r.n_neighbors,
                                 min_distance=r.min_distance, threshold=r.threshold, selection=r.selection,
                                 power=r.power, margin=tuple(r.margin))
-  compile_s = first_call(fn)
-  ours = best_of(fn, repeats)
-  ref = best_of(lambda: librosa_recipe.vocal_masks(S, sr=SR, hop_length=HOP), 1)
-  report("REPET-SIM", ours, ref, "librosa nn_filter route", compile_s - ours)
+  compare("REPET-SIM", fn, lambda: librosa_recipe.vocal_masks(S, sr=SR, hop_length=HOP),
+          "librosa nn_filter route", repeats)
 
 
 def bench_nmf(V, repeats, rank=24, n_iter=100):
@@ -89,35 +73,29 @@ def bench_nmf(V, repeats, rank=24, n_iter=100):
   W0 = np.abs(rng.standard_normal((V.shape[0], rank))).astype(np.float32)
   H0 = np.abs(rng.standard_normal((rank, V.shape[1]))).astype(np.float32)
   fn = lambda: mssjax.nmf(V, n_components=rank, beta=2.0, n_iter=n_iter, W=W0, H=H0)
-  compile_s = first_call(fn)
-  ours = best_of(fn, repeats)
   model = NMF(rank, solver="mu", beta_loss=2.0, init="custom", max_iter=n_iter, tol=0.0)
-  ref = best_of(lambda: model.fit_transform(V, W=W0.copy(), H=H0.copy()), 1)
-  report(f"NMF (rank {rank}, {n_iter} it)", ours, ref, "sklearn NMF mu", compile_s - ours)
+  compare(f"NMF (rank {rank}, {n_iter} it)", fn, lambda: model.fit_transform(V, W=W0.copy(), H=H0.copy()),
+          "sklearn NMF mu", repeats)
 
 
 def bench_recipe(mix, repeats):
   sep = separators.get("hpss_repet")
-  fn = lambda: sep(mix)["vocals"]
-  compile_s = first_call(fn)
-  ours = best_of(fn, repeats)
-  ref = best_of(lambda: librosa_recipe.separate(mix, n_fft=N_FFT, hop_length=HOP), 1)
-  report("hpss_repet recipe", ours, ref, "librosa recipe", compile_s - ours)
+  compare("hpss_repet recipe", lambda: sep(mix)["vocals"],
+          lambda: librosa_recipe.separate(mix, n_fft=N_FFT, hop_length=HOP), "librosa recipe", repeats)
 
 
 def bench_batch(seconds, repeats, n_tracks=8):
   sep = separators.get("hpss_repet")
   tracks = np.stack([test_signal(seconds, seed) for seed in range(n_tracks)])
-  batched = lambda: sep(tracks)["vocals"]
-  one = lambda i: sep(tracks[i])["vocals"]
-  compile_b = first_call(batched)
-  compile_1 = first_call(lambda: one(0))
-  t_batch = best_of(batched, repeats)
-  t_loop = best_of(lambda: [one(i) for i in range(n_tracks)], repeats)
-  print(f"{n_tracks} x {seconds:g} s tracks          one batched call {t_batch:8.3f} s   "
-        f"{n_tracks} calls {t_loop:8.3f} s   speed-up {t_loop / t_batch:6.2f}x")
-  print(f"{'batched recipe compile':<28} {compile_b - t_batch:8.3f} s")
-  print(f"{'single recipe compile':<28} {compile_1 - t_loop / n_tracks:8.3f} s")
+  loop = f"{n_tracks} calls"
+  timings = time_calls({"one batched call": lambda: sep(tracks)["vocals"],
+                        loop: lambda: [sep(tracks[i])["vocals"] for i in range(n_tracks)]}, rounds=repeats)
+  batched, looped = timings["one batched call"], timings[loop]
+  print(format_ratio(f"{n_tracks} x {seconds:g} s tracks", timings, ours="one batched call", with_min=True,
+                     width=28))
+  print(f"{'batched recipe compile':<28} {batched.first - batched.median:8.3f} s")
+  # The loop's first run compiles once, then runs all tracks: less one median loop.
+  print(f"{'single recipe compile':<28} {looped.first - looped.median:8.3f} s")
 
 
 def main():
