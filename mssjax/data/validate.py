@@ -14,16 +14,19 @@ writes a list of ``{"track", "subset", "ok", "problems", ...measured levels}``
 and prints a table.
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
-import json
 import os
-import pathlib
 import sys
-import tempfile
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+import tqdm
 
 from mssjax import audio
+from mssjax import fileio
 from mssjax.data import musdb
 from mssjax.errors import AudioError
 
@@ -133,8 +136,13 @@ def _residual_problems(stems, thresholds, levels):
           for c, v in enumerate(per_channel) if v > limit]
 
 
-def validate_entry(entry, layout, thresholds=Thresholds()):
+def validate_entry(entry: musdb.Entry, layout: str, *, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
   """Checks one track found by `musdb.scan`.
+
+  Args:
+    entry: the track, as `musdb.scan` lists it.
+    layout: "musdb18" or "musdb18hq".
+    thresholds: `Thresholds`.
 
   Returns:
     dict with "track", "subset", "ok", "problems" (list of str) and the
@@ -160,17 +168,25 @@ def validate_entry(entry, layout, thresholds=Thresholds()):
           "sample_rate": rates.get("mixture"), "n_samples": lengths.get("mixture"), **levels}
 
 
-def validate_tracks(tracks, thresholds=Thresholds(), *, progress=False):
+def validate_tracks(tracks: Iterable[musdb.Track], *, thresholds: Thresholds = Thresholds(),
+                    progress: bool = False) -> list[dict[str, Any]]:
   """Checks `musdb.Track` objects (for example a subset chosen with `load_tracks`).
+
+  Args:
+    tracks: the tracks to check.
+    thresholds: `Thresholds`.
+    progress: show a tqdm progress bar.
 
   Returns:
     list of dicts as `validate_entry`.
   """
   entries = [(musdb.Entry(t.name, t.subset, t.path, (), ()), t.layout) for t in tracks]
-  return [validate_entry(e, layout, thresholds) for e, layout in _progress(entries, progress)]
+  return [validate_entry(e, layout, thresholds=thresholds) for e, layout in _progress(entries, progress)]
 
 
-def validate(root, *, subset=None, layout=None, thresholds=Thresholds(), report=None, progress=False):
+def validate(root: str | os.PathLike, *, subset: str | Sequence[str] | None = None, layout: str | None = None,
+             thresholds: Thresholds = Thresholds(), report: str | os.PathLike | None = None,
+             progress: bool = False) -> list[dict[str, Any]]:
   """Checks every track of a dataset folder; one bad track never stops the run.
 
   Args:
@@ -190,35 +206,22 @@ def validate(root, *, subset=None, layout=None, thresholds=Thresholds(), report=
   subsets = musdb._subsets(subset)  # pylint: disable=protected-access
   layout, entries = musdb.scan(root, layout=layout)
   entries = [(e, layout) for e in entries if e.subset in subsets]
-  results = [validate_entry(e, lay, thresholds) for e, lay in _progress(entries, progress)]
+  results = [validate_entry(e, lay, thresholds=thresholds) for e, lay in _progress(entries, progress)]
   if report is not None:
     write_report(report, results)
   return results
 
 
 def _progress(items, enabled):
-  if not enabled:
-    return items
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(items, desc="validate", unit="track", file=sys.stderr)
+  return tqdm.tqdm(items, desc="validate", unit="track", file=sys.stderr, disable=not enabled)
 
 
-def write_report(path, results):
-  """Writes results as indented JSON, atomically (temporary file, then ``os.replace``)."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-  try:
-    with os.fdopen(handle, "w") as stream:
-      json.dump(results, stream, indent=1)
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.unlink(temporary)
-    raise
+def write_report(path: str | os.PathLike, results: Any) -> None:
+  """Writes ``results`` as JSON indented by one space, atomically (`mssjax.fileio`)."""
+  fileio.write_json(path, results, indent=1)
 
 
-def format_table(results, *, only_problems=False):
+def format_table(results: Sequence[dict[str, Any]], *, only_problems: bool = False) -> str:
   """A readable table of the results, one line per track (problems indented under it)."""
   lines = [f"{'track':<48} {'subset':<6} {'ok':<4} {'residual dB (L, R)':<19} {'lowest stem RMS':<22}"]
   for r in results:
@@ -236,7 +239,7 @@ def format_table(results, *, only_problems=False):
   return "\n".join(lines)
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The ``validate`` subcommand's flags."""
   parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ folder")
   parser.add_argument("--report", help="write the results to this JSON file")
@@ -249,7 +252,7 @@ def add_arguments(parser):
   parser.add_argument("--only-problems", action="store_true", help="list only tracks with problems")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
   """Runs ``validate``; returns the exit status (0 when every track is ok, 1 otherwise)."""
   thresholds = Thresholds(residual_db=args.residual_db, silent_db=args.silent_db)
   results = validate(args.root, subset=args.subset, layout=args.layout, thresholds=thresholds,
