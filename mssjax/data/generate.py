@@ -20,17 +20,19 @@ the arrays that `generate_song` returns and ``mixture == sum of the stems`` hold
 memory and on disk.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 import scipy.signal
 import soundfile as sf
 import tqdm
 
-from mssjax.errors import ParameterError
-from mssjax.spectral import check_positive_int
+from mssjax import fileio
+from mssjax.errors import ParameterError, check_finite, check_positive_int
 
 __all__ = ["generate_song", "write_songs", "song_name", "STEM_FILES"]
 
@@ -53,7 +55,7 @@ _VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240],
                     [530, 1840, 2480], [570, 840, 2410]], dtype=np.float64)
 
 
-def song_name(subset, index):
+def song_name(subset: str, index: int) -> str:
   """The track name of generated song ``index`` of ``subset`` ("train" or "test")."""
   return f"Generated - {subset.capitalize()} Song {index:03d}"
 
@@ -274,7 +276,7 @@ def _rms(x):
   return float(np.sqrt(np.mean(np.square(x)))) or 1.0
 
 
-def generate_song(*, seed, seconds, sample_rate=44100):
+def generate_song(*, seed: int, seconds: float, sample_rate: int = 44100) -> dict[str, np.ndarray]:
   """Generates one multitrack song.
 
   Args:
@@ -291,10 +293,8 @@ def generate_song(*, seed, seconds, sample_rate=44100):
   Raises:
     ParameterError: for a negative seed or a non-positive duration or rate.
   """
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ParameterError(f"seed={seed!r} must be a non-negative integer")
-  if not np.isfinite(seconds) or seconds <= 0:
-    raise ParameterError(f"seconds={seconds!r} must be positive")
+  _check_count("seed", seed)
+  check_finite("seconds", seconds, minimum=0, strict=True)
   check_positive_int("sample_rate", sample_rate)
   song = _Song(np.random.default_rng(seed), seconds, sample_rate)
   synths = {"vocals": _vocals, "drums": _drums, "bass": _bass, "other": _other}
@@ -318,6 +318,12 @@ def _normalise(stems):
   return out
 
 
+def _check_count(name, value):
+  """Raises `ParameterError` unless ``value`` is an integer >= 0 (a seed or a song count)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    raise ParameterError(f"{name}={value!r} must be a non-negative integer")
+
+
 def _song_seed(seed, subset, index):
   subset_id = {"train": 0, "test": 1}[subset]
   return int(np.random.SeedSequence((seed, subset_id, index)).generate_state(1)[0])
@@ -326,24 +332,19 @@ def _song_seed(seed, subset, index):
 def _write_wav(path, audio, sample_rate):
   """Writes float32 ``[2, n]`` on the 16-bit grid as 16-bit PCM, exactly, atomically."""
   pcm = np.round(audio.T * _INT16_SCALE).astype(np.int16)
-  fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=f".{path.stem}.", dir=path.parent)
-  os.close(fd)
-  try:
-    sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  with fileio.atomic_path(path) as temporary:
+    sf.write(temporary, pcm, sample_rate, subtype="PCM_16", format="WAV")
 
 
-def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100, progress=False):
+def write_songs(root: str | os.PathLike, *, n_train: int, n_test: int, seconds: float, seed: int = 0,
+                sample_rate: int = 44100, progress: bool = False) -> list[pathlib.Path]:
   """Writes generated songs in the MUSDB18-HQ layout.
 
   ``root/{train,test}/NAME/{mixture,drums,bass,other,vocals}.wav``, 16-bit PCM
   stereo. Song ``i`` of a subset is `generate_song` with a seed derived from
   ``(seed, subset, i)``, so adding songs never changes the existing ones. Files
   already present are skipped (re-running is cheap and resumes an interrupted
-  run); every file is written to a temporary name and renamed.
+  run); every file is written atomically (`mssjax.fileio`).
 
   Args:
     root: output folder (created).
@@ -356,10 +357,12 @@ def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100, pr
 
   Returns:
     list of the track folders, train first, in index order.
+
+  Raises:
+    ParameterError: for a negative song count, or bad song settings (`generate_song`).
   """
-  for name, value in (("n_train", n_train), ("n_test", n_test)):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-      raise ParameterError(f"{name}={value!r} must be a non-negative integer")
+  _check_count("n_train", n_train)
+  _check_count("n_test", n_test)
   root = pathlib.Path(root)
   songs = [(subset, index) for subset, count in (("train", n_train), ("test", n_test))
            for index in range(count)]
@@ -377,7 +380,7 @@ def write_songs(root, *, n_train, n_test, seconds, seed=0, sample_rate=44100, pr
   return folders
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   """``python -m mssjax.data generate``: its command-line arguments."""
   parser.add_argument("--out", required=True, help="output folder (MUSDB18-HQ layout)")
   parser.add_argument("--n-train", type=int, default=8, help="training songs (default 8)")
@@ -386,7 +389,7 @@ def add_arguments(parser):
   parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
   """Writes the generated songs; returns the exit status."""
   folders = write_songs(args.out, n_train=args.n_train, n_test=args.n_test, seconds=args.seconds,
                         seed=args.seed, progress=True)
