@@ -22,6 +22,9 @@ unless ``strict``. The output is then checked with `mssjax.data.validate`.
     python -m mssjax.data prepare --root IN --out OUT [--segment 30] [--position active]
 """
 
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import json
 import os
@@ -29,14 +32,17 @@ import pathlib
 import shutil
 import sys
 import tempfile
+from typing import Any, Sequence
 
 import numpy as np
+import tqdm
 
 from mssjax import TARGETS
 from mssjax import audio
+from mssjax import fileio
 from mssjax.data import musdb
 from mssjax.data import validate as validation
-from mssjax.errors import DataError, ParameterError
+from mssjax.errors import DataError, ParameterError, check_choice, check_finite
 
 __all__ = ["Settings", "POSITIONS", "frame_rms_db", "trim_bounds", "segment_start", "cut",
            "prepare_track", "prepare"]
@@ -69,15 +75,13 @@ class Settings:
   subtype: str = "FLOAT"
 
   def __post_init__(self):
-    if self.segment is not None and not self.segment >= 0:
-      raise ParameterError(f"segment={self.segment!r} must be a non-negative number of seconds or None")
-    if self.position not in POSITIONS:
-      raise ParameterError(f"position={self.position!r} must be one of {POSITIONS}")
-    if self.subtype not in audio.SUBTYPES:
-      raise ParameterError(f"subtype={self.subtype!r} must be one of {audio.SUBTYPES}")
+    if self.segment is not None:
+      check_finite("segment", self.segment, minimum=0)
+    check_choice("position", self.position, POSITIONS)
+    check_choice("subtype", self.subtype, audio.SUBTYPES)
 
 
-def frame_rms_db(x, *, frame_length=FRAME_LENGTH):
+def frame_rms_db(x: np.ndarray, *, frame_length: int = FRAME_LENGTH) -> np.ndarray:
   """RMS per frame in dBFS, over the channels jointly.
 
   Args:
@@ -103,7 +107,8 @@ def _frame_energy(x, frame_length):
   return energy
 
 
-def trim_bounds(mixture, *, silence_db=-60.0, frame_length=FRAME_LENGTH):
+def trim_bounds(mixture: np.ndarray, *, silence_db: float = -60.0,
+                frame_length: int = FRAME_LENGTH) -> tuple[int, int]:
   """Where the non-silent part of a track starts and ends.
 
   Args:
@@ -124,7 +129,8 @@ def trim_bounds(mixture, *, silence_db=-60.0, frame_length=FRAME_LENGTH):
   return int(loud[0]) * frame_length, min(int(loud[-1] + 1) * frame_length, mixture.shape[-1])
 
 
-def segment_start(targets, length, *, position="active", active_db=-40.0, frame_length=FRAME_LENGTH):
+def segment_start(targets: np.ndarray, length: int, *, position: str = "active", active_db: float = -40.0,
+                  frame_length: int = FRAME_LENGTH) -> int:
   """Where a segment of ``length`` samples starts in a track.
 
   Args:
@@ -137,6 +143,9 @@ def segment_start(targets, length, *, position="active", active_db=-40.0, frame_
 
   Returns:
     the first sample of the segment, ``0 <= start <= n_samples - length``.
+
+  Raises:
+    ParameterError: ``length`` is longer than the track.
   """
   n = targets.shape[-1]
   if length > n:
@@ -165,7 +174,7 @@ def _window_sums(values, window):
   return cumulative[window:] - cumulative[:-window]
 
 
-def cut(targets, sample_rate, settings):
+def cut(targets: np.ndarray, sample_rate: int, settings: Settings) -> tuple[int, int] | None:
   """Trims silence and cuts the segment.
 
   Args:
@@ -214,11 +223,12 @@ def _is_done(out, track, settings):
 def _write_track(folder, stems, sample_rate, subtype):
   """Writes the stems into a hidden sibling folder, then renames it to ``folder``."""
   folder.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
+  staging = pathlib.Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.",
+                                          suffix=fileio.PARTIAL_SUFFIX))
   try:
     for name, x in stems.items():
       audio.save(staging / f"{name}.wav", x, sample_rate=sample_rate, subtype=subtype)
-    os.chmod(staging, 0o777 & ~audio._umask())  # pylint: disable=protected-access
+    os.chmod(staging, 0o777 & ~fileio._umask())  # pylint: disable=protected-access
     _remove_track(folder)
     os.replace(staging, folder)
   finally:
@@ -234,8 +244,13 @@ def _remove_track(folder):
     shutil.rmtree(stale)
 
 
-def prepare_track(track, out, settings=Settings()):
+def prepare_track(track: musdb.Track, out: str | os.PathLike, settings: Settings = Settings()) -> dict[str, Any]:
   """Prepares one track into ``out/<subset>/<name>/`` (see the module docstring).
+
+  Args:
+    track: the source track.
+    out: the output folder.
+    settings: `Settings`.
 
   Returns:
     dict with "track", "subset", "status" ("written", "dropped" or "done"
@@ -261,7 +276,7 @@ def prepare_track(track, out, settings=Settings()):
     stems = {"mixture": segment.sum(axis=0), **dict(zip(TARGETS, segment))}
     _write_track(pathlib.Path(out) / track.subset / track.name, stems, track.expected_rate, settings.subtype)
     record.update(status="written", start=int(start), end=int(end))
-  validation.write_report(_marker_path(out, track), record)
+  fileio.write_json(_marker_path(out, track), record, indent=1)
   return record
 
 
@@ -290,8 +305,9 @@ def _prepare_entry(entry, layout, out, settings, strict):
     return _failed(entry, str(error))
 
 
-def prepare(root, out, settings=Settings(), *, subset=None, layout=None, strict=False, progress=False,
-            check=True):
+def prepare(root: str | os.PathLike, out: str | os.PathLike, settings: Settings = Settings(), *,
+            subset: str | Sequence[str] | None = None, layout: str | None = None, strict: bool = False,
+            progress: bool = False, check: bool = True) -> dict[str, Any]:
   """Prepares every track of ``root`` into a MUSDB18-HQ folder ``out``.
 
   Args:
@@ -309,6 +325,11 @@ def prepare(root, out, settings=Settings(), *, subset=None, layout=None, strict=
     failed ones have status "failed" and a "reason") and "validation"
     (the validator's results on ``out``, or None). Both are also written to
     ``out/prepare_report.json``.
+
+  Raises:
+    ParameterError: ``out`` is ``root``.
+    DataError: ``root`` is missing or holds no tracks.
+    AudioError, DataError: with ``strict``, the first bad track.
   """
   root, out = pathlib.Path(root), pathlib.Path(out)
   if out.resolve() == root.resolve():
@@ -321,18 +342,15 @@ def prepare(root, out, settings=Settings(), *, subset=None, layout=None, strict=
   if check and any(r["status"] in ("written", "done") for r in records):
     checked = validation.validate(out, subset=[s for s in subsets if (out / s).is_dir()], layout="musdb18hq")
   summary = {"tracks": records, "validation": checked}
-  validation.write_report(out / "prepare_report.json", summary)
+  fileio.write_json(out / "prepare_report.json", summary, indent=1)
   return summary
 
 
 def _progress(items, enabled):
-  if not enabled:
-    return items
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(items, desc="prepare", unit="track", file=sys.stderr)
+  return tqdm.tqdm(items, desc="prepare", unit="track", file=sys.stderr, disable=not enabled)
 
 
-def format_summary(summary):
+def format_summary(summary: dict[str, Any]) -> str:
   """Counts per status, the failed and dropped tracks, then the validation table."""
   records = summary["tracks"]
   counts = {s: sum(r["status"] == s for r in records) for s in ("written", "done", "dropped", "failed")}
@@ -346,7 +364,7 @@ def format_summary(summary):
   return "\n".join(lines)
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The ``prepare`` subcommand's flags."""
   defaults = Settings()
   parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ input folder")
@@ -370,7 +388,7 @@ def add_arguments(parser):
   parser.add_argument("--strict", action="store_true", help="stop at the first bad track")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
   """Runs ``prepare``; exit status 0 when no track failed and the output validates, else 1."""
   settings = Settings(segment=args.segment or None, position=args.position, silence_db=args.silence_db,
                       active_db=args.active_db, keep_short=args.keep_short, subtype=args.subtype)
