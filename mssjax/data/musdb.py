@@ -11,14 +11,17 @@ train / valid split of the training subset) as lazy `Track` objects: nothing is
 decoded until a stem is asked for.
 """
 
+from __future__ import annotations
+
+import os
 import pathlib
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from mssjax import TARGETS
 from mssjax import audio
-from mssjax.errors import DataError, ParameterError
+from mssjax.errors import DataError, ParameterError, check_choice
 
 __all__ = [
     "STEM_NAMES", "SUBSETS", "SPLITS", "LAYOUTS", "SAMPLE_RATE", "VALIDATION_TRACKS",
@@ -67,59 +70,60 @@ class Track:
       float32 over five stems, so this is off by default).
   """
 
-  def __init__(self, name, subset, path, layout, *, sample_rate=SAMPLE_RATE, cache=False):
-    if layout not in LAYOUTS:
-      raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
+  def __init__(self, name: str, subset: str, path: str | os.PathLike, layout: str, *,
+               sample_rate: int = SAMPLE_RATE, cache: bool = False):
+    check_choice("layout", layout, LAYOUTS)
     self.name, self.subset, self.path, self.layout = name, subset, pathlib.Path(path), layout
     self.expected_rate = sample_rate
     self.cache = cache
     self._cached = {}
     self._info = None
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"Track({self.name!r}, subset={self.subset!r}, layout={self.layout!r})"
 
-  def file(self, stem):
+  def file(self, stem: str) -> pathlib.Path:
     """The file holding ``stem`` (the ``.stem.mp4`` itself for musdb18)."""
     _check_stem(stem)
     return self.path if self.layout == "musdb18" else self.path / f"{stem}.wav"
 
-  def header(self):
+  def header(self) -> audio.AudioInfo:
     """`audio.AudioInfo` of the mixture (read once, cheap: no decoding)."""
     if self._info is None:
       self._info = audio.info(self.file("mixture"))
     return self._info
 
   @property
-  def sample_rate(self):
+  def sample_rate(self) -> int:
     """The rate of the files on disk (Hz)."""
     return self.header().sample_rate
 
   @property
-  def n_samples(self):
+  def n_samples(self) -> int:
     """Samples per channel of the mixture (from the header; decoded once if it does not say)."""
     if self.header().frames is None:
       self._info = self._info._replace(frames=self.stem("mixture").shape[-1])
     return self.header().frames
 
   @property
-  def duration(self):
+  def duration(self) -> float:
+    """Length of the mixture in seconds."""
     return self.n_samples / self.sample_rate
 
-  def stem(self, name):
+  def stem(self, name: str) -> np.ndarray:
     """One stem (a name in `STEM_NAMES`) as float32 ``[2, n_samples]``."""
     return self.stems([name])[name]
 
-  def mixture(self):
+  def mixture(self) -> np.ndarray:
     """The mixture, float32 ``[2, n_samples]``."""
     return self.stem("mixture")
 
-  def targets(self):
+  def targets(self) -> np.ndarray:
     """The four targets, float32 ``[4, 2, n_samples]`` in `mssjax.TARGETS` order."""
     stems = self.stems(TARGETS)
     return np.stack([stems[t] for t in TARGETS])
 
-  def stems(self, names=STEM_NAMES):
+  def stems(self, names: Iterable[str] = STEM_NAMES) -> dict[str, np.ndarray]:
     """Several stems in one decoding pass, as a dict name -> float32 ``[2, n_samples]``.
 
     Raises:
@@ -136,7 +140,8 @@ class Track:
     self._check_lengths(out)
     return out
 
-  def clear_cache(self):
+  def clear_cache(self) -> None:
+    """Drops the stems kept by ``cache=True``."""
     self._cached = {}
 
   def _read(self, names):
@@ -166,9 +171,7 @@ class Track:
 
 
 def _check_stem(name):
-  if name not in STEM_NAMES:
-    raise ParameterError(f"stem={name!r} must be one of {STEM_NAMES}")
-  return name
+  return check_choice("stem", name, STEM_NAMES)
 
 
 def _visible(entries):
@@ -190,7 +193,7 @@ def _scan_subset(folder, *, any_folder=False):
   return stems, folders
 
 
-def detect_layout(root):
+def detect_layout(root: str | os.PathLike) -> str:
   """Tells MUSDB18 (``.stem.mp4``) from MUSDB18-HQ (folders of wav) by what is on disk.
 
   Returns:
@@ -246,7 +249,7 @@ class Entry(NamedTuple):
   duplicate_of: tuple
 
 
-def scan(root, *, layout=None):
+def scan(root: str | os.PathLike, *, layout: str | None = None) -> tuple[str, list[Entry]]:
   """Lists every track of both subsets as found on disk, problems included.
 
   Unlike `load_tracks` this never raises over one bad track: a track folder
@@ -259,7 +262,7 @@ def scan(root, *, layout=None):
     DataError: ``root`` is missing or holds no tracks of either layout.
   """
   root = _check_root(root)
-  layout = detect_layout(root) if layout is None else _check_layout(layout)
+  layout = detect_layout(root) if layout is None else check_choice("layout", layout, LAYOUTS)
   entries = []
   for subset in SUBSETS:
     stems, folders = _scan_subset(root / subset, any_folder=True)
@@ -276,13 +279,8 @@ def scan(root, *, layout=None):
                   for name, subset, path, missing in entries]
 
 
-def _check_layout(layout):
-  if layout not in LAYOUTS:
-    raise ParameterError(f"layout={layout!r} must be one of {LAYOUTS}")
-  return layout
-
-
-def load_tracks(root, *, subset="test", split=None, layout=None, sample_rate=SAMPLE_RATE, cache=False):
+def load_tracks(root: str | os.PathLike, *, subset: str | Sequence[str] | None = "test", split: str | None = None,
+                layout: str | None = None, sample_rate: int = SAMPLE_RATE, cache: bool = False) -> list[Track]:
   """Lists the tracks of a MUSDB18 or MUSDB18-HQ folder.
 
   Args:
@@ -306,8 +304,7 @@ def load_tracks(root, *, subset="test", split=None, layout=None, sample_rate=SAM
   """
   subsets = _subsets(subset)
   if split is not None:
-    if split not in SPLITS:
-      raise ParameterError(f"split={split!r} must be one of {SPLITS} or None")
+    check_choice("split", split, SPLITS)
     if subsets != ("train",):
       raise ParameterError(f"split={split!r} applies to subset='train' only, got subset={subset!r}")
   root = pathlib.Path(root)
