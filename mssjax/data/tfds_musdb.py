@@ -27,6 +27,9 @@ Build from the command line with ``python -m mssjax.data build --root ROOT
   source = builder.as_data_source("train")   # len(source), source[i] -> dict
 """
 
+from __future__ import annotations
+
+import argparse
 import contextlib
 import dataclasses
 import os
@@ -37,12 +40,12 @@ import tensorflow_datasets as tfds
 
 from mssjax import TARGETS
 from mssjax.data import musdb
-from mssjax.errors import DataError, ParameterError
+from mssjax.errors import DataError, ParameterError, check_choice, check_finite, check_positive_int
 
 __all__ = ["Musdb18", "Musdb18Config", "make_builder", "build", "decode_audio"]
 
 _INT16_SCALE = 32768.0
-# Raw bytes: one protobuf field per tensor, parsed ~10x faster than int64 / float lists.
+# Raw bytes: one protobuf field per tensor, not one list element per sample.
 _BYTES = tfds.features.Encoding.BYTES
 _DTYPES = ("float32", "int16")
 
@@ -55,13 +58,14 @@ class Musdb18Config(tfds.core.BuilderConfig):
     layout: "musdb18hq" (folders of wav) or "musdb18" (.stem.mp4 files).
     segment_seconds: 0 for whole tracks, else each track is cut into consecutive
       segments of this many seconds (the last, shorter one is kept).
-    dtype: "float32" (exact for any source) or "int16" (half the size and twice
-      as fast to read; for 16-bit sources such as MUSDB18-HQ and generated songs:
-      audio off the 16-bit grid is refused, never silently quantised).
+    dtype: "float32" (exact for any source) or "int16" (half the size; for
+      16-bit sources such as MUSDB18-HQ and generated songs: audio off the
+      16-bit grid is refused, never silently quantised).
     sample_rate: the expected sampling rate in Hz (MUSDB18: 44100).
     compression: the array_record compression: "uncompressed" (default: audio
-      hardly compresses and reading is then a copy, several times faster than
-      tfds's default zstd) or an array_record option such as "zstd:3".
+      hardly compresses, and reading a record is then a copy with no
+      decompression) or an array_record option such as "zstd:3" (tfds's default
+      is zstd).
   """
 
   layout: str = "musdb18hq"
@@ -72,12 +76,10 @@ class Musdb18Config(tfds.core.BuilderConfig):
 
 
 def _check_config(config):
-  if config.layout not in musdb.LAYOUTS:
-    raise ParameterError(f"layout={config.layout!r} must be one of {musdb.LAYOUTS}")
-  if config.dtype not in _DTYPES:
-    raise ParameterError(f"dtype={config.dtype!r} must be one of {_DTYPES}")
-  if not config.segment_seconds >= 0:
-    raise ParameterError(f"segment_seconds={config.segment_seconds!r} must be >= 0")
+  check_choice("layout", config.layout, musdb.LAYOUTS)
+  check_choice("dtype", config.dtype, _DTYPES)
+  check_finite("segment_seconds", config.segment_seconds, minimum=0)
+  check_positive_int("sample_rate", config.sample_rate)
 
 
 class Musdb18(tfds.core.GeneratorBasedBuilder):
@@ -105,11 +107,12 @@ class Musdb18(tfds.core.GeneratorBasedBuilder):
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Point manual_dir at a MUSDB18 folder holding train/ and test/: MUSDB18-HQ
-  folders of wav (configs hq*) or MUSDB18 .stem.mp4 files (configs stems*). `mssjax.data.generate.write_songs` makes a small MUSDB18-HQ
-  folder of generated songs.
+  folders of wav (configs hq*) or MUSDB18 .stem.mp4 files (configs stems*).
+  `mssjax.data.generate.write_songs` makes a small MUSDB18-HQ folder of
+  generated songs.
   """
 
-  def download_and_prepare(self, **kwargs):  # pylint: disable=arguments-differ
+  def download_and_prepare(self, **kwargs) -> None:  # pylint: disable=arguments-differ
     """As tfds's, writing the array_record files with the config's compression."""
     with _array_record_options(f"group_size:1,{self.builder_config.compression}"):
       super().download_and_prepare(**kwargs)
@@ -200,14 +203,17 @@ def _encode(audio, dtype, where):
   return pcm.astype(np.int16)
 
 
-def decode_audio(array):
-  """Stored audio (float32 or int16) -> float32 in [-1, 1)."""
+def decode_audio(array: np.ndarray) -> np.ndarray:
+  """Stored audio (float32 or int16, any shape, e.g. ``[4, 2, n]``) -> float32 of the same shape.
+
+  int16 is scaled by 1 / 32768 into [-1, 1); float32 is returned as it is.
+  """
   if array.dtype == np.int16:
     return array.astype(np.float32) / _INT16_SCALE
   return np.asarray(array, dtype=np.float32)
 
 
-def make_builder(data_dir, *, config="hq"):
+def make_builder(data_dir: str | os.PathLike, *, config: str | Musdb18Config = "hq") -> Musdb18:
   """A `Musdb18` builder that writes and reads array_record under ``data_dir``.
 
   Args:
@@ -221,6 +227,9 @@ def make_builder(data_dir, *, config="hq"):
     the builder: ``download_and_prepare(download_config=
     tfds.download.DownloadConfig(manual_dir=ROOT))`` (or `build`) writes it,
     ``as_data_source(split)`` reads it.
+
+  Raises:
+    ParameterError: ``config`` names no predefined config.
   """
   if isinstance(config, str):
     names = [c.name for c in Musdb18.BUILDER_CONFIGS]
@@ -229,7 +238,8 @@ def make_builder(data_dir, *, config="hq"):
   return Musdb18(data_dir=str(data_dir), config=config, file_format="array_record")
 
 
-def build(root, data_dir, *, config="hq"):
+def build(root: str | os.PathLike, data_dir: str | os.PathLike, *,
+          config: str | Musdb18Config = "hq") -> Musdb18:
   """Writes the array_record dataset of the MUSDB18 folder ``root``; skips a finished one.
 
   Args:
@@ -256,7 +266,7 @@ def build(root, data_dir, *, config="hq"):
   return builder
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   """``python -m mssjax.data build``: its command-line arguments."""
   names = [c.name for c in Musdb18.BUILDER_CONFIGS]
   parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ folder (train/, test/)")
@@ -264,7 +274,7 @@ def add_arguments(parser):
   parser.add_argument("--config", default="hq", choices=names, help="builder config (default hq)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
   """Builds the array_record dataset; returns the exit status."""
   builder = build(args.root, args.data_dir, config=args.config)
   for name, split in builder.info.splits.items():
