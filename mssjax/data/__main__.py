@@ -12,9 +12,12 @@ file, a bad parameter) end a command with a one-line message and status 2.
     python -m mssjax.data build --root MUSDB --data-dir TFDS_DIR [--config hq_10s]
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import sys
+from typing import Sequence
 
 from mssjax.errors import AudioError, DataError, ParameterError
 
@@ -33,7 +36,7 @@ def _overview():
   return "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
   """Parses ``argv`` (default ``sys.argv[1:]``), runs the command, returns its exit status."""
   argv = sys.argv[1:] if argv is None else list(argv)
   if not argv or argv[0] in ("-h", "--help"):
