@@ -1,11 +1,15 @@
 """The static HTML report: ``DIR/report/index.html``, opening offline (relative paths only)."""
 
+from __future__ import annotations
+
 import hashlib
 import html
+import os
 import pathlib
 import urllib.parse
+from typing import Any, Sequence
 
-from mssjax import TARGETS, audio
+from mssjax import TARGETS, audio, fileio
 from mssjax.metrics import store
 from mssjax.report import plots
 
@@ -65,7 +69,8 @@ def _spectrograms(report_dir, track, methods):
   return names
 
 
-def build_report(workdir, methods, *, subset="test", tracks=(), failures=()):
+def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: str = "test",
+                 tracks: Sequence[str] = (), failures: Sequence[dict[str, Any]] = ()) -> pathlib.Path:
   """Writes ``DIR/report/index.html`` with the table, figures and audio players.
 
   Args:
@@ -77,10 +82,10 @@ def build_report(workdir, methods, *, subset="test", tracks=(), failures=()):
     failures: ``[{method, track, error}]`` listed on the page.
 
   Returns:
-    the path of index.html.
+    the path of index.html. The page and every figure are written atomically
+    (`mssjax.fileio`).
   """
   report_dir = pathlib.Path(workdir) / "report"
-  (report_dir / "figures").mkdir(parents=True, exist_ok=True)
   rows = store.load_scores(workdir, methods, subset)
   table = store.table_rows(workdir, methods, subset)
   body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
@@ -103,6 +108,4 @@ def build_report(workdir, methods, *, subset="test", tracks=(), failures=()):
         f"{html.escape(f['error'])}</li>" for f in failures) + "</ul>")
   page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>mssjax evaluation</title>"
           f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-  path = report_dir / "index.html"
-  path.write_text(page, encoding="utf-8")
-  return path
+  return fileio.write_text(report_dir / "index.html", page)

@@ -1,12 +1,18 @@
 """Matplotlib figures of the report: box plots, distributions, spectrogram comparisons."""
 
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Mapping, Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402
 
-from mssjax import TARGETS, spectral  # noqa: E402
+from mssjax import TARGETS, fileio, spectral  # noqa: E402
 
 PLOT_METRICS = ("SDR", "SIR", "SAR")
 
@@ -33,11 +39,21 @@ def _values(rows, method, target, metric, per_track):
   return out
 
 
-def metric_figure(rows, methods, path, *, per_track=True):
+def _save(fig, path, dpi):
+  """Saves ``fig`` atomically (`mssjax.fileio`), in the format of ``path``'s suffix, and closes it."""
+  try:
+    with fileio.atomic_path(path) as temporary:
+      fig.savefig(temporary, format=pathlib.Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+  finally:
+    plt.close(fig)
+
+
+def metric_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], path: str | os.PathLike, *,
+                  per_track: bool = True) -> None:
   """Box plots (per-track medians) or violin plots (all frames) per metric, target and method.
 
   Args:
-    rows: `mssjax.metrics.store.load_scores` rows.
+    rows: `mssjax.metrics.store.load_scores` rows (``"frames"``: float ``[n_frames]``).
     methods: method names, one box per method.
     path: output png.
     per_track: True for box plots of per-track medians, False for framewise distributions.
@@ -60,8 +76,7 @@ def metric_figure(rows, methods, path, *, per_track=True):
       ax.grid(alpha=0.3)
   fig.suptitle("per-track medians" if per_track else "all 1 s frames", fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+  _save(fig, path, dpi=80)
 
 
 def _log_spectrogram(x):
@@ -70,13 +85,16 @@ def _log_spectrogram(x):
   return 20 * np.log10(np.maximum(spec, 1e-5))
 
 
-def spectrogram_figure(references, estimates, path, *, sample_rate=44100, title=""):
+def spectrogram_figure(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
+                       path: str | os.PathLike, *, sample_rate: int = 44100, title: str = "") -> None:
   """Ground truth (left) against estimate (right) for each target.
 
   Args:
     references: ``{target: [2, n]}``.
     estimates: ``{target: [2, n]}``.
     path: output png.
+    sample_rate: Hz, for the time and frequency axes.
+    title: the figure's title.
   """
   targets = [t for t in TARGETS if t in references and t in estimates]
   fig, axes = _grid(len(targets), 2, size=(4.2, 2.0))
@@ -92,5 +110,4 @@ def spectrogram_figure(references, estimates, path, *, sample_rate=44100, title=
       ax.tick_params(labelsize=6)
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=70)
-  plt.close(fig)
+  _save(fig, path, dpi=70)
