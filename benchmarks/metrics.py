@@ -7,8 +7,9 @@
 Tracks are built from the real MUSDB18 previews (../shared/data/musdb18-7/test)
 concatenated to the length wanted; the estimates are the references with 30 %
 of the other sources leaked in plus a little noise. Every time is measured in the
-same run, so the ratios hold on a loaded machine; mssjax's first call (the jit
-compilation) is reported apart. museval and mir_eval run exactly as their users
+same run, mssjax's in rounds interleaved with museval's (benchmarks/timing.py: the
+median, with the best run beside it), so the ratios hold on a loaded machine;
+mssjax's first call (the jit compilation) is reported apart. museval and mir_eval run exactly as their users
 call them: ``museval.evaluate(refs, ests)`` (v4, 1 s windows) and
 ``mir_eval.separation.bss_eval_images_framewise`` (v3: new filters in every
 window, so timed on a short excerpt and scaled per second). fast_bss_eval has
@@ -17,12 +18,15 @@ window of every channel), which is a different metric, for scale only.
 """
 
 import argparse
+import functools
 import pathlib
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from timing import format_ratio, format_time, time_call, time_calls  # pylint: disable=wrong-import-position
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MUSDB = REPO.parent / "shared" / "data" / "musdb18-7"
@@ -46,34 +50,27 @@ def real_track(seconds, seed=0):
   return np.transpose(refs, (0, 2, 1)).copy(), np.transpose(ests, (0, 2, 1)).astype(np.float32).copy()
 
 
-def timed(fn, *args, **kwargs):
-  start = time.perf_counter()
-  out = fn(*args, **kwargs)
-  return out, time.perf_counter() - start
-
-
 def speed(seconds_list, mir_eval_seconds=3):
   import museval  # pylint: disable=import-outside-toplevel
   from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
   for seconds in seconds_list:
     refs, ests = real_track(seconds)
-    _, first = timed(bss_eval_v4, refs, ests)
-    ours, t_ours = timed(bss_eval_v4, refs, ests)
-    _, t_lu = timed(bss_eval_v4, refs, ests, solver="lu")
-    lu, t_lu = timed(bss_eval_v4, refs, ests, solver="lu")
-    theirs, t_museval = timed(museval.evaluate, refs, ests)
-    _, t_ours2 = timed(bss_eval_v4, refs, ests)   # again after museval: load drifts on a shared machine
-    t_ours = min(t_ours, t_ours2)
+    # mssjax runs again after museval: load drifts on a shared machine.
+    timings = time_calls({"mssjax": lambda: bss_eval_v4(refs, ests),
+                          "lu": lambda: bss_eval_v4(refs, ests, solver="lu"),
+                          "museval": lambda: museval.evaluate(refs, ests)},
+                         rounds={"mssjax": 2, "lu": 1, "museval": 1}, warmup={"mssjax": 1, "lu": 1, "museval": 0})
+    ours, lu, theirs = timings["mssjax"], timings["lu"], timings["museval"]
     metrics = ("SDR", "ISR", "SIR", "SAR")
-    worst = max(np.nanmax(np.abs(ours[m] - theirs[i])) for i, m in enumerate(metrics))
-    worst_lu = max(np.nanmax(np.abs(lu[m] - theirs[i])) for i, m in enumerate(metrics))
-    print(f"{seconds:5.0f} s track: mssjax {t_ours:6.2f} s (first call with jit {first:6.2f} s), "
-          f"museval {t_museval:7.2f} s -> {t_museval / t_ours:5.1f}x faster; worst frame diff {worst:.2e} dB; "
-          f"solver='lu' (dense, museval's solver) {t_lu:6.2f} s -> {t_museval / t_lu:5.1f}x, "
-          f"worst {worst_lu:.2e} dB", flush=True)
+    worst = max(np.nanmax(np.abs(ours.result[m] - theirs.result[i])) for i, m in enumerate(metrics))
+    worst_lu = max(np.nanmax(np.abs(lu.result[m] - theirs.result[i])) for i, m in enumerate(metrics))
+    line = format_ratio(f"{seconds:5.0f} s track:", {"mssjax": ours, "museval": theirs}, with_min=True, width=0)
+    print(f"{line} (first call with jit {format_time(ours.first).strip()}); worst frame diff {worst:.2e} dB; "
+          f"solver='lu' (dense, museval's solver) {format_time(lu.median).strip()}, "
+          f"ratio {theirs.median / lu.median:5.1f}x, worst {worst_lu:.2e} dB", flush=True)
     _stages(refs, ests)
-    _fast_bss_eval(refs, ests, t_ours)
-    _mir_eval(refs, ests, mir_eval_seconds, seconds, t_ours)
+    _fast_bss_eval(refs, ests, ours.median)
+    _mir_eval(refs, ests, mir_eval_seconds, seconds, ours.median)
 
 
 def _stages(refs, ests):
@@ -86,24 +83,26 @@ def _stages(refs, ests):
   with jax.enable_x64(True):
     r, e = jax.device_put(refs), jax.device_put(ests)
     stages = {
-        "correlations": (jax.jit(lambda r, e: core._correlations(r, (r, e), 511)), (r, e)),
-        "filters levinson": (jax.jit(lambda r, e: core._projection_filters(r, e, 512, "levinson")), (r, e)),
-        "filters lu": (jax.jit(lambda r, e: core._projection_filters(r, e, 512, "lu", 0)), (r, e)),
+        "correlations": jax.jit(lambda r, e: core._correlations(r, (r, e), 511)),
+        "filters levinson": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "levinson")),
+        "filters lu": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "lu", 0)),
     }
-    times = {}
-    for name, (fn, args) in stages.items():
-      out, compile_and_run = timed(lambda: jax.block_until_ready(fn(*args)))  # noqa: B023
-      # The first warm call still pays for fresh memory; the best of two is the steady state.
-      times[name] = min(timed(lambda: jax.block_until_ready(fn(*args)))[1] for _ in range(2))  # noqa: B023
-      print(f"  stage {name:20s} {times[name]:6.2f} s warm ({compile_and_run:6.2f} s with compile)", flush=True)
-    filters = out
+    # The first warm call still pays for fresh memory; the median of three rounds leaves it out.
+    times = time_calls({name: functools.partial(fn, r, e) for name, fn in stages.items()}, rounds=3)
+    for name, t in times.items():
+      print(f"  stage {_stage_time(name, t)}", flush=True)
+    filters = times["filters lu"].result
     window_fn = jax.jit(lambda r, e, fa, fo: core._framewise_metrics(
         r, e, fa, fo, frame_len=RATE, hop=RATE, n_frames=n_frames, dtype=jnp.float32, frames_batch=16))
-    _, with_compile = timed(lambda: jax.block_until_ready(window_fn(r, e, *filters)))
-    warm = min(timed(lambda: jax.block_until_ready(window_fn(r, e, *filters)))[1] for _ in range(2))
-    print(f"  stage {'windows':20s} {warm:6.2f} s warm ({with_compile:6.2f} s with compile); solve alone: "
-          f"levinson ~{times['filters levinson'] - times['correlations']:5.2f} s, lu "
-          f"~{times['filters lu'] - times['correlations']:5.2f} s", flush=True)
+    windows = time_call(lambda: window_fn(r, e, *filters), rounds=3)
+    print(f"  stage {_stage_time('windows', windows)}; solve alone: "
+          f"levinson ~{times['filters levinson'].median - times['correlations'].median:5.2f} s, lu "
+          f"~{times['filters lu'].median - times['correlations'].median:5.2f} s", flush=True)
+
+
+def _stage_time(name, timing):
+  return (f"{name:20s} {format_time(timing.median)} warm (min {format_time(timing.min).strip()}, "
+          f"{format_time(timing.first).strip()} with compile)")
 
 
 def _fast_bss_eval(refs, ests, t_ours):
@@ -118,14 +117,15 @@ def _fast_bss_eval(refs, ests, t_ours):
     return np.transpose(x, (1, 3, 0, 2)).reshape(-1, x.shape[0], RATE).astype(np.float64)
   r, e = frames(refs), frames(ests)
   try:
-    _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False)
+    t = time_call(lambda: fast_bss_eval.bss_eval_sources(r, e, compute_permutation=False), rounds=1, warmup=0)
     how = "direct solve"
   except ValueError as err:  # numpy >= 2 changed np.linalg.solve's batched-vector rule
     print(f"  fast_bss_eval direct solve fails with numpy {np.__version__}: {str(err)[:80]}")
-    _, t = timed(fast_bss_eval.bss_eval_sources, r, e, compute_permutation=False, use_cg_iter=10)
+    t = time_call(lambda: fast_bss_eval.bss_eval_sources(r, e, compute_permutation=False, use_cg_iter=10),
+                  rounds=1, warmup=0)
     how = "conjugate gradient, 10 iterations"
-  print(f"  fast_bss_eval ({how}; framewise bss_eval_sources per channel, not v4 images) {t:6.2f} s "
-        f"-> mssjax v4 is {t / t_ours:5.2f}x its speed", flush=True)
+  print(f"  fast_bss_eval ({how}; framewise bss_eval_sources per channel, not v4 images) "
+        f"{format_time(t.median)} -> mssjax v4 is {t.median / t_ours:5.2f}x its speed", flush=True)
 
 
 def _mir_eval(refs, ests, excerpt_seconds, seconds, t_ours):
@@ -135,9 +135,10 @@ def _mir_eval(refs, ests, excerpt_seconds, seconds, t_ours):
     print("  mir_eval not installed")
     return
   n = excerpt_seconds * RATE
-  _, t = timed(mir_eval.separation.bss_eval_images_framewise, refs[:, :n], ests[:, :n], window=RATE, hop=RATE)
+  t = time_call(lambda: mir_eval.separation.bss_eval_images_framewise(refs[:, :n], ests[:, :n], window=RATE,
+                                                                        hop=RATE), rounds=1, warmup=0).median
   scaled = t / excerpt_seconds * seconds
-  print(f"  mir_eval bss_eval_images_framewise (v3) {t:6.2f} s for {excerpt_seconds} s "
+  print(f"  mir_eval bss_eval_images_framewise (v3) {format_time(t)} for {excerpt_seconds} s "
         f"-> ~{scaled:7.1f} s scaled to the track, ~{scaled / t_ours:5.0f}x slower than mssjax", flush=True)
 
 
