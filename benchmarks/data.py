@@ -11,20 +11,24 @@ of a random track whole (`mssjax.data.load_tracks`: soundfile for wav, PyAV for
 .stem.mp4) and slice one chunk, without remix (one track per chunk).
 
 Worker start-up (the first two batches of each worker) is excluded; the figures are chunks per second
-over ``--batches`` batches of ``--batch-size``.
+over one timed pass of ``--batches`` batches of ``--batch-size`` (benchmarks/timing.py, one round:
+a pipeline with workers delivers batches in bursts, so only a whole pass measures its throughput).
 
   python benchmarks/data.py [--songs 8 --seconds 30] [--previews] [--batches 12]
 """
 
 import argparse
 import pathlib
+import sys
 import tempfile
-import time
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from mssjax.data import generate, load_tracks, pipeline, tfds_musdb
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from timing import time_call  # pylint: disable=wrong-import-position
 
 PREVIEWS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "musdb18-7"
 
@@ -32,13 +36,13 @@ PREVIEWS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mu
 def plain_loop(tracks, *, n_chunks, length, seed=0):
   """Chunks/s of the no-pipeline reference: whole-track reads, one random chunk each."""
   rng = np.random.default_rng(seed)
-  start_time = time.perf_counter()
-  for _ in range(n_chunks):
-    stems = tracks[rng.integers(len(tracks))].targets()
-    start = rng.integers(0, max(stems.shape[-1] - length, 0) + 1)
-    chunk = stems[..., start:start + length]
-    _ = chunk.sum(0)
-  return n_chunks / (time.perf_counter() - start_time)
+  def one_pass():
+    for _ in range(n_chunks):
+      stems = tracks[rng.integers(len(tracks))].targets()
+      start = rng.integers(0, max(stems.shape[-1] - length, 0) + 1)
+      chunk = stems[..., start:start + length]
+      _ = chunk.sum(0)
+  return n_chunks / time_call(one_pass, rounds=1, warmup=0).median
 
 
 def loader_speed(config, *, source, workers, batches, seed=0):
@@ -50,10 +54,10 @@ def loader_speed(config, *, source, workers, batches, seed=0):
   iterator = iter(pipeline.make_train_loader(config, seed=seed, source=source))
   for _ in range(2 * max(workers, 1)):  # start-up: every worker process has started and delivered
     next(iterator)
-  start_time = time.perf_counter()
-  for _ in range(batches):
-    next(iterator)
-  speed = batches * config.batch_size / (time.perf_counter() - start_time)
+  def one_pass():
+    for _ in range(batches):
+      next(iterator)
+  speed = batches * config.batch_size / time_call(one_pass, rounds=1, warmup=0).median
   del iterator
   return speed
 
