@@ -12,15 +12,17 @@ Measures, on the default JAX backend (CPU here; a GPU where there is one):
   song in a fresh process (bounded by the chunking: the song and its four stems
   alone take about 1 GB).
 There is no reference implementation in JAX to compare with, so the numbers
-are absolute; compare them across machines on the same config.
+are absolute; compare them across machines on the same config. Steps/s come from
+the median step (each step awaited, benchmarks/timing.py); the other times are
+single calls.
 """
 
+import itertools
 import pathlib
 import resource
 import subprocess
 import sys
 import textwrap
-import time
 
 from absl import app, flags
 import jax
@@ -29,6 +31,9 @@ from ml_collections import config_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from timing import time_call  # pylint: disable=wrong-import-position
 
 from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
 from mssjax.models import separator as separator_lib  # pylint: disable=wrong-import-position
@@ -40,9 +45,9 @@ FLAGS = flags.FLAGS
 
 
 def _timed(fn):
-  start = time.perf_counter()
-  out = jax.block_until_ready(fn())
-  return out, time.perf_counter() - start
+  """``(result, seconds)`` of one call of ``fn``, compilation included."""
+  timing = time_call(fn, rounds=1, warmup=0)
+  return timing.result, timing.median
 
 
 def bench_training(config, n_steps):
@@ -54,12 +59,16 @@ def bench_training(config, n_steps):
   state, init_s = _timed(lambda: train_lib.replicate(train_lib.create_train_state(config, jax.random.key(0)), mesh))
   step = train_lib.parallel_train_step(mesh)
   sharded = [train_lib.shard_batch(b, mesh) for b in batches]
-  (state, _), compile_s = _timed(lambda: step(state, sharded[0], jax.random.key(0)))
-  start = time.perf_counter()
-  for i in range(n_steps):
+  calls = itertools.count()
+
+  def one_step():
+    nonlocal state
+    i = next(calls)
     state, metrics = step(state, sharded[i % 2], jax.random.key(i))
-  jax.block_until_ready(metrics)
-  elapsed = time.perf_counter() - start
+    return state, metrics
+
+  steps = time_call(one_step, rounds=n_steps, warmup=1)  # the warm-up step compiles
+  compile_s, elapsed = steps.first, n_steps * steps.median
   batch = config.data.batch_size
   n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
   print(f"parameters: {n_params:,}")
@@ -103,11 +112,10 @@ TEN_MINUTES = textwrap.dedent("""
 def bench_memory(config):
   """Prints the peak RSS of separating a 10-minute song in a fresh process."""
   script = TEN_MINUTES.format(repo=str(REPO), config=config.to_dict())
-  start = time.perf_counter()
-  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+  out, wall = _timed(lambda: subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                            check=True))
   peak = float(out.stdout.split("PEAK_MB")[1])
-  print(f"10-minute stereo song: peak memory {peak:.0f} MB, {time.perf_counter() - start:.0f} s wall "
-        f"(bound: 4096 MB)")
+  print(f"10-minute stereo song: peak memory {peak:.0f} MB, {wall:.0f} s wall (bound: 4096 MB)")
 
 
 def main(argv):
