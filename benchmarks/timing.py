@@ -20,7 +20,7 @@ is the faster.
 
     timings = time_calls({"mssjax": lambda: mssjax.hpss(S), "librosa": lambda: librosa.decompose.hpss(S)},
                          rounds=5)
-    print(format_ratio("HPSS", timings))   # HPSS   mssjax   0.120 s, librosa   0.910 s, ratio   7.58x
+    print(format_ratio("HPSS", timings))   # "HPSS   mssjax X s, librosa Y s, ratio Zx", Z = Y / X
 """
 
 from collections.abc import Callable, Mapping
