@@ -8,17 +8,25 @@ settings static, and differentiable.
 
 ``stft`` and ``istft`` reproduce ``librosa.stft`` / ``librosa.istft`` (librosa
 0.10+ defaults: zero padding when ``center=True``, periodic window padded to
-``n_fft``, window-sum-square normalisation in the inverse).
+``n_fft``, window-sum-square normalisation in the inverse). The window is
+centred by ``librosa.util.pad_center`` and the inverse's normaliser is
+``librosa.filters.window_sumsquare``; librosa loads those submodules on first
+use (lazy_loader), so ``import mssjax`` does not pay for them.
 """
+
+from __future__ import annotations
 
 import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import librosa
 import numpy as np
 import scipy.signal
+from jax.typing import ArrayLike
 
+from mssjax import errors
 from mssjax.errors import ParameterError
 
 __all__ = [
@@ -31,25 +39,16 @@ __all__ = [
     "band_mask",
     "fft_frequencies",
     "n_frames_for",
-    "check_positive_int",
 ]
 
-
-def check_positive_int(name, value):
-  """Raises `ParameterError` unless ``value`` is a positive integer."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ParameterError(f"{name}={value!r} must be a positive integer")
+check_positive_int = errors.check_positive_int
+"""Re-exported from `mssjax.errors` (``separate``, ``separators`` and ``data.generate`` import it from here)."""
 
 
 @functools.lru_cache(maxsize=64)
 def _window_cached(window, win_length, n_fft):
   win = scipy.signal.get_window(window, win_length, fftbins=True)
-  return _pad_center(np.asarray(win, dtype=np.float64), n_fft)
-
-
-def _pad_center(win, n_fft):
-  lpad = (n_fft - win.shape[-1]) // 2
-  return np.pad(win, (lpad, n_fft - win.shape[-1] - lpad))
+  return librosa.util.pad_center(np.asarray(win, dtype=np.float64), size=n_fft)
 
 
 def _get_window(window, win_length, n_fft):
@@ -67,7 +66,7 @@ def _get_window(window, win_length, n_fft):
   if win.ndim != 1 or win.shape[0] != win_length:
     raise ParameterError(
         f"window array of shape {win.shape} must be one-dimensional of length win_length={win_length}")
-  return _pad_center(win, n_fft)
+  return librosa.util.pad_center(win, size=n_fft)
 
 
 def _hashable_window(window, win_length):
@@ -89,8 +88,8 @@ def _check_stft_settings(n_fft, hop_length, win_length):
     check_positive_int("win_length", win_length)
 
 
-def n_frames_for(n_samples, *, n_fft=4096, hop_length=1024, center=True):
-  """Number of STFT frames `stft` gives for ``n_samples`` samples."""
+def n_frames_for(n_samples: int, *, n_fft: int = 4096, hop_length: int = 1024, center: bool = True) -> int:
+  """Number of STFT frames `stft` gives for ``n_samples`` samples (``n_frames`` of its output)."""
   padded = n_samples + 2 * (n_fft // 2) if center else n_samples
   return 1 + (padded - n_fft) // hop_length
 
@@ -98,8 +97,9 @@ def n_frames_for(n_samples, *, n_fft=4096, hop_length=1024, center=True):
 def _frame(x, win, hop_length):
   """Windowed frames ``[..., n] -> [..., n_frames, n_fft]``, built from blocks of ``hop_length``.
 
-  Slicing whole blocks and multiplying each by its part of the window (then one
-  stack) is several times faster on CPU than a gather or a concatenation.
+  Whole blocks are sliced and each is multiplied by its part of the window,
+  then one stack builds the frames: no gather of frame indices and no
+  concatenation (benchmarks/spectral.py times the transforms).
   """
   n_fft = win.shape[0]
   n = x.shape[-1]
@@ -138,8 +138,8 @@ def _overlap_add(frames, hop_length):
 # On CPU the transforms loop over blocks of frames of about this many bytes of
 # float32 frames: each step's buffers stay in cache and no whole-signal
 # intermediate is allocated (fresh multi-megabyte buffers cost a page fault per
-# 4 KiB, which was half of a whole-signal stft's time). Other platforms
-# transform the whole signal in one go.
+# 4 KiB; benchmarks/spectral.py times this path against the whole-signal one,
+# block_frames=0). Other platforms transform the whole signal in one go.
 _CPU_BLOCK_BYTES = 3 << 19
 
 
@@ -186,8 +186,9 @@ def _stft(x, *, n_fft, hop_length, win_length, window, center, block_frames):
       default=functools.partial(_stft_whole, win=win, hop_length=hop_length))
 
 
-def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", center=True,
-         block_frames=None):
+def stft(x: ArrayLike, *, n_fft: int = 4096, hop_length: int = 1024, win_length: int | None = None,
+         window: str | tuple | ArrayLike = "hann", center: bool = True,
+         block_frames: int | None = None) -> jax.Array:
   """Short-time Fourier transform, as `librosa.stft` (zero padding).
 
   Args:
@@ -228,20 +229,13 @@ def stft(x, *, n_fft=4096, hop_length=1024, win_length=None, window="hann", cent
                block_frames=block_frames)
 
 
-def _window_sumsquare(win, n_frames, hop_length):
-  """Sum of the squared window over ``n_frames`` hops (numpy, static)."""
-  n_fft = win.shape[0]
-  out = np.zeros(n_fft + hop_length * (n_frames - 1))
-  sq = win ** 2
-  for t in range(n_frames):
-    out[t * hop_length:t * hop_length + n_fft] += sq
-  return out
-
-
 @functools.lru_cache(maxsize=64)
 def _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, length):
+  """The synthesis window ``[n_fft]`` and the inverse window sum-square ``[length]`` (numpy, static)."""
   win = _get_window(window, win_length, n_fft)
-  wss = _window_sumsquare(win, n_frames, hop_length)[start:start + length]
+  wss = librosa.filters.window_sumsquare(window=win, n_frames=n_frames, hop_length=hop_length,
+                                         win_length=n_fft, n_fft=n_fft, dtype=np.float64)
+  wss = wss[start:start + length]
   if wss.shape[0] < length:
     wss = np.pad(wss, (0, length - wss.shape[0]))
   tiny = np.finfo(np.float32).tiny
@@ -305,8 +299,9 @@ def _istft(Z, *, n_fft, hop_length, win_length, window, center, length, block_fr
   return y * jnp.asarray(inv, dtype=real_dtype)
 
 
-def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", center=True, length=None,
-          block_frames=None):
+def istft(Z: ArrayLike, *, n_fft: int | None = None, hop_length: int = 1024, win_length: int | None = None,
+          window: str | tuple | ArrayLike = "hann", center: bool = True, length: int | None = None,
+          block_frames: int | None = None) -> jax.Array:
   """Inverse STFT by weighted overlap-add, as `librosa.istft`.
 
   Args:
@@ -318,7 +313,10 @@ def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", cen
     block_frames: as in `stft`.
 
   Returns:
-    float32 ``[..., n_samples]``.
+    float32 ``[..., n_samples]`` (``length`` samples if given).
+
+  Raises:
+    ParameterError: bad settings, or a bin count that does not match ``n_fft``.
   """
   Z = jnp.asarray(Z)
   if Z.ndim < 2:
@@ -341,11 +339,18 @@ def istft(Z, *, n_fft=None, hop_length=1024, win_length=None, window="hann", cen
                 center=center, length=length, block_frames=block_frames)
 
 
-def magphase(Z, *, power=1.0):
+def magphase(Z: ArrayLike, *, power: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """Splits a complex spectrogram into ``(magnitude ** power, phase)``, as librosa.
 
   ``phase`` is the unit-modulus complex ``exp(1j * angle(Z))`` (1 where
   ``Z == 0``), so ``Z == magnitude * phase``.
+
+  Args:
+    Z: complex spectrogram ``[..., n_bins, n_frames]`` (any shape).
+    power: exponent of the magnitude.
+
+  Returns:
+    ``(magnitude, phase)``, real and complex, each shaped as ``Z``.
   """
   mag = jnp.abs(Z)
   zero = mag == 0
@@ -353,11 +358,11 @@ def magphase(Z, *, power=1.0):
   return mag ** power, phase
 
 
-def softmask(X, X_ref, *, power=1.0, split_zeros=False):
+def softmask(X: ArrayLike, X_ref: ArrayLike, *, power: float = 1.0, split_zeros: bool = False) -> jax.Array:
   """Robust soft mask ``X**p / (X**p + X_ref**p)``, as `librosa.util.softmask`.
 
   Args:
-    X, X_ref: non-negative arrays of the same shape.
+    X, X_ref: non-negative arrays of the same shape (e.g. ``[..., n_bins, n_frames]``).
     power: exponent; ``jnp.inf`` gives the hard mask ``X > X_ref``.
     split_zeros: where both are zero, 0.5 if True else 0.
 
@@ -383,7 +388,7 @@ def softmask(X, X_ref, *, power=1.0, split_zeros=False):
   return jnp.where(bad, 0.5 if split_zeros else 0.0, mask).astype(dtype)
 
 
-def ratio_masks(magnitudes, *, power=2.0, axis=0):
+def ratio_masks(magnitudes: ArrayLike, *, power: float = 2.0, axis: int = 0) -> jax.Array:
   """Ratio masks over several sources that sum to one along ``axis``.
 
   ``mask_j = |S_j|**power / sum_k |S_k|**power``; where every source is
@@ -393,6 +398,9 @@ def ratio_masks(magnitudes, *, power=2.0, axis=0):
     magnitudes: non-negative ``[n_sources, ...]`` (or sources on ``axis``).
     power: 1 for the IRM1 (magnitude) ratio, 2 for Wiener-like (power) ratios.
     axis: the source axis.
+
+  Returns:
+    the masks, shaped as ``magnitudes``, summing to one along ``axis``.
   """
   if not power > 0:
     raise ParameterError(f"power={power} must be strictly positive")
@@ -407,8 +415,16 @@ def ratio_masks(magnitudes, *, power=2.0, axis=0):
   return jnp.where(scale > tiny, p / jnp.where(scale > tiny, total, 1.0), 1.0 / n)
 
 
-def binary_masks(magnitudes, *, axis=0):
-  """One-hot masks: 1 for the loudest source in each bin (ties: first), else 0."""
+def binary_masks(magnitudes: ArrayLike, *, axis: int = 0) -> jax.Array:
+  """One-hot masks: 1 for the loudest source in each bin (ties: first), else 0.
+
+  Args:
+    magnitudes: ``[n_sources, ...]`` (or sources on ``axis``).
+    axis: the source axis.
+
+  Returns:
+    float masks shaped as ``magnitudes``.
+  """
   m = jnp.asarray(magnitudes)
   winner = jnp.argmax(m, axis=axis)
   n = m.shape[axis]
@@ -416,26 +432,26 @@ def binary_masks(magnitudes, *, axis=0):
   return jnp.moveaxis(onehot, -1, axis)
 
 
-def fft_frequencies(*, sample_rate=44100, n_fft=4096):
+def fft_frequencies(*, sample_rate: float = 44100, n_fft: int = 4096) -> np.ndarray:
   """Centre frequency in Hz of each STFT bin, numpy ``[1 + n_fft // 2]`` (as librosa)."""
   check_positive_int("n_fft", n_fft)
-  if not sample_rate > 0:
-    raise ParameterError(f"sample_rate={sample_rate} must be positive")
+  errors.check_finite("sample_rate", sample_rate, minimum=0, strict=True)
   return np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
 
 
-def band_mask(*, sample_rate=44100, n_fft=4096, low_hz=None, high_hz=None):
+def band_mask(*, sample_rate: float = 44100, n_fft: int = 4096, low_hz: float | None = None,
+              high_hz: float | None = None) -> jax.Array:
   """A 0/1 float32 mask ``[n_bins, 1]`` that keeps bins with ``low_hz <= f < high_hz``.
 
   ``None`` leaves that side open. The trailing axis broadcasts over frames, so
   ``S * band_mask(...)`` filters a ``[..., n_bins, n_frames]`` spectrogram.
   """
   freqs = fft_frequencies(sample_rate=sample_rate, n_fft=n_fft)
+  for name, v in (("low_hz", low_hz), ("high_hz", high_hz)):
+    if v is not None:
+      errors.check_finite(name, v, minimum=0)
   if low_hz is not None and high_hz is not None and not low_hz < high_hz:
     raise ParameterError(f"low_hz={low_hz} must be below high_hz={high_hz}")
-  for name, v in (("low_hz", low_hz), ("high_hz", high_hz)):
-    if v is not None and not 0 <= v:
-      raise ParameterError(f"{name}={v} must be non-negative")
   keep = np.ones_like(freqs, dtype=bool)
   if low_hz is not None:
     keep &= freqs >= low_hz
