@@ -15,18 +15,18 @@ bsseval_sources_version=False)`` (the SiSEC 2018 "v4" images version):
 3. A window where any reference or any estimate is silent (its channel sum is
    zero at every sample) is NaN for every source.
 
-Where museval's time goes and what this module does instead: museval solves
-the same 4096 x 4096 system with a fresh LU per source, computes each
-correlation with a whole-track FFT and convolves every window in a Python
-loop. Here all correlations come from one blockwise FFT pass (cross-spectra
-summed over blocks, one inverse FFT at the end); the Gram matrix, a Gram matrix
-of delayed signals, is block Toeplitz (8 x 8 blocks over 512 lags for four
-stereo sources), so one block Levinson recursion solves it for every source in
-``O(L^2)`` block operations instead of a dense ``O(L^3)`` factorisation (0.08 s
-against LU's 0.65 s; LU and Cholesky remain as options); and the windows are
-processed in vectorised batches whose energies are read in the frequency
-domain (Parseval), so memory stays bounded by ``frames_batch`` windows whatever
-the track length.
+What museval does and what this module does instead: museval solves the same
+4096 x 4096 system with a fresh LU per source, computes each correlation with a
+whole-track FFT and convolves every window in a Python loop. Here all
+correlations come from one blockwise FFT pass (cross-spectra summed over
+blocks, one inverse FFT at the end); the Gram matrix, a Gram matrix of delayed
+signals, is block Toeplitz (8 x 8 blocks over 512 lags for four stereo
+sources), so one block Levinson recursion solves it for every source in
+``O(L^2)`` block operations instead of a dense ``O(L^3)`` factorisation (LU and
+Cholesky remain as options; benchmarks/metrics.py times the stages and the
+solvers against museval); and the windows are processed in vectorised batches
+whose energies are read in the frequency domain (Parseval), so memory stays
+bounded by ``frames_batch`` windows whatever the track length.
 
 Precision: the filter fit (correlations and solve) runs in float64 inside a
 ``jax.enable_x64(True)`` context, because the Gram matrix of band-limited music
@@ -41,22 +41,32 @@ References:
   Campaign", LVA/ICA 2018.
 """
 
+from __future__ import annotations
+
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.fft
+from jax.typing import ArrayLike
 
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_choice, check_positive_int
 
 METRICS = ("SDR", "ISR", "SIR", "SAR")
 """The four BSSEval image metrics, in the order of museval's outputs."""
+
+SOLVERS = ("levinson", "lu", "cholesky")
+"""The Gram-system solvers `bss_eval_v4` offers (``solver=``)."""
+
+FRAMEWISE_DTYPES = ("float32", "float64")
+"""The dtypes of the windowed part (``framewise_dtype=``)."""
 
 _CORRELATION_FFT = 8192
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def n_frames_bss(n_samples, *, window, hop):
+def n_frames_bss(n_samples: int, *, window: int, hop: int) -> int:
   """Number of evaluation windows museval uses (a trailing partial one is dropped).
 
   Args:
@@ -73,7 +83,7 @@ def n_frames_bss(n_samples, *, window, hop):
   return 1
 
 
-def pad_or_truncate(references, estimates):
+def pad_or_truncate(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """museval's ``pad_or_truncate``: fit the estimates to the references' length.
 
   Args:
@@ -97,8 +107,7 @@ def pad_or_truncate(references, estimates):
 def _validate(references, estimates, window, hop, filters_len):
   """Checks shapes, values and settings; raises ParameterError (museval raises ValueError too)."""
   for name, value in (("window", window), ("hop", hop), ("filters_len", filters_len)):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-      raise ParameterError(f"{name}={value!r} must be a positive integer")
+    check_positive_int(name, value)
   if references.shape != estimates.shape:
     raise ParameterError(
         f"references.shape={references.shape} and estimates.shape={estimates.shape} must match "
@@ -115,8 +124,8 @@ def _validate(references, estimates, window, hop, filters_len):
   for name, x in (("references", references), ("estimates", estimates)):
     if not np.all(np.isfinite(x)):
       raise ParameterError(f"{name} contain non-finite values (NaN or inf)")
-    # Channel sum by a loop over the (few) channels: numpy's sum over a short last
-    # axis was half a second per 4-minute track.
+    # Channel sum by a loop over the (few) channels: whole-array adds instead of
+    # numpy's slow reduction over a short, strided last axis.
     channel_sum = x[..., 0].copy()
     for c in range(1, n_channels):
       channel_sum += x[..., c]
@@ -128,8 +137,9 @@ def _validate(references, estimates, window, hop, filters_len):
           "NaN and the projection is undefined (museval raises ValueError here too)")
 
 
-def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=512,
-                framewise_dtype="float32", frames_batch=16, solver="levinson", refine_steps=None):
+def bss_eval_v4(references: ArrayLike, estimates: ArrayLike, *, window: int = 44100, hop: int = 44100,
+                filters_len: int = 512, framewise_dtype: str = "float32", frames_batch: int = 16,
+                solver: str = "levinson", refine_steps: int | None = None) -> dict[str, np.ndarray]:
   """BSSEval v4 image metrics, framewise, as ``museval.evaluate(..., mode="v4")``.
 
   Args:
@@ -145,11 +155,11 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
       the error being dominated by the ill-conditioned filter fit.
     frames_batch: windows processed at once (bounds the memory).
     solver: "levinson" (default: the block Levinson recursion on the block
-      Toeplitz Gram matrix, ~10x faster than a dense factorisation; on real
-      tracks its relative residual is ~2e-13 against LU's ~1e-13, and it is as
-      close to museval as LU), "lu" (museval's own solver, dense) or "cholesky"
-      (dense; half LU's flops, but XLA's CPU Cholesky and triangular solves were
-      not faster than its LU). The Gram matrices of music have condition numbers
+      Toeplitz Gram matrix, ``O(L^2)`` block operations instead of a dense
+      factorisation's ``O(L^3)``; on real tracks its relative residual is
+      ~2e-13 against LU's ~1e-13, and it is as close to museval as LU), "lu"
+      (museval's own solver, dense) or "cholesky" (dense; half LU's flops;
+      benchmarks/metrics.py times the solvers). The Gram matrices of music have condition numbers
       near 1e15, so every solver's answer carries rounding error: on the
       hardest previews museval's own SIR moves by up to 0.05 dB when its Gram
       matrix is perturbed by 1e-16 relative, and by 0.02 dB when its LU runs in
@@ -179,10 +189,8 @@ def bss_eval_v4(references, estimates, *, window=44100, hop=44100, filters_len=5
     refine_steps = 2 if solver == "cholesky" else 0
   if not isinstance(refine_steps, (int, np.integer)) or isinstance(refine_steps, bool) or refine_steps < 0:
     raise ParameterError(f"refine_steps={refine_steps!r} must be a non-negative integer")
-  if framewise_dtype not in ("float32", "float64"):
-    raise ParameterError(f"framewise_dtype={framewise_dtype!r} must be 'float32' or 'float64'")
-  if solver not in ("levinson", "lu", "cholesky"):
-    raise ParameterError(f"solver={solver!r} must be 'levinson', 'lu' or 'cholesky'")
+  check_choice("framewise_dtype", framewise_dtype, FRAMEWISE_DTYPES)
+  check_choice("solver", solver, SOLVERS)
   batched = references.ndim == 4
   if not batched:
     references, estimates = references[None], estimates[None]
@@ -349,15 +357,15 @@ def _block_levinson(blocks, y, phases=2):
   recursion (Wiggins and Robinson, 1965) grows forward and backward predictors
   ``f`` and ``b`` (``T_n f = [E_f, 0, ..., 0]``, ``T_n b = [0, ..., 0, E_b]``) and
   the solution one block at a time: ``O(N^2 m^3)`` operations instead of the
-  ``O(N^3 m^3)`` of a dense factorisation (0.08 s instead of 0.65 s for
+  ``O(N^3 m^3)`` of a dense factorisation (benchmarks/metrics.py times both on
   museval's 4096 x 4096 systems). Its accuracy on symmetric positive definite
   systems is that of Cholesky (weak stability; Cybenko 1980): on real tracks the
   relative residual is ~2e-13, LU's ~1e-13.
 
   The steps run in ``phases`` loops, each on arrays just long enough for the
   predictors at its last step (they have ``n`` nonzero blocks at step ``n``);
-  more phases do less arithmetic but compile longer (2 phases: 2.2 s to compile
-  the filter fit, 8 phases: 5.0 s, for the same run time within noise).
+  more phases do less arithmetic but compile longer, and the default of 2 keeps
+  the compile short (benchmarks/metrics.py reports the compile apart).
 
   Args:
     blocks: ``[2N - 1, m, m]``, ``blocks[k + N - 1] = R_k``.
@@ -496,7 +504,7 @@ def _solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
   used, as museval's fallback. The Gram matrix of band-limited audio has a condition
   number near 1e15, where the answer depends on the solver's rounding: plain Cholesky
   moved a noisy-estimate ISR by 0.012 dB against museval, LU by 0.006; refinement
-  brings Cholesky to LU's agreement at half LU's cost (the refinement steps are
+  brings Cholesky to LU's agreement at half LU's flops (the refinement steps are
   matrix-vector products).
 
   ``degenerate`` (a traced bool) also selects least squares: some reference's
@@ -531,22 +539,6 @@ def _solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
   return jax.lax.cond(singular, by_lstsq, by_factor, None)
 
 
-def _fast_len(n):
-  """Smallest 2^a 3^b 5^c >= n (a fast FFT length)."""
-  best = 1 << int(np.ceil(np.log2(n)))
-  p5 = 1
-  while p5 < best:
-    p35 = p5
-    while p35 < best:
-      m = p35
-      while m < n:
-        m *= 2
-      best = min(best, m)
-      p35 *= 3
-    p5 *= 5
-  return best
-
-
 def _safe_db(num, den):
   """museval's ``_safe_db``: 10 log10(num / den), +inf where den == 0."""
   return jnp.where(den == 0, jnp.inf, 10 * jnp.log10(num / jnp.where(den == 0, 1, den)))
@@ -565,7 +557,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   """
   n_src, _, n_ch = refs.shape
   filters_len = filters_own.shape[-2]
-  n_fft = _fast_len(frame_len + filters_len - 1)
+  n_fft = scipy.fft.next_fast_len(frame_len + filters_len - 1, real=True)  # smallest 2^a 3^b 5^c >= n
   n_bins = n_fft // 2 + 1
   # Filter spectra [j, (i, ci), d, K] and [j, ci, d, K]: reference channel -> output channel d.
   spec_all = jnp.fft.rfft(jnp.moveaxis(filters_all.astype(dtype), -2, -1), n=n_fft, axis=-1)
