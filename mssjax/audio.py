@@ -14,8 +14,9 @@ say), so an encoded clip decodes to its original length with no lag. The
 padding: for the MUSDB18 previews it returns 300032 samples where the files
 declare 299880 (6.8 s); the samples they share are identical.
 
-``save`` writes atomically (a temporary file in the same folder, then
-``os.replace``), so a crash never leaves a half-written file behind.
+``save`` writes atomically through `mssjax.fileio.atomic_path` (a temporary
+``.NAME.xxxx.partial`` file in the same folder, then one ``os.replace``), so a
+crash never leaves a half-written file behind.
 
 Every problem with a file raises `AudioError` naming the file and the problem:
 missing, empty, truncated or non-audio files, zero-length audio, non-finite
@@ -24,18 +25,21 @@ how long it is (wav / aiff chunk sizes, flac, mp4, mp3 with a Xing header); an
 ogg file or a header-less mp3 cut short reads as a shorter file.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import os
 import pathlib
-import tempfile
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import av
 import numpy as np
 import soundfile
+import soxr
 
-from mssjax.errors import AudioError, ParameterError
+from mssjax import fileio
+from mssjax.errors import AudioError, ParameterError, check_choice, check_positive_int
 
 __all__ = ["AudioInfo", "info", "read", "load", "load_stems", "save", "resample", "as_stereo", "check_finite"]
 
@@ -88,7 +92,7 @@ def _check_file(path):
   return path
 
 
-def info(path):
+def info(path: str | os.PathLike) -> AudioInfo:
   """Reads a file's sample rate, channels and length from its header.
 
   Args:
@@ -120,7 +124,8 @@ def info(path):
                      container.format.name)
 
 
-def load(path, *, sample_rate=44100, downmix=False, stream=0):
+def load(path: str | os.PathLike, *, sample_rate: int | None = 44100, downmix: bool = False,
+         stream: int = 0) -> np.ndarray:
   """Loads an audio file as float32 stereo.
 
   Args:
@@ -146,7 +151,8 @@ def load(path, *, sample_rate=44100, downmix=False, stream=0):
   return resample(audio, rate, sample_rate or rate)
 
 
-def load_stems(path, *, sample_rate=44100, streams=None):
+def load_stems(path: str | os.PathLike, *, sample_rate: int | None = 44100,
+               streams: Iterable[int] | None = None) -> np.ndarray:
   """Loads every audio stream of a multi-stream file (MUSDB18 ``.stem.mp4``) in one pass.
 
   Args:
@@ -173,7 +179,7 @@ def load_stems(path, *, sample_rate=44100, streams=None):
   return resample(stems, rate, sample_rate or rate)
 
 
-def read(path, *, streams=None):
+def read(path: str | os.PathLike, *, streams: Iterable[int] | None = None) -> tuple[list[np.ndarray], int]:
   """Decodes a file as it is: its own rate and channel count, no checks on the samples.
 
   The primitive under `load` and `load_stems`, for callers (the dataset
@@ -202,13 +208,16 @@ def read(path, *, streams=None):
   return decoded, rate
 
 
-def as_stereo(audio, *, path="audio", downmix=False):
+def as_stereo(audio: np.ndarray, *, path: str | os.PathLike = "audio", downmix: bool = False) -> np.ndarray:
   """``[channels, n]`` -> ``[2, n]``: mono is doubled, stereo kept, more is an error.
 
   Args:
     audio: ``[channels, n_samples]``.
     path: named in the error.
     downmix: average all channels to mono, then double it (any channel count).
+
+  Returns:
+    ``[2, n_samples]`` (``audio`` itself when it is already stereo).
 
   Raises:
     AudioError: more than two channels and no downmix.
@@ -225,8 +234,11 @@ def as_stereo(audio, *, path="audio", downmix=False):
                    "pass downmix=True to mix them down)")
 
 
-def check_finite(audio, *, path="audio"):
-  """Raises `AudioError` when ``audio`` is empty or holds NaN or Inf samples."""
+def check_finite(audio: np.ndarray, *, path: str | os.PathLike = "audio") -> None:
+  """Raises `AudioError` when ``audio`` ``[..., n_samples]`` is empty or holds NaN or Inf samples.
+
+  Every sample is checked (`mssjax.errors.check_finite` checks one setting).
+  """
   if audio.shape[-1] == 0:
     raise AudioError(f"{path}: holds no audio samples")
   finite = np.isfinite(audio)
@@ -234,12 +246,14 @@ def check_finite(audio, *, path="audio"):
     raise AudioError(f"{path}: {int(finite.size - finite.sum())} samples are NaN or Inf")
 
 
-def save(path, audio, *, sample_rate=44100, subtype="FLOAT"):
+def save(path: str | os.PathLike, audio: np.ndarray, *, sample_rate: int = 44100,
+         subtype: str = "FLOAT") -> None:
   """Writes audio to a wav / flac / ogg file atomically.
 
   The audio is checked first; nothing is written when it is unusable. It goes
-  to a temporary file in the target folder, then replaces ``path`` in one
-  ``os.replace``, so readers see the old file or the new one, never half.
+  to a temporary file in the target folder (`mssjax.fileio.atomic_path`), then
+  replaces ``path`` in one ``os.replace``, so readers see the old file or the
+  new one, never half. The finished file's mode follows the umask.
 
   Args:
     path: the file to write; the format comes from its extension (wav, flac,
@@ -255,37 +269,23 @@ def save(path, audio, *, sample_rate=44100, subtype="FLOAT"):
   """
   path = pathlib.Path(path)
   _check_rate(sample_rate, allow_none=False)
-  if subtype not in SUBTYPES:
-    raise ParameterError(f"subtype={subtype!r} must be one of {SUBTYPES}")
+  check_choice("subtype", subtype, SUBTYPES)
   data = _audio_to_write(path, audio, subtype)
   file_format = _write_format(path)
   if not soundfile.check_format(file_format, subtype):
     raise ParameterError(f"subtype={subtype!r} cannot be written to {file_format} files")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-  os.close(handle)
-  try:
+  with fileio.atomic_path(path) as temporary:
     soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
-    os.chmod(temporary, 0o666 & ~_umask())
-    os.replace(temporary, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(temporary)
-    raise
 
 
-def _umask():
-  """The process's umask (temporary files are created 0600; finished ones follow the umask)."""
-  mask = os.umask(0o022)
-  os.umask(mask)
-  return mask
+_umask = fileio._umask  # pylint: disable=protected-access
+"""The old name of `mssjax.fileio`'s umask reader, kept for data/prepare.py as committed (it calls ``audio._umask``)."""
 
 
-def resample(audio, orig_rate, target_rate):
-  """Resamples ``[..., n_samples]`` float audio from ``orig_rate`` to ``target_rate``.
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+  """Resamples ``[..., n_samples]`` float audio from ``orig_rate`` to ``target_rate`` (Hz).
 
-  Uses soxr (the "HQ" polyphase filter librosa uses by default) when it is
-  installed, otherwise ``scipy.signal.resample_poly``.
+  Uses soxr's "HQ" polyphase filter (librosa's default resampler).
 
   Returns:
     float32 ``[..., n_out]`` with ``n_out = ceil(n_samples * target_rate / orig_rate)``.
@@ -296,13 +296,7 @@ def resample(audio, orig_rate, target_rate):
   shape = audio.shape
   flat = audio.reshape(-1, shape[-1])
   n_out = math.ceil(shape[-1] * target_rate / orig_rate)
-  try:
-    import soxr  # pylint: disable=import-outside-toplevel
-    out = soxr.resample(flat.T, orig_rate, target_rate, quality="HQ").T
-  except ImportError:
-    import scipy.signal  # pylint: disable=import-outside-toplevel
-    common = math.gcd(int(orig_rate), int(target_rate))
-    out = scipy.signal.resample_poly(flat, target_rate // common, orig_rate // common, axis=-1)
+  out = soxr.resample(flat.T, orig_rate, target_rate, quality="HQ").T
   out = np.pad(out[:, :n_out], ((0, 0), (0, max(0, n_out - out.shape[1]))))  # soxr rounds, librosa ceils
   return np.ascontiguousarray(out, dtype=np.float32).reshape(*shape[:-1], n_out)
 
@@ -313,8 +307,7 @@ def resample(audio, orig_rate, target_rate):
 def _check_rate(sample_rate, allow_none=True):
   if sample_rate is None and allow_none:
     return
-  if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-    raise ParameterError(f"sample_rate={sample_rate!r} must be a positive integer")
+  check_positive_int("sample_rate", sample_rate)
 
 
 def _read_soundfile(path):
