@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import pathlib
 
 import jsonschema
 import numpy as np
@@ -88,3 +90,25 @@ def test_aggregate_skips_nan_frames_and_all_nan_tracks():
           {"method": "m", "track": "t2", "target": "vocals", "metric": "SDR", "frames": np.array([np.nan])},
           {"method": "m", "track": "t3", "target": "vocals", "metric": "SDR", "frames": np.array([6.0])}]
   assert store.aggregate(rows)[("m", "vocals")]["SDR"] == pytest.approx(4.0)
+
+
+def test_writes_are_atomic_and_follow_the_umask(tmp_path, monkeypatch):
+  path = store.save_track(tmp_path, "m", "test", "T", _scores(np.random.default_rng(1), 3), meta={"x": math.nan})
+  assert sorted(p.name for p in (tmp_path / "m" / "test").iterdir()) == ["T.json"]
+  assert math.isnan(json.loads(store.meta_path(tmp_path, "m", "test", "T").read_text())["x"])
+  mask = os.umask(0o022)
+  os.umask(mask)
+  assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+  before = path.read_bytes()
+
+  def crash(self, text, *args, **kwargs):
+    with open(self, "w") as handle:  # half a file, then the crash
+      handle.write(text[:10])
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(pathlib.Path, "write_text", crash)
+  with pytest.raises(KeyboardInterrupt):
+    store.write_json(path, {"targets": []})
+  assert path.read_bytes() == before
+  assert sorted(p.name for p in path.parent.iterdir()) == ["T.json"]
+  assert [r["track"] for r in store.load_scores(tmp_path, ["m"])][:1] == ["T"]

@@ -14,17 +14,24 @@ as NaN, as museval's ``TrackStore`` does.
 
 Aggregation is SiSEC 2018's: the median over a track's frames (NaN frames
 skipped), then the median over tracks.
+
+Every file is written atomically through `mssjax.fileio`; its temporary files
+are named ``.NAME.xxxx.partial``, so museval's and `load_scores`' ``*.json``
+globs never see half a file.
 """
+
+from __future__ import annotations
 
 import csv
 import json
 import math
 import os
 import pathlib
-import tempfile
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from mssjax import fileio
 from mssjax.metrics.bss_eval import METRICS
 
 MUSEVAL_VERSION = "0.4.1"
@@ -40,7 +47,8 @@ def _quantise(value):
   return round(value, 5)
 
 
-def track_json(scores, *, win=1.0, hop=1.0):
+def track_json(scores: Mapping[str, Mapping[str, Sequence[float]]], *, win: float = 1.0,
+               hop: float = 1.0) -> dict[str, Any]:
   """The museval JSON document of one track.
 
   Args:
@@ -61,31 +69,24 @@ def track_json(scores, *, win=1.0, hop=1.0):
   return {"targets": targets, "museval_version": MUSEVAL_VERSION}
 
 
-def write_json(path, document):
-  """Writes JSON atomically (temporary file, then rename); NaN written as ``NaN`` like museval."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(document, f, indent=2, allow_nan=True)
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+def write_json(path: str | os.PathLike, document: Any) -> pathlib.Path:
+  """`mssjax.fileio.write_json`: atomic, indented by 2, NaN written as ``NaN`` like museval."""
+  return fileio.write_json(path, document, indent=2)
 
 
-def track_path(workdir, method, subset, track):
+def track_path(workdir: str | os.PathLike, method: str, subset: str, track: str) -> pathlib.Path:
   """``DIR/<method>/<subset>/<track>.json``."""
   return pathlib.Path(workdir) / method / subset / f"{track}.json"
 
 
-def meta_path(workdir, method, subset, track):
+def meta_path(workdir: str | os.PathLike, method: str, subset: str, track: str) -> pathlib.Path:
   """``DIR/<method>/meta/<subset>/<track>.json`` (outside museval's ``test/**/*.json`` glob)."""
   return pathlib.Path(workdir) / method / "meta" / subset / f"{track}.json"
 
 
-def save_track(workdir, method, subset, track, scores, *, meta=None, win=1.0, hop=1.0):
+def save_track(workdir: str | os.PathLike, method: str, subset: str, track: str,
+               scores: Mapping[str, Mapping[str, Sequence[float]]], *, meta: Mapping[str, Any] | None = None,
+               win: float = 1.0, hop: float = 1.0) -> pathlib.Path:
   """Writes a track's museval JSON (and its meta) into the workdir; returns the JSON path."""
   if meta is not None:
     write_json(meta_path(workdir, method, subset, track), meta)
@@ -94,11 +95,11 @@ def save_track(workdir, method, subset, track, scores, *, meta=None, win=1.0, ho
   return path
 
 
-def load_scores(workdir, methods, subset="test"):
+def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str = "test") -> list[dict[str, Any]]:
   """Reads every track JSON of the given methods.
 
   Returns:
-    list of dicts ``{"method", "track", "target", "metric", "frames" (float array)}``.
+    list of dicts ``{"method", "track", "target", "metric", "frames" (float64 ``[n_frames]``)}``.
   """
   rows = []
   for method in methods:
@@ -113,7 +114,7 @@ def load_scores(workdir, methods, subset="test"):
   return rows
 
 
-def load_meta(workdir, method, subset="test"):
+def load_meta(workdir: str | os.PathLike, method: str, *, subset: str = "test") -> dict[str, dict[str, Any]]:
   """The meta documents of a method's tracks, ``{track: dict}``."""
   folder = pathlib.Path(workdir) / method / "meta" / subset
   out = {}
@@ -129,7 +130,7 @@ def _nanmedian(values):
   return float(np.median(values)) if values.size else math.nan
 
 
-def aggregate(rows):
+def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[Any, dict[str, float]]:
   """SiSEC aggregation: median over frames, then median over tracks.
 
   Args:
@@ -150,9 +151,9 @@ def aggregate(rows):
   return out
 
 
-def complexity(workdir, method, subset="test"):
+def complexity(workdir: str | os.PathLike, method: str, *, subset: str = "test") -> dict[str, float]:
   """Parameter count and separation time per second of audio (total time / total audio)."""
-  meta = load_meta(workdir, method, subset)
+  meta = load_meta(workdir, method, subset=subset)
   seconds = sum(m.get("audio_seconds", 0.0) for m in meta.values())
   spent = sum(m.get("separation_seconds", 0.0) for m in meta.values())
   params = max((m.get("n_parameters", 0) for m in meta.values()), default=0)
@@ -163,12 +164,12 @@ TABLE_COLUMNS = ("method", "target", "SDR", "SIR", "SAR", "ISR", "n_tracks", "n_
                  "seconds_per_second")
 
 
-def table_rows(workdir, methods, subset="test"):
+def table_rows(workdir: str | os.PathLike, methods: Sequence[str], subset: str = "test") -> list[dict[str, Any]]:
   """The aggregate table: one row per method and target, with complexity columns."""
   agg = aggregate(load_scores(workdir, methods, subset))
   rows = []
   for method in methods:
-    cost = complexity(workdir, method, subset)
+    cost = complexity(workdir, method, subset=subset)
     for (m, target), values in agg.items():
       if m == method:
         rows.append({"method": method, "target": target, **{k: values.get(k, math.nan) for k in METRICS},
@@ -182,19 +183,20 @@ def _fmt(value):
   return str(value)
 
 
-def write_tables(workdir, methods, subset="test"):
-  """Writes ``DIR/results.csv`` and ``DIR/results.md``; returns the rows."""
+def write_tables(workdir: str | os.PathLike, methods: Sequence[str], *,
+                 subset: str = "test") -> list[dict[str, Any]]:
+  """Writes ``DIR/results.csv`` and ``DIR/results.md`` (atomically); returns the rows."""
   rows = table_rows(workdir, methods, subset)
   workdir = pathlib.Path(workdir)
-  with open(workdir / "results.csv", "w", newline="") as f:
+  with fileio.atomic_path(workdir / "results.csv") as temporary, open(temporary, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  (workdir / "results.md").write_text(markdown_table(rows))
+  fileio.write_text(workdir / "results.md", markdown_table(rows))
   return rows
 
 
-def markdown_table(rows):
+def markdown_table(rows: Iterable[Mapping[str, Any]]) -> str:
   """A markdown table of aggregate rows (dB; time is seconds of separation per second of audio)."""
   header = ["method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio"]
   keys = TABLE_COLUMNS
