@@ -12,15 +12,18 @@ and each of those is computed once for all positions and reused by slicing.
 Only the middle output wire is kept; XLA prunes the rest.
 """
 
+from __future__ import annotations
+
 import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from mssjax import spectral
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_choice, check_finite, check_positive_int
 
 __all__ = ["median_filter", "hpss", "nn_median", "repet_sim", "nmf", "beta_divergence"]
 
@@ -53,6 +56,11 @@ def _pair(value, name):
       raise ParameterError(f"{name}={value!r} must be a scalar or a pair")
     return tuple(value)
   return value, value
+
+
+def _margins(margin, parts):
+  """The two margins of ``margin`` (a scalar or a pair) as floats, each checked to be >= 1."""
+  return tuple(check_finite(f"margin ({part})", m, minimum=1.0) for part, m in zip(parts, _pair(margin, "margin")))
 
 
 def _split_phase(S):
@@ -109,7 +117,7 @@ def _median_filter(x, *, size, axis):
   return _sorted_windows(padded, size, axis, {})[size // 2]
 
 
-def median_filter(x, *, size, axis=-1):
+def median_filter(x: ArrayLike, *, size: int, axis: int = -1) -> jax.Array:
   """One-dimensional running median along ``axis``, as `scipy.ndimage.median_filter`.
 
   The boundary is ``mode="reflect"`` (half-sample symmetric: ``d c b a | a b c d``),
@@ -118,7 +126,7 @@ def median_filter(x, *, size, axis=-1):
   output is the upper median (rank ``size // 2``), as in scipy.
 
   Args:
-    x: real array ``[...]``.
+    x: real array of any shape ``[...]`` (e.g. ``[..., n_bins, n_frames]``).
     size: window length in samples along ``axis``, at most ``x.shape[axis]``.
     axis: the axis to filter.
 
@@ -132,7 +140,7 @@ def median_filter(x, *, size, axis=-1):
     raise ParameterError("median_filter input must have at least one dimension")
   if not -x.ndim <= axis < x.ndim:
     raise ParameterError(f"axis={axis} is out of range for an array of {x.ndim} dimensions")
-  spectral.check_positive_int("size", size)
+  check_positive_int("size", size)
   axis = axis % x.ndim
   if size > x.shape[axis]:
     raise ParameterError(f"kernel size={size} is longer than the signal ({x.shape[axis]} along axis {axis})")
@@ -153,7 +161,8 @@ def _hpss_masks(S, *, win_harm, win_perc, power, margin_harm, margin_perc):
   return mask_harm, mask_perc
 
 
-def hpss(S, *, kernel_size=31, power=2.0, mask=False, margin=1.0):
+def hpss(S: ArrayLike, *, kernel_size: int | tuple[int, int] = 31, power: float = 2.0, mask: bool = False,
+         margin: float | tuple[float, float] = 1.0) -> tuple[jax.Array, jax.Array]:
   """Median-filtering harmonic-percussive source separation, as `librosa.decompose.hpss`.
 
   Harmonic sounds are smooth across time and percussive ones across
@@ -180,15 +189,13 @@ def hpss(S, *, kernel_size=31, power=2.0, mask=False, margin=1.0):
   """
   S = _check_spectrogram(S)
   win_harm, win_perc = _pair(kernel_size, "kernel_size")
-  margin_harm, margin_perc = (float(m) for m in _pair(margin, "margin"))
-  spectral.check_positive_int("kernel_size (harmonic)", win_harm)
-  spectral.check_positive_int("kernel_size (percussive)", win_perc)
+  margin_harm, margin_perc = _margins(margin, ("harmonic", "percussive"))
+  check_positive_int("kernel_size (harmonic)", win_harm)
+  check_positive_int("kernel_size (percussive)", win_perc)
   if win_harm > S.shape[-1]:
     raise ParameterError(f"harmonic kernel_size={win_harm} is longer than n_frames={S.shape[-1]}")
   if win_perc > S.shape[-2]:
     raise ParameterError(f"percussive kernel_size={win_perc} is longer than n_bins={S.shape[-2]}")
-  if margin_harm < 1 or margin_perc < 1:
-    raise ParameterError(f"margin={margin!r} must be >= 1.0 (a typical range is 1 to 10)")
   if not power > 0:
     raise ParameterError(f"power={power} must be strictly positive")
   mag, phase = _split_phase(S)
@@ -259,9 +266,8 @@ def _masked_median(wires, count):
   +inf), so the median always sits at one of the middle ranks of all ``k``
   wires: only those outputs of the sorting network are used, XLA prunes the
   rest, and the network fuses with the neighbour gathers into one pass over
-  a cache-sized block of rows (no stacked intermediates). In the hpss_repet
-  recipe (30 s stereo) this ran 1.4x faster than a stacked bitonic sort;
-  without the blocks, slower than it.
+  a cache-sized block of rows (no stacked intermediates; benchmarks/classical.py
+  times the hpss_repet recipe that uses it).
   """
   k = len(wires)
   n_low = (k - count) // 2
@@ -305,15 +311,15 @@ _SELECTIONS = ("peaks", "nearest")
 
 
 def _check_nn_settings(n_neighbors, width, threshold, selection):
-  spectral.check_positive_int("n_neighbors", n_neighbors)
-  spectral.check_positive_int("width", width)
-  if selection not in _SELECTIONS:
-    raise ParameterError(f"selection={selection!r} must be one of {_SELECTIONS}")
+  check_positive_int("n_neighbors", n_neighbors)
+  check_positive_int("width", width)
+  check_choice("selection", selection, _SELECTIONS)
   if not -1.0 <= threshold < 1.0:
     raise ParameterError(f"threshold={threshold} must be a cosine similarity in [-1, 1)")
 
 
-def nn_median(S, *, n_neighbors, width, threshold=-1.0, selection="nearest"):
+def nn_median(S: ArrayLike, *, n_neighbors: int, width: int, threshold: float = -1.0,
+              selection: str = "nearest") -> jax.Array:
   """Each frame replaced by the median of its most similar frames (cosine similarity).
 
   With ``selection="nearest"`` and the default threshold this is
@@ -352,8 +358,9 @@ def _seconds_to_frames(seconds, sample_rate, hop_length):
   return max(1, int(math.floor(seconds * sample_rate / hop_length)))
 
 
-def repet_sim(S, *, sample_rate=44100, hop_length=1024, n_neighbors=100, min_distance=1.0, threshold=0.0,
-              selection="peaks", power=1.0, margin=1.0, mask=False):
+def repet_sim(S: ArrayLike, *, sample_rate: float = 44100, hop_length: int = 1024, n_neighbors: int = 100,
+              min_distance: float = 1.0, threshold: float = 0.0, selection: str = "peaks", power: float = 1.0,
+              margin: float | tuple[float, float] = 1.0, mask: bool = False) -> tuple[jax.Array, jax.Array]:
   """REPET-SIM: separate the repeating background from the non-repeating foreground.
 
   After Rafii & Pardo (2012), "Music/voice separation using the similarity
@@ -386,14 +393,10 @@ def repet_sim(S, *, sample_rate=44100, hop_length=1024, n_neighbors=100, min_dis
     ``S``) or masks, each shaped as ``S``.
   """
   S = _check_spectrogram(S)
-  if not sample_rate > 0:
-    raise ParameterError(f"sample_rate={sample_rate} must be positive")
-  spectral.check_positive_int("hop_length", hop_length)
-  if not min_distance > 0:
-    raise ParameterError(f"min_distance={min_distance} must be a positive number of seconds")
-  margin_bg, margin_fg = (float(m) for m in _pair(margin, "margin"))
-  if margin_bg < 1 or margin_fg < 1:
-    raise ParameterError(f"margin={margin!r} must be >= 1.0")
+  check_finite("sample_rate", sample_rate, minimum=0, strict=True)
+  check_positive_int("hop_length", hop_length)
+  check_finite("min_distance", min_distance, minimum=0, strict=True)
+  margin_bg, margin_fg = _margins(margin, ("background", "foreground"))
   if not power > 0:
     raise ParameterError(f"power={power} must be strictly positive")
   mag, phase = _split_phase(S)
@@ -500,7 +503,9 @@ def _check_factor(F, name, shape, dtype):
   return F
 
 
-def nmf(V, *, n_components, beta=2.0, n_iter=200, W=None, H=None, update_W=True, update_H=True, key=None):
+def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200, W: ArrayLike | None = None,
+        H: ArrayLike | None = None, update_W: bool = True, update_H: bool = True,
+        key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Non-negative matrix factorisation ``V ~ W @ H`` by multiplicative updates.
 
   The beta-divergence updates of Lee & Seung (2001) and Fevotte & Idier (2011)
@@ -530,11 +535,10 @@ def nmf(V, *, n_components, beta=2.0, n_iter=200, W=None, H=None, update_W=True,
     raise ParameterError(f"V must be real and non-negative, got dtype {V.dtype}")
   if _is_concrete(V) and bool(jnp.any(V < 0)):
     raise ParameterError("V must be non-negative")
-  spectral.check_positive_int("n_components", n_components)
+  check_positive_int("n_components", n_components)
   if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
     raise ParameterError(f"n_iter={n_iter!r} must be a non-negative integer")
-  if not np.isfinite(beta):
-    raise ParameterError(f"beta={beta} must be finite")
+  check_finite("beta", beta)
   if beta <= 0 and _is_concrete(V) and bool(jnp.any(V == 0)):
     raise ParameterError(f"beta={beta} <= 0 needs a strictly positive V")
   if (W is None or H is None) and key is None:
@@ -547,10 +551,16 @@ def nmf(V, *, n_components, beta=2.0, n_iter=200, W=None, H=None, update_W=True,
   return _nmf(V, W, H, beta=float(beta), n_iter=int(n_iter), update_W=bool(update_W), update_H=bool(update_H))
 
 
-def beta_divergence(V, W, H, *, beta=2.0):
+def beta_divergence(V: ArrayLike, W: ArrayLike, H: ArrayLike, *, beta: float = 2.0) -> jax.Array:
   """``D_beta(V | W @ H)`` summed over the last two axes, as scikit-learn's ``_beta_divergence``.
 
   Entries with ``V <= eps`` are left out of the non-Euclidean divergences.
+
+  Args:
+    V: non-negative ``[..., n_bins, n_frames]``.
+    W: bases ``[..., n_bins, r]``.
+    H: activations ``[..., r, n_frames]``.
+    beta: the divergence (2: Euclidean, 1: Kullback-Leibler, 0: Itakura-Saito).
 
   Returns:
     ``[...]``, one value per problem.

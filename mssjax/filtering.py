@@ -12,13 +12,16 @@ Layout follows `mssjax.spectral`: mixture STFTs ``[..., channels, n_bins,
 n_frames]``, sources stacked on a leading axis.
 """
 
+from __future__ import annotations
+
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_finite
 
 __all__ = ["wiener", "expectation_maximization"]
 
@@ -82,7 +85,8 @@ def _check_iterations(iterations):
     raise ParameterError(f"iterations={iterations!r} must be a non-negative integer")
 
 
-def expectation_maximization(Y, X, *, iterations=1, eps=None, scale_factor=10.0):
+def expectation_maximization(Y: ArrayLike, X: ArrayLike, *, iterations: int = 1, eps: float | None = None,
+                             scale_factor: float = 10.0) -> jax.Array:
   """Refines complex source estimates by multichannel Wiener EM (norbert's ``expectation_maximization``).
 
   With the true source STFTs as ``Y`` and one iteration this is the SiSEC
@@ -97,16 +101,19 @@ def expectation_maximization(Y, X, *, iterations=1, eps=None, scale_factor=10.0)
 
   Returns:
     complex ``[n_sources, ..., channels, n_bins, n_frames]``.
+
+  Raises:
+    ParameterError: shapes that do not fit, a non-finite mixture, a negative
+      ``iterations`` or a non-positive ``scale_factor``.
   """
   X = _check_mixture(X)
   Y = jnp.asarray(Y).astype(X.dtype)
   if Y.shape[1:] != X.shape:
     raise ParameterError(f"estimates of shape {Y.shape} must be [n_sources, *{X.shape}]")
   _check_iterations(iterations)
-  if not scale_factor > 0:
-    raise ParameterError(f"scale_factor={scale_factor} must be positive")
+  scale_factor = check_finite("scale_factor", scale_factor, minimum=0, strict=True)
   eps = float(np.finfo(np.float32).eps if eps is None else eps)
-  return _expectation_maximization(Y, X, iterations=int(iterations), eps=eps, scale_factor=float(scale_factor))
+  return _expectation_maximization(Y, X, iterations=int(iterations), eps=eps, scale_factor=scale_factor)
 
 
 @functools.partial(jax.jit, static_argnames=("iterations", "softmask", "eps", "scale_factor"))
@@ -122,7 +129,8 @@ def _wiener(V, X, *, iterations, softmask, eps, scale_factor):
   return _expectation_maximization(Y, X, iterations=iterations, eps=eps, scale_factor=scale_factor)
 
 
-def wiener(V, X, *, iterations=1, softmask=True, eps=None, scale_factor=10.0):
+def wiener(V: ArrayLike, X: ArrayLike, *, iterations: int = 1, softmask: bool = True, eps: float | None = None,
+           scale_factor: float = 10.0) -> jax.Array:
   """Multichannel Wiener filter of a mixture from source spectrograms, as `norbert.wiener`.
 
   Args:
@@ -138,6 +146,10 @@ def wiener(V, X, *, iterations=1, softmask=True, eps=None, scale_factor=10.0):
 
   Returns:
     complex source estimates ``[n_sources, ..., channels, n_bins, n_frames]``.
+
+  Raises:
+    ParameterError: shapes that do not broadcast, negative or non-finite ``V``,
+      a non-finite mixture, a negative ``iterations`` or a non-positive ``scale_factor``.
   """
   X = _check_mixture(X)
   V = jnp.asarray(V)
@@ -150,8 +162,6 @@ def wiener(V, X, *, iterations=1, softmask=True, eps=None, scale_factor=10.0):
   if not isinstance(V, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(V) & (V >= 0))):
     raise ParameterError("V must be finite and non-negative")
   _check_iterations(iterations)
-  if not scale_factor > 0:
-    raise ParameterError(f"scale_factor={scale_factor} must be positive")
+  scale_factor = check_finite("scale_factor", scale_factor, minimum=0, strict=True)
   eps = float(np.finfo(np.float32).eps if eps is None else eps)
-  return _wiener(V, X, iterations=int(iterations), softmask=bool(softmask), eps=eps,
-                 scale_factor=float(scale_factor))
+  return _wiener(V, X, iterations=int(iterations), softmask=bool(softmask), eps=eps, scale_factor=scale_factor)
