@@ -278,10 +278,6 @@ def save(path: str | os.PathLike, audio: np.ndarray, *, sample_rate: int = 44100
     soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
 
 
-_umask = fileio._umask  # pylint: disable=protected-access
-"""The old name of `mssjax.fileio`'s umask reader, kept for data/prepare.py as committed (it calls ``audio._umask``)."""
-
-
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
   """Resamples ``[..., n_samples]`` float audio from ``orig_rate`` to ``target_rate`` (Hz).
 
