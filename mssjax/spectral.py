@@ -9,9 +9,10 @@ settings static, and differentiable.
 ``stft`` and ``istft`` reproduce ``librosa.stft`` / ``librosa.istft`` (librosa
 0.10+ defaults: zero padding when ``center=True``, periodic window padded to
 ``n_fft``, window-sum-square normalisation in the inverse). The window is
-centred by ``librosa.util.pad_center`` and the inverse's normaliser is
-``librosa.filters.window_sumsquare``; librosa loads those submodules on first
-use (lazy_loader), so ``import mssjax`` does not pay for them.
+centred and the inverse's normaliser computed as ``librosa.util.pad_center``
+and ``librosa.filters.window_sumsquare`` do, bit for bit (tests/test_spectral.py
+checks it), by two small numpy functions here: librosa's load numba on first
+use, which cost every process about 0.8 s before its first STFT.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import librosa
 import numpy as np
 import scipy.signal
 from jax.typing import ArrayLike
@@ -48,7 +48,7 @@ check_positive_int = errors.check_positive_int
 @functools.lru_cache(maxsize=64)
 def _window_cached(window, win_length, n_fft):
   win = scipy.signal.get_window(window, win_length, fftbins=True)
-  return librosa.util.pad_center(np.asarray(win, dtype=np.float64), size=n_fft)
+  return pad_center(np.asarray(win, dtype=np.float64), size=n_fft)
 
 
 def _get_window(window, win_length, n_fft):
@@ -66,7 +66,7 @@ def _get_window(window, win_length, n_fft):
   if win.ndim != 1 or win.shape[0] != win_length:
     raise ParameterError(
         f"window array of shape {win.shape} must be one-dimensional of length win_length={win_length}")
-  return librosa.util.pad_center(win, size=n_fft)
+  return pad_center(win, size=n_fft)
 
 
 def _hashable_window(window, win_length):
@@ -229,12 +229,36 @@ def stft(x: ArrayLike, *, n_fft: int = 4096, hop_length: int = 1024, win_length:
                block_frames=block_frames)
 
 
+def pad_center(data: np.ndarray, *, size: int) -> np.ndarray:
+  """``data [n]`` zero-padded on both sides to ``[size]``, as `librosa.util.pad_center`."""
+  lpad = (size - data.shape[-1]) // 2
+  return np.pad(data, (lpad, size - data.shape[-1] - lpad))
+
+
+def window_sumsquare(window: np.ndarray, *, n_frames: int, hop_length: int) -> np.ndarray:
+  """Sum of the squared ``window [n_fft]`` over ``n_frames`` hops, float64 ``[n_fft + hop (n_frames - 1)]``.
+
+  As `librosa.filters.window_sumsquare` with an array window of length
+  ``n_fft`` (the same sums in the same order, so the same bits), in
+  ``ceil(n_fft / hop)`` vectorised additions instead of one per frame.
+  """
+  n_fft = window.shape[0]
+  squared = np.asarray(window, np.float64) ** 2
+  n_segments = -(-n_fft // hop_length)
+  padded = np.zeros(n_segments * hop_length)
+  padded[:n_fft] = squared
+  out = np.zeros(hop_length * (n_frames + n_segments))
+  for k in reversed(range(n_segments)):  # frames in increasing order at every sample, as librosa adds them
+    out[k * hop_length:(k + n_frames) * hop_length] += np.tile(padded[k * hop_length:(k + 1) * hop_length],
+                                                               n_frames)
+  return out[:n_fft + hop_length * (n_frames - 1)]
+
+
 @functools.lru_cache(maxsize=64)
 def _istft_normaliser(window, win_length, n_fft, hop_length, n_frames, start, length):
   """The synthesis window ``[n_fft]`` and the inverse window sum-square ``[length]`` (numpy, static)."""
   win = _get_window(window, win_length, n_fft)
-  wss = librosa.filters.window_sumsquare(window=win, n_frames=n_frames, hop_length=hop_length,
-                                         win_length=n_fft, n_fft=n_fft, dtype=np.float64)
+  wss = window_sumsquare(win, n_frames=n_frames, hop_length=hop_length)
   wss = wss[start:start + length]
   if wss.shape[0] < length:
     wss = np.pad(wss, (0, length - wss.shape[0]))

@@ -251,3 +251,18 @@ def test_band_mask():
   np.testing.assert_array_equal(band[:, 0], ((freqs >= 200) & (freqs < 4000)).astype(np.float32))
   with pytest.raises(ParameterError, match="below"):
     spectral.band_mask(low_hz=300.0, high_hz=200.0)
+
+
+@pytest.mark.parametrize("window", ["hann", "hamming", ("kaiser", 8.0), "boxcar"])
+@pytest.mark.parametrize("n_fft,hop,n_frames", [(16, 1, 40), (512, 128, 1), (1024, 300, 17), (2048, 2048, 3),
+                                                (4096, 1024, 300), (333, 1500, 5)])
+def test_window_helpers_equal_librosa_bit_for_bit(window, n_fft, hop, n_frames):
+  import librosa  # pylint: disable=import-outside-toplevel
+  import scipy.signal  # pylint: disable=import-outside-toplevel
+  win = scipy.signal.get_window(window, n_fft // 2 + 1, fftbins=True)
+  padded = spectral.pad_center(win, size=n_fft)
+  np.testing.assert_array_equal(padded, librosa.util.pad_center(win, size=n_fft))
+  ours = spectral.window_sumsquare(padded, n_frames=n_frames, hop_length=hop)
+  theirs = librosa.filters.window_sumsquare(window=padded, n_frames=n_frames, hop_length=hop, win_length=n_fft,
+                                            n_fft=n_fft, dtype=np.float64)
+  np.testing.assert_array_equal(ours, theirs)
