@@ -32,6 +32,13 @@ def check_positive_int(name: str, value: Any) -> int:
   return int(value)
 
 
+def check_non_negative_int(name: str, value: Any) -> int:
+  """Returns ``value`` as an int; raises `ParameterError` unless it is an integer >= 0."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    raise ParameterError(f"{name}={value!r} must be a non-negative integer")
+  return int(value)
+
+
 def check_finite(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> float:
   """Returns ``value`` as a float; raises `ParameterError` unless it is a finite number in range.
 
@@ -55,3 +62,11 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
   if value not in choices:
     raise ParameterError(f"{name}={value!r} is not known; valid choices: {choices}")
   return value
+
+
+class CheckpointError(ValueError):
+  """A checkpoint, workdir or weights file is missing, corrupt or does not fit the model."""
+
+
+USER_ERRORS = (AudioError, CheckpointError, DataError, ParameterError)
+"""The errors a command line reports as one ``error: ...`` line (a traceback only with ``--debug``)."""
