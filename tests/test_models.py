@@ -17,7 +17,8 @@ from mssjax.models.unet import UNet, count_parameters, depth_to_space
 
 @functools.lru_cache(maxsize=None)
 def _cached_model(items):
-  settings = dict(n_bins=20, features=(4, 8), kernel_size=(3, 3), lstm_hidden=8)
+  settings = dict(n_bins=20, audio_channels=2, n_targets=4, features=(4, 8), kernel_size=(3, 3),
+                  up_kernel_size=(3, 3), lstm_hidden=8, mask_activation="softmax")
   settings.update(dict(items))
   return UNet(**settings, rngs=nnx.Rngs(0))
 
@@ -115,7 +116,8 @@ def test_depth_to_space_places_each_feature_group_in_a_2x2_block():
     (dict(mask_activation="tanh"), "mask_activation"),
 ])
 def test_bad_sizes(kwargs, message):
-  settings = dict(n_bins=20, features=(4,), lstm_hidden=4)
+  settings = dict(n_bins=20, audio_channels=2, n_targets=4, features=(4,), kernel_size=(3, 3),
+                  up_kernel_size=(3, 3), lstm_hidden=4, mask_activation="softmax")
   settings.update(kwargs)
   with pytest.raises(ParameterError, match=message):
     UNet(**settings, rngs=nnx.Rngs(0))
@@ -129,11 +131,13 @@ def test_wrong_input_shape():
 
 
 def test_registry_by_name():
-  config = ml_collections.ConfigDict(dict(name="unet", features=(4,), lstm_hidden=4))
+  config = ml_collections.ConfigDict(dict(name="unet", audio_channels=2, n_targets=4, features=(4,),
+                                          kernel_size=(3, 3), up_kernel_size=(3, 3), lstm_hidden=4,
+                                          mask_activation="softmax"))
   assert isinstance(models.get_model(config, n_bins=8), UNet)
   assert "unet" in models.names()
   config.name = "transformer"
-  with pytest.raises(ParameterError, match=r"valid names: \['unet'\]"):
+  with pytest.raises(ParameterError, match=r"valid choices: \['unet'\]"):
     models.get_model(config, n_bins=8)
 
 
@@ -158,9 +162,9 @@ def test_estimates_are_masked_mixture_stft():
 def test_model_bins_from_bandwidth():
   config = ml_collections.ConfigDict(dict(stft=dict(n_fft=1024, hop_length=256), sample_rate=44100,
                                           model=dict(bandwidth_hz=11025.0)))
-  assert separator_lib.model_bins(config) == 256  # bins 0..255 lie below 11025 Hz
+  assert models.model_bins(config) == 256  # bins 0..255 lie below 11025 Hz
   config.model.bandwidth_hz = None
-  assert separator_lib.model_bins(config) == 513
+  assert models.model_bins(config) == 513
 
 
 def test_wiener_refinement_keeps_the_mixture():

@@ -1,8 +1,11 @@
 """The trained U-Net as a separator: masks on the mixture STFT, optional Wiener refinement.
 
-``unet_separator(config)`` loads a training workdir (``config.checkpoint``) and
-returns a `UNetSeparator` with the calling convention of `mssjax.separators`:
-``separator(mixture [..., 2, n]) -> {target: [..., 2, n]}``.
+``unet_separator(config)`` loads a network, from a training workdir
+(``config.checkpoint``, through `mssjax.checkpoints`) or from a single weights
+file (``config.weights``, `mssjax.weights`), and returns a `UNetSeparator`
+with the calling convention of `mssjax.separators`:
+``separator(mixture [..., 2, n]) -> {target: [..., 2, n]}``. Nothing here
+imports the training loop.
 
 The estimate of target ``j`` is ``M_j * X``: the network's mask times the
 mixture's complex STFT, so each estimate keeps the mixture's phase (Stöter et
@@ -12,37 +15,56 @@ al. 2019, Open-Unmix). With ``wiener_iterations > 0`` the magnitudes
 and inter-channel structure by EM.
 """
 
+from __future__ import annotations
+
 import functools
-import json
+import os
 import pathlib
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from ml_collections import config_dict
 
-from mssjax import TARGETS, spectral
-from mssjax.errors import ParameterError
+from mssjax import TARGETS, filtering, models, separate, spectral, weights
+from mssjax import config as config_lib
+from mssjax.errors import CheckpointError, ParameterError
 
-
-def stft_settings(config):
-  """``(n_fft, hop_length)`` of a training config."""
-  return int(config.stft.n_fft), int(config.stft.hop_length)
-
-
-def model_bins(config):
-  """Number of STFT bins the network models: those below ``config.model.bandwidth_hz`` (all if None)."""
-  n_fft, _ = stft_settings(config)
-  n_bins = 1 + n_fft // 2
-  bandwidth = config.model.get("bandwidth_hz", None)
-  if bandwidth is None:
-    return n_bins
-  freqs = spectral.fft_frequencies(sample_rate=config.get("sample_rate", 44100), n_fft=n_fft)
-  return max(int(np.sum(freqs < bandwidth)), 1)
+PRETRAINED_DIR = pathlib.Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED = PRETRAINED_DIR / "unet.safetensors"
+"""The weights file installed with the package (the default network)."""
 
 
-def estimate_spectrograms(model, mixture_stft, *, wiener_iterations=0):
+def unet_config() -> ml_collections.ConfigDict:
+  """The ``unet`` separator's config (what ``separators.default_config("unet")`` returns).
+
+  Fields:
+    method: ``"unet"``.
+    checkpoint: a training workdir to load (its best checkpoint, see ``which``);
+      empty: the weights file below.
+    which: ``"best"`` (falls back to the latest where no validation ran) or ``"latest"``.
+    weights: a weights file (`mssjax.weights`); empty: the pretrained network
+      installed with the package.
+    chunk_seconds, overlap_seconds, wiener_iterations: separation settings;
+      None (the default) takes the model's own, from its experiment config's
+      ``separate`` section: the one place these defaults live.
+  """
+  config = ml_collections.ConfigDict()
+  config.method = "unet"
+  config.checkpoint = ""
+  config.which = "best"
+  config.weights = ""
+  config.chunk_seconds = config_dict.placeholder(float)
+  config.overlap_seconds = config_dict.placeholder(float)
+  config.wiener_iterations = config_dict.placeholder(int)
+  return config
+
+
+def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0
+                          ) -> jax.Array:
   """Complex target spectrograms from a mixture STFT.
 
   Args:
@@ -58,13 +80,13 @@ def estimate_spectrograms(model, mixture_stft, *, wiener_iterations=0):
   masks = model(jnp.abs(mixture_stft))
   if not wiener_iterations:
     return masks * mixture_stft[:, None]
-  from mssjax import filtering  # pylint: disable=import-outside-toplevel
   magnitudes = jnp.moveaxis(masks * jnp.abs(mixture_stft)[:, None], 1, 0)  # [targets, batch, ...]
   estimates = filtering.wiener(magnitudes, mixture_stft, iterations=wiener_iterations)
   return jnp.moveaxis(estimates, 0, 1)
 
 
-def separate_waveforms(model, mixture, *, n_fft, hop_length, wiener_iterations=0):
+def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
+                       wiener_iterations: int = 0) -> jax.Array:
   """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``."""
   mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
   estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
@@ -72,7 +94,8 @@ def separate_waveforms(model, mixture, *, n_fft, hop_length, wiener_iterations=0
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations"))
-def separate_with_params(graphdef, params, mixture, *, n_fft, hop_length, wiener_iterations=0):
+def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Array, *, n_fft: int,
+                         hop_length: int, wiener_iterations: int = 0) -> jax.Array:
   """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled)."""
   model = nnx.merge(graphdef, params)
   return separate_waveforms(model, mixture, n_fft=n_fft, hop_length=hop_length,
@@ -82,87 +105,106 @@ def separate_with_params(graphdef, params, mixture, *, n_fft, hop_length, wiener
 class UNetSeparator:
   """A trained mask network with the `mssjax.separators` calling convention.
 
+  Args:
+    model_config: the experiment config the network was trained with.
+    params: its parameters (pure dict of arrays).
+    config: the separator config (`unet_config`); its None settings are
+      filled from ``model_config.separate``.
+
   Attributes:
     name: ``"unet"``.
     needs_references: False.
     n_parameters: the network's parameter count.
-    sample_rate: the rate the network was trained at (44100).
+    sample_rate: the rate the network was trained at.
+    config: the separator config, every setting resolved.
+    model_config: the experiment config.
   """
 
   name = "unet"
   needs_references = False
 
-  def __init__(self, config, params, *, wiener_iterations=None, chunk_seconds=None, overlap_seconds=None):
-    from mssjax import train_lib  # pylint: disable=import-outside-toplevel
-    self.config = config
-    self.n_fft, self.hop_length = stft_settings(config)
-    self.sample_rate = int(config.get("sample_rate", 44100))
-    self.graphdef = train_lib.model_graphdef(config)
-    self.params = jax.tree.map(jnp.asarray, params)
+  def __init__(self, model_config: ml_collections.ConfigDict, params: Mapping[str, Any],
+               config: ml_collections.ConfigDict | None = None):
+    config = unet_config() if config is None else config
+    resolved = {key: model_config.separate[key] if config[key] is None else config[key]
+                for key in ("chunk_seconds", "overlap_seconds", "wiener_iterations")}
+    self.config = config_lib.override(config, resolved, what="unet config")
+    self.model_config = model_config
+    self.n_fft, self.hop_length = models.stft_settings(model_config)
+    self.sample_rate = int(model_config.sample_rate)
+    self.graphdef = models.model_spec(model_config).graphdef
+    self.params = jax.tree.map(jnp.asarray, dict(params))
     self.n_parameters = int(sum(np.size(p) for p in jax.tree.leaves(self.params)))
-    sep = config.get("separate", ml_collections.ConfigDict())
-    self.wiener_iterations = int(sep.get("wiener_iterations", 0) if wiener_iterations is None
-                                 else wiener_iterations)
-    self.chunk_seconds = float(sep.get("chunk_seconds", 12.0) if chunk_seconds is None else chunk_seconds)
-    self.overlap_seconds = float(sep.get("overlap_seconds", 1.0) if overlap_seconds is None
-                                 else overlap_seconds)
+    self.wiener_iterations = int(self.config.wiener_iterations)
 
-  def separate_chunk(self, chunk):
+  def separate_chunk(self, chunk: np.ndarray) -> np.ndarray:
     """``[channels=2, n]`` numpy -> ``[n_targets, 2, n]`` numpy (one jit call, no chunking)."""
     out = separate_with_params(self.graphdef, self.params, jnp.asarray(chunk, jnp.float32)[None],
                                n_fft=self.n_fft, hop_length=self.hop_length,
                                wiener_iterations=self.wiener_iterations)
     return np.asarray(out[0])
 
-  def __call__(self, mixture, references=None):
-    """Separates ``[..., 2, n_samples]`` float32 audio at 44.1 kHz into the four targets.
+  def __call__(self, mixture: np.ndarray, references: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Separates ``[..., 2, n_samples]`` float32 audio at the model's rate into the four targets.
 
-    Long inputs are cut into overlapping chunks (``chunk_seconds``,
-    ``overlap_seconds``) joined by windowed overlap-add, so memory stays bounded.
+    Long inputs are cut into overlapping chunks (``config.chunk_seconds``,
+    ``config.overlap_seconds``) joined by windowed overlap-add, so memory stays bounded.
 
     Returns:
       dict ``{target: float32 [..., 2, n_samples]}`` in `mssjax.TARGETS` order.
     """
     del references
-    from mssjax import separate  # pylint: disable=import-outside-toplevel
     mixture = np.asarray(mixture, dtype=np.float32)
     if mixture.ndim < 2 or mixture.shape[-2] != 2:
       raise ParameterError(f"mixture of shape {mixture.shape} must be [..., 2, n_samples]")
     flat = mixture.reshape((-1,) + mixture.shape[-2:])
-    chunk = int(round(self.chunk_seconds * self.sample_rate))
-    overlap = int(round(self.overlap_seconds * self.sample_rate))
-    outs = [separate.separate_in_chunks(self.separate_chunk, x, chunk_samples=chunk,
-                                        overlap_samples=overlap) for x in flat]
+    chunk, overlap = separate.chunk_samples(self.config, self.sample_rate)
+    outs = [separate.separate_in_chunks(self.separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap)
+            for x in flat]
     stacked = np.stack(outs).reshape(mixture.shape[:-2] + (len(TARGETS),) + mixture.shape[-2:])
     return {target: stacked[..., i, :, :] for i, target in enumerate(TARGETS)}
 
 
-def load_config(workdir):
-  """The training config saved in ``workdir/config.json``."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.is_file():
-    raise ParameterError(f"checkpoint={str(workdir)!r} is not a training workdir (no config.json)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+def load_workdir(workdir: str | os.PathLike, *, which: str = "best") -> tuple[ml_collections.ConfigDict, dict]:
+  """``(experiment config, parameters)`` of a training workdir (orbax, no training code)."""
+  from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
+  model_config = checkpoints.read_config(workdir)
+  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  return model_config, restored.params
 
 
-def unet_separator(config=None):
-  """Builds a `UNetSeparator` from a training workdir.
-
-  Args:
-    config: a ConfigDict (or dict) with ``checkpoint`` = the training workdir;
-      optional ``which`` (``"best"``, the default, falling back to
-      ``"latest"``), ``wiener_iterations``, ``chunk_seconds``, ``overlap_seconds``.
+def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
+  """``(experiment config, parameters)`` of a weights file (`mssjax.weights`).
 
   Raises:
-    ParameterError: no checkpoint given, or nothing to load there.
+    CheckpointError: a missing, corrupt or mismatched file (the message names it).
   """
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict(dict(config or {}))
-  workdir = config.get("checkpoint", None)
-  if not workdir:
-    raise ParameterError("the unet separator needs config.checkpoint = a training workdir")
-  train_config = load_config(workdir)
-  params = train_lib.restore_params(train_config, workdir, which=config.get("which", "best"))
-  return UNetSeparator(train_config, params, wiener_iterations=config.get("wiener_iterations", None),
-                       chunk_seconds=config.get("chunk_seconds", None),
-                       overlap_seconds=config.get("overlap_seconds", None))
+  stored = weights.read(path)
+  try:
+    like = models.model_spec(stored.config).abstract_params
+  except (ParameterError, KeyError, AttributeError) as e:
+    raise CheckpointError(f"{path}: the stored model config does not build a model ({e})") from e
+  return stored.config, weights.unflatten(stored.params, like, path=path)
+
+
+def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> UNetSeparator:
+  """Builds a `UNetSeparator`.
+
+  Args:
+    config: the separator config (`unet_config`), or a mapping of overrides of it.
+
+  Raises:
+    CheckpointError: nothing to load where the config points.
+    ParameterError: a bad config.
+  """
+  if not isinstance(config, ml_collections.ConfigDict):
+    config = config_lib.override(unet_config(), config, what="unet config")
+  if config.checkpoint:
+    model_config, params = load_workdir(config.checkpoint, which=config.which)
+  else:
+    path = pathlib.Path(config.weights) if config.weights else PRETRAINED
+    if not config.weights and not path.is_file():
+      raise CheckpointError(f"{path}: no pretrained network is installed; pass a training workdir "
+                            "(checkpoint=WORKDIR) or a weights file (weights=FILE)")
+    model_config, params = load_weights(path)
+  return UNetSeparator(model_config, params, config)

@@ -21,11 +21,13 @@ itself, training and inference behave alike, and a data-parallel step gives
 the same result on any number of devices.
 """
 
+from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_positive_int
 
 MASK_ACTIVATIONS = ("softmax", "sigmoid", "relu")
 
@@ -38,8 +40,7 @@ def _groups(features, max_groups=8):
 def _check_sizes(n_bins, audio_channels, n_targets, features, lstm_hidden, mask_activation):
   for name, value in (("n_bins", n_bins), ("audio_channels", audio_channels),
                       ("n_targets", n_targets), ("lstm_hidden", lstm_hidden)):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-      raise ParameterError(f"{name}={value!r} must be a positive integer")
+    check_positive_int(name, value)
   if not features or any(not isinstance(f, int) or f <= 0 for f in features):
     raise ParameterError(f"features={features!r} must be a non-empty sequence of positive integers")
   if mask_activation not in MASK_ACTIVATIONS:
@@ -57,7 +58,7 @@ class _Down(nnx.Module):
     return nnx.leaky_relu(self.norm(self.conv(x)), negative_slope=0.2)
 
 
-def depth_to_space(x):
+def depth_to_space(x: jax.Array) -> jax.Array:
   """``[batch, h, w, 4 c] -> [batch, 2 h, 2 w, c]`` (pixel shuffle)."""
   b, h, w, c = x.shape
   x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
@@ -106,6 +107,9 @@ class _BottleneckLSTM(nnx.Module):
 class UNet(nnx.Module):
   """Spectrogram U-Net + BiLSTM predicting one mask per target and channel.
 
+  Every size is required: their one default lives in the experiment config
+  (``configs/unet.py``), read by `mssjax.models.get_model`.
+
   Args:
     n_bins: number of frequency bins the network sees (the lowest ``n_bins``
       of the STFT; masks of higher bins repeat the top modelled bin's mask).
@@ -120,9 +124,9 @@ class UNet(nnx.Module):
     rngs: `nnx.Rngs` for the initialisation.
   """
 
-  def __init__(self, *, n_bins, audio_channels=2, n_targets=4, features=(16, 32, 64, 128),
-               kernel_size=(5, 5), up_kernel_size=(3, 3), lstm_hidden=128, mask_activation="softmax",
-               rngs):
+  def __init__(self, *, n_bins: int, audio_channels: int, n_targets: int, features: tuple[int, ...],
+               kernel_size: tuple[int, int], up_kernel_size: tuple[int, int], lstm_hidden: int,
+               mask_activation: str, rngs: nnx.Rngs):
     features = tuple(int(f) for f in features)
     _check_sizes(n_bins, audio_channels, n_targets, features, lstm_hidden, mask_activation)
     self.n_bins, self.audio_channels, self.n_targets = n_bins, audio_channels, n_targets
@@ -197,6 +201,6 @@ class UNet(nnx.Module):
     return jax.nn.relu(logits)
 
 
-def count_parameters(model):
+def count_parameters(model: nnx.Module) -> int:
   """Number of scalar parameters of an NNX module."""
   return int(sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))))
