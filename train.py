@@ -4,20 +4,27 @@
 
 This file is intentionally kept short: every hyperparameter lives in the config
 and the work is done by `mssjax.train_lib.train_and_evaluate`. Re-running with
-the same workdir resumes from its latest checkpoint.
+the same workdir resumes from its latest checkpoint; a different config is
+refused unless --allow_config_change. A bad setting is one ``error:`` line
+(exit 2; tracebacks with --debug).
 """
+
+import sys
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
 from mssjax import train_lib
+from mssjax.errors import USER_ERRORS as ERRORS
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and config.json.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per host; "
                   "every host runs the same command with the same shared workdir).")
+flags.DEFINE_bool("allow_config_change", False, "Resume a workdir whose config.json differs from --config.")
+flags.DEFINE_bool("debug", False, "Show tracebacks of errors.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,8 +34,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   if FLAGS.multihost:
     jax.distributed.initialize()
-  train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+  except (*ERRORS, FloatingPointError) as error:
+    if FLAGS.debug:
+      raise
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: sys.exit(main(argv)))

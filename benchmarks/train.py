@@ -35,7 +35,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from timing import time_call  # pylint: disable=wrong-import-position
 
-from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
+from mssjax import models, separate, train_lib  # pylint: disable=wrong-import-position
+from mssjax.data import loaders  # pylint: disable=wrong-import-position
 from mssjax.models import separator as separator_lib  # pylint: disable=wrong-import-position
 
 config_flags.DEFINE_config_file("config", str(REPO / "configs" / "unet_previews.py"), "Model/training config.")
@@ -53,7 +54,7 @@ def _timed(fn):
 def bench_training(config, n_steps):
   """Prints compile time and throughput of `train_lib.parallel_train_step` over all devices."""
   config.data.name = "synthetic"
-  iterator = train_lib.make_train_iterator(config)
+  iterator = loaders.make_train_iterator(config)
   batches = [next(iterator) for _ in range(2)]
   mesh = train_lib.make_mesh()
   state, init_s = _timed(lambda: train_lib.replicate(train_lib.create_train_state(config, jax.random.key(0)), mesh))
@@ -84,12 +85,12 @@ def bench_separation(config, state, seconds=30.0):
   """Prints compile time and real-time factor of separating a ``seconds`` stereo song."""
   model = separator_lib.UNetSeparator(config, jax.tree.map(np.asarray, state.params))
   song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, int(seconds * 44100))).astype(np.float32)
-  chunk = np.zeros((2, int(round(model.chunk_seconds * 44100))), np.float32)
+  chunk = np.zeros((2, int(round(model.config.chunk_seconds * 44100))), np.float32)
   _, compile_s = _timed(lambda: model.separate_chunk(chunk))
   _, elapsed = _timed(lambda: separate.separate_array(model, song))
   print(f"separation chunk compile (+ first chunk): {compile_s:.2f} s")
   print(f"separation of a {seconds:g} s song: {elapsed:.2f} s, real-time factor {seconds / elapsed:.1f}x "
-        f"(chunks of {model.chunk_seconds:g} s, overlap {model.overlap_seconds:g} s)")
+        f"(chunks of {model.config.chunk_seconds:g} s, overlap {model.config.overlap_seconds:g} s)")
 
 
 TEN_MINUTES = textwrap.dedent("""
@@ -97,10 +98,10 @@ TEN_MINUTES = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import numpy as np, jax
     from ml_collections import ConfigDict
-    from mssjax import separate, train_lib
+    from mssjax import models, separate
     from mssjax.models import separator
     config = ConfigDict({config!r})
-    params = jax.tree.map(np.asarray, train_lib.init_params(config, jax.random.key(0)))
+    params = jax.tree.map(np.asarray, models.model_spec(config).init(jax.random.key(0)))
     model = separator.UNetSeparator(config, params)
     n = 600 * 44100
     song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, n)).astype(np.float32)

@@ -56,7 +56,7 @@ def get_config():
 
   # The grain pipeline's fields (mssjax.data.pipeline.default_config) plus the loader's name.
   config.data = pipeline.default_config()
-  config.data.name = "musdb"  # train_lib.LOADERS: "musdb" (grain pipeline) or "synthetic"
+  config.data.name = "musdb"  # mssjax.data.loaders.LOADERS: "musdb" (grain pipeline) or "synthetic"
   config.data.source = "files"  # a MUSDB18-HQ folder; "tfds" for the array_record dataset
   config.data.root = ""  # set on the command line: --config.data.root=PATH
   config.data.chunk_seconds = 6.0

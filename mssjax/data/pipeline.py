@@ -57,6 +57,7 @@ import numpy as np
 import soundfile as sf
 
 from mssjax import TARGETS, audio
+from mssjax import config as config_lib
 from mssjax.data import musdb
 from mssjax.errors import DataError, ParameterError
 
@@ -328,6 +329,7 @@ def default_config():
 
   Returns:
     ml_collections.ConfigDict with:
+      name: the loader of `mssjax.data.loaders` ("musdb": this pipeline; "synthetic").
       source: "files" (a MUSDB18-HQ folder, read in place) or "tfds" (array_record).
       root: the MUSDB18-HQ folder (source "files").
       tfds_dir, tfds_config: TFDS data_dir and builder config (source "tfds").
@@ -347,6 +349,7 @@ def default_config():
         batch_remix on: a record read gives all four stems).
   """
   config = ml_collections.ConfigDict()
+  config.name = "musdb"
   config.source = "files"
   config.root = ""
   config.tfds_dir = ""
@@ -367,20 +370,16 @@ def default_config():
 
 
 def _data_config(config):
-  """``config.data`` (or ``config`` itself; a ConfigDict, dict or any object) over the defaults."""
+  """``config.data`` (or the data config itself; a ConfigDict or dict) over `default_config`.
+
+  Fields left out take their defaults; a field `default_config` does not have
+  is a `ParameterError` listing the valid ones (never a silently ignored setting).
+  """
   if isinstance(config, collections.abc.Mapping):
     config = ml_collections.ConfigDict(dict(config))
   data = config.data if hasattr(config, "data") else config
-  merged = default_config()
-  for key in merged:
-    if key == "augment":
-      augment = getattr(data, "augment", None)
-      for name in merged.augment:
-        if augment is not None and hasattr(augment, name):
-          merged.augment[name] = getattr(augment, name)
-    elif hasattr(data, key):
-      merged[key] = getattr(data, key)
-  return merged
+  overrides = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+  return config_lib.override(default_config(), overrides, what="data config")
 
 
 def make_source(config, *, subset=None, split=None):
