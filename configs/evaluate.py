@@ -19,12 +19,22 @@ on vocals and hpss_repet about 0-2 dB.
 
 import ml_collections
 
+from configs import hpss_repet, nmf
+from mssjax import separators
+
+METHOD_CONFIGS = {"hpss_repet": hpss_repet.get_config, "nmf": nmf.get_config}
+"""The methods with a config file of their own; the others use `mssjax.separators.default_config`."""
+
 
 def get_config():
   """The default evaluation config."""
   config = ml_collections.ConfigDict()
   config.methods = "hpss_repet,nmf,irm2,mixture"   # comma-separated names of mssjax.separators
-  config.unet_checkpoint = ""                       # training workdir, for the "unet" method
+  # Every method's config, overridable as --config.separators.<method>.<key>=VALUE, for example
+  # --config.separators.hpss_repet.hpss.kernel_size=31,17 or --config.separators.unet.checkpoint=WORKDIR.
+  config.separators = ml_collections.ConfigDict(
+      {name: METHOD_CONFIGS.get(name, lambda n=name: separators.default_config(n))()
+       for name in separators.names()})
   config.window_seconds = 1.0                       # BSSEval window and hop (SiSEC: 1 s)
   config.hop_seconds = 1.0
   config.save_estimates = False                     # DIR/<method>/estimates/<subset>/<track>/*.wav

@@ -1,64 +1,124 @@
-"""Command line: ``python -m mssjax separate SONG... --method NAME -o OUT``.
+"""Command line: ``python -m mssjax separate SONG... [--method NAME] [-o OUT] [--set KEY=VALUE ...]``.
 
 Separates audio files into ``OUT/<song>/{vocals,drums,bass,other}.wav`` with
-any separator of `mssjax.separators` (the classical recipes by name) or the
-trained network (``--method unet --checkpoint WORKDIR``). Songs of any length,
-sample rate and channel count are cut into overlapping chunks (see
-`mssjax.separate`); a progress bar counts the chunks.
+any separator of `mssjax.separators`: the pretrained network by default
+(``--method unet``), a training workdir (``--checkpoint WORKDIR``), or a
+classical recipe by name. Every setting is a key of the method's config
+(`mssjax.separators.default_config`), changed with ``--set KEY=VALUE``
+(repeatable; ``--set hpss.kernel_size=31,17``) or read from a config file
+(``--method-config configs/hpss_repet.py``, whose ``get_config()`` returns the
+method's config); ``--list-settings`` prints the keys and their defaults.
+``--checkpoint``, ``--chunk-seconds``, ``--overlap-seconds`` and
+``--wiener-iterations`` are shorthands for the keys of the same names.
+
+Songs of any length, sample rate and channel count are cut into overlapping
+chunks (see `mssjax.separate`); a progress bar counts the chunks. A file that
+cannot be read or written is reported on one line and the others go on; the
+exit status is 1 if any file failed, 2 for a bad command line.
 """
 
+from __future__ import annotations
+
 import argparse
+import importlib.util
+import pathlib
 import sys
+import traceback
+from typing import Sequence
 
-from mssjax.errors import AudioError, ParameterError
+import ml_collections
+
+from mssjax import config as config_lib
+from mssjax.errors import USER_ERRORS, ParameterError
+
+SHORTHANDS = {"checkpoint": "checkpoint", "chunk_seconds": "chunk_seconds",
+              "overlap_seconds": "overlap_seconds", "wiener_iterations": "wiener_iterations"}
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m mssjax", description=__doc__.splitlines()[0])
+  parser.add_argument("--debug", action="store_true", help="show tracebacks")
   commands = parser.add_subparsers(dest="command", required=True)
   sep = commands.add_parser("separate", help="separate songs into vocals, drums, bass and other")
-  sep.add_argument("songs", nargs="+", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...)")
-  sep.add_argument("--method", default="unet", help="separator name (default unet)")
-  sep.add_argument("--checkpoint", help="training workdir of the network (method unet)")
+  sep.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...)")
+  sep.add_argument("--method", default="unet", help="separator name (default unet, the pretrained network)")
   sep.add_argument("-o", "--out", default="separated", help="output folder (default separated/)")
-  sep.add_argument("--chunk-seconds", type=float, help="chunk length (default: the method's own)")
-  sep.add_argument("--overlap-seconds", type=float, help="overlap of consecutive chunks")
-  sep.add_argument("--wiener-iterations", type=int, help="multichannel Wiener EM iterations (method unet)")
+  sep.add_argument("--method-config", help="a config file whose get_config() returns the method's config")
+  sep.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key of the method's config (repeatable)")
+  sep.add_argument("--list-settings", action="store_true", help="print the method's config and exit")
+  sep.add_argument("--checkpoint", help="= --set checkpoint=WORKDIR (method unet: a training workdir)")
+  sep.add_argument("--chunk-seconds", type=float, help="= --set chunk_seconds=S")
+  sep.add_argument("--overlap-seconds", type=float, help="= --set overlap_seconds=S")
+  sep.add_argument("--wiener-iterations", type=int, help="= --set wiener_iterations=N")
   sep.add_argument("--quiet", action="store_true", help="no progress bar")
   return parser
 
 
-def get_separator(method, *, checkpoint=None, wiener_iterations=None):
-  """The separator ``method``: the network from ``checkpoint`` for "unet", else `mssjax.separators.get`."""
-  if method == "unet":
-    from mssjax.models import separator  # pylint: disable=import-outside-toplevel
-    if not checkpoint:
-      raise ParameterError("--method unet needs --checkpoint WORKDIR (a training workdir)")
-    return separator.unet_separator({"checkpoint": checkpoint, "wiener_iterations": wiener_iterations})
-  from mssjax import separators  # pylint: disable=import-outside-toplevel
-  return separators.get(method)
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of a Python config file (as ``configs/*.py``)."""
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise ParameterError(f"--method-config={path!r}: no such file")
+  repo = str(file.resolve().parent.parent)  # configs import their siblings as `configs.x`
+  if repo not in sys.path:
+    sys.path.insert(0, repo)
+  spec = importlib.util.spec_from_file_location(f"_mssjax_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ParameterError(f"--method-config={path!r} has no get_config()")
+  return module.get_config()
 
 
-def separate_command(args):
-  """Runs ``separate``; returns the output folders."""
-  from mssjax import separate  # pylint: disable=import-outside-toplevel
-  separator = get_separator(args.method, checkpoint=args.checkpoint, wiener_iterations=args.wiener_iterations)
-  if getattr(separator, "needs_references", False):
+def method_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
+  """The method's config from the command line: the file or the default, then ``--set`` and shorthands."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel  # jax loads only past --help
+  base = separators.make_config(args.method, load_config_file(args.method_config) if args.method_config else None)
+  overrides = config_lib.parse_assignments(args.set)
+  for flag, key in SHORTHANDS.items():
+    if getattr(args, flag) is not None:
+      overrides[key] = getattr(args, flag)
+  return config_lib.override(base, overrides, what=f"{args.method} config")
+
+
+def separate_command(args: argparse.Namespace) -> int:
+  """Runs ``separate``; returns the exit status."""
+  from mssjax import separate, separators  # pylint: disable=import-outside-toplevel
+  config = method_config(args)
+  if args.list_settings:
+    print(config)
+    return 0
+  if not args.songs:
+    raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
+  if args.method in separators.ORACLES:
     raise ParameterError(f"method={args.method!r} is an oracle: it needs the reference stems, not a song")
-  folders = separate.separate_files(separator, args.songs, args.out, chunk_seconds=args.chunk_seconds,
-                                    overlap_seconds=args.overlap_seconds, show_progress=not args.quiet)
-  for folder in folders:
-    print(folder)
-  return folders
+  if config.get("chunk_seconds") is not None:
+    separate.chunk_samples(config)  # before a network is loaded
+  separate.check_output_folder(args.out)
+  separator = separators.get(args.method, config)
+  separate.chunk_samples(separator.config)  # the network's own, where the config left them to it
+  outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
+  for outcome in outcomes:
+    if outcome.error:
+      print(f"error: {outcome.error}", file=sys.stderr)
+    else:
+      print(outcome.folder)
+  failed = sum(o.error is not None for o in outcomes)
+  if failed:
+    print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)
+  return 1 if failed else 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of ``python -m mssjax`` and the ``mssjax`` script."""
   args = _parser().parse_args(argv)
   try:
     if args.command == "separate":
-      separate_command(args)
-  except (ParameterError, AudioError) as error:
+      return separate_command(args)
+  except USER_ERRORS as error:
+    if args.debug:
+      traceback.print_exc()
     print(f"error: {error}", file=sys.stderr)
     return 2
   return 0
@@ -66,3 +126,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
   sys.exit(main())
+

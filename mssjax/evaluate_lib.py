@@ -11,17 +11,20 @@ With no data root, it first writes a few generated songs (MUSDB18-HQ layout) int
 ``DIR/songs`` and evaluates those, so it runs offline on a fresh machine.
 """
 
-import json
+from __future__ import annotations
+
 import logging
 import pathlib
 import time
 import traceback
+from typing import Any
 
+import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio
-from mssjax.errors import ParameterError
+from mssjax import TARGETS, audio, fileio, separate, separators
+from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 from mssjax.metrics import bss_eval, store
 
 log = logging.getLogger(__name__)
@@ -38,9 +41,8 @@ def resolve_root(config, workdir):
   return root
 
 
-def load_separators(config):
-  """``{name: separator}`` for ``config.methods`` (a list or a comma-separated string)."""
-  from mssjax import separators  # pylint: disable=import-outside-toplevel
+def method_names(config: ml_collections.ConfigDict) -> list[str]:
+  """``config.methods`` (a list or a comma-separated string), checked against the registry."""
   names = config.methods
   if isinstance(names, str):
     names = [n.strip() for n in names.split(",") if n.strip()]
@@ -49,12 +51,37 @@ def load_separators(config):
   unknown = [n for n in names if n not in separators.names()]
   if unknown:
     raise ParameterError(f"unknown method(s) {unknown}; valid names are {separators.names()}")
-  def config_for(name):
-    if name == "unet":
-      import ml_collections  # pylint: disable=import-outside-toplevel
-      return ml_collections.ConfigDict({"checkpoint": config.unet_checkpoint or None})
-    return None
-  return {n: separators.get(n, config_for(n)) for n in names}
+  missing = [n for n in names if n not in config.separators]
+  if missing:
+    raise ParameterError(f"config.separators has no config for {missing} (configs/evaluate.py lists one per "
+                         "method)")
+  return list(names)
+
+
+def load_separators(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``{name: separator}`` for ``config.methods``, each built from ``config.separators.<name>``."""
+  return {n: separators.get(n, config.separators[n]) for n in method_names(config)}
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the settings of an evaluation config before any work (nothing is written).
+
+  Raises:
+    ParameterError: the first bad setting, named.
+  """
+  for name in method_names(config):
+    separators.make_config(name, config.separators[name])
+  check_finite("window_seconds", config.window_seconds, minimum=0, strict=True)
+  check_finite("hop_seconds", config.hop_seconds, minimum=0, strict=True)
+  check_choice("data.subset", config.data.subset, ("train", "test"))
+  check_non_negative_int("data.max_tracks", config.data.max_tracks)
+  check_non_negative_int("report.n_audio_tracks", config.report.n_audio_tracks)
+  if config.data.root:
+    if not pathlib.Path(config.data.root).is_dir():
+      raise ParameterError(f"data.root={config.data.root!r} is not a folder")
+  else:
+    check_positive_int("data.n_generated", config.data.n_generated)
+    check_finite("data.seconds", config.data.seconds, minimum=0, strict=True)
 
 
 def separate_track(separator, track):
@@ -64,7 +91,6 @@ def separate_track(separator, track):
   if separator.needs_references:
     out = separator(mixture, track.targets())
   else:
-    from mssjax import separate  # pylint: disable=import-outside-toplevel
     out = separate.separate_array(separator, mixture, sample_rate=track.sample_rate)
   estimates = np.stack([np.asarray(out[t], np.float32) for t in TARGETS])
   return estimates, time.perf_counter() - start
@@ -115,13 +141,13 @@ def _save_references(workdir, track):
   _save_estimates(folder, track.targets(), track.sample_rate, subtype="PCM_16")
 
 
-def run_loop(config, workdir, separators, tracks):
+def run_loop(config, workdir, methods, tracks):
   """Every (track, method) not yet scored; failures are logged and collected, never fatal."""
   audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
   failures = []
-  todo = [(t, n) for t in tracks for n in separators
+  todo = [(t, n) for t in tracks for n in methods
           if not store.track_path(workdir, n, t.subset, t.name).exists()]
-  skipped = len(tracks) * len(separators) - len(todo)
+  skipped = len(tracks) * len(methods) - len(todo)
   bar = tqdm.tqdm(todo, desc="evaluate", unit="track", disable=not config.progress)
   for track, name in bar:
     bar.set_postfix_str(f"{name} | {track.name}"[:60])
@@ -129,7 +155,7 @@ def run_loop(config, workdir, separators, tracks):
       keep = track.name in audio_tracks
       if keep:
         _save_references(workdir, track)
-      evaluate_one(config, workdir, name, separators[name], track, keep_audio=keep)
+      evaluate_one(config, workdir, name, methods[name], track, keep_audio=keep)
     except Exception as e:  # pylint: disable=broad-except
       msg = f"{type(e).__name__}: {e}"
       log.error("method %s, track %s failed: %s", name, track.name, msg)
@@ -155,16 +181,18 @@ def evaluate(config, workdir):
   Raises:
     ParameterError: unknown methods or empty settings (before any work).
   """
+  check_config(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  separators = load_separators(config)
+  if workdir.exists() and not workdir.is_dir():
+    raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
+  methods = load_separators(config)
   from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
   tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
-  summary = run_loop(config, workdir, separators, tracks)
-  (workdir / "failures.json").write_text(json.dumps(summary["failures"], indent=2))
-  names = list(separators)
+  summary = run_loop(config, workdir, methods, tracks)
+  fileio.write_json(workdir / "failures.json", summary["failures"])
+  names = list(methods)
   summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset)
   summary["report"] = None
   if config.report.enabled:

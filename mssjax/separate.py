@@ -11,17 +11,28 @@ stems), never through the separator's intermediate arrays.
 The separators work at 44.1 kHz in stereo. Other rates are resampled for the
 separator and the stems resampled back, so outputs are at the input's rate and
 length; mono songs are separated as dual mono and the stems averaged back to
-one channel.
+one channel; songs of more than two channels are separated channel by channel
+(each as dual mono), so the stems keep the song's channel count.
+
+The chunking comes from the separator's config (``chunk_seconds``,
+``overlap_seconds``), checked before any work (`check_chunking`).
 """
 
-import pathlib
+from __future__ import annotations
 
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+from typing import Any, Callable, NamedTuple, Sequence
+
+import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio
-from mssjax.errors import ParameterError
-from mssjax.spectral import check_positive_int
+from mssjax import TARGETS, audio, fileio
+from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
 
 MODEL_RATE = 44100
 
@@ -42,20 +53,51 @@ def crossfade_window(chunk_samples, overlap_samples, *, fade_in=True, fade_out=T
   return w
 
 
-def chunk_starts(n_samples, chunk_samples, overlap_samples):
-  """Start samples of the chunks that cover ``n_samples`` with the given overlap."""
+def chunk_starts(n_samples: int, chunk_samples: int, overlap_samples: int) -> list[int]:
+  """Start samples of the chunks that cover ``n_samples`` with the given overlap.
+
+  Raises:
+    ParameterError: unless ``chunk_samples >= 1`` and ``0 <= overlap_samples < chunk_samples``
+      (so the hop is positive and the list is finite).
+  """
+  _check_chunking(chunk_samples, overlap_samples)
   hop = chunk_samples - overlap_samples
-  starts = [0]
-  while starts[-1] + chunk_samples < n_samples:
-    starts.append(starts[-1] + hop)
-  return starts
+  count = 1 + max(0, -(-(n_samples - chunk_samples) // hop))
+  return [i * hop for i in range(count)]
 
 
-def _check_chunking(chunk_samples, overlap_samples):
+def _check_chunking(chunk_samples: int, overlap_samples: int) -> None:
   check_positive_int("chunk_samples", chunk_samples)
-  if not isinstance(overlap_samples, (int, np.integer)) or not 0 <= overlap_samples < chunk_samples:
+  if isinstance(overlap_samples, bool) or not isinstance(overlap_samples, (int, np.integer)) or \
+      not 0 <= overlap_samples < chunk_samples:
     raise ParameterError(
         f"overlap_samples={overlap_samples!r} must be an integer in [0, chunk_samples={chunk_samples})")
+
+
+def check_chunking(*, chunk_seconds: float, overlap_seconds: float, sample_rate: int = MODEL_RATE
+                   ) -> tuple[int, int]:
+  """``(chunk, overlap)`` in samples at ``sample_rate``, checked.
+
+  Raises:
+    ParameterError: a chunk that is not a finite positive duration of at
+      least one sample, or an overlap that is not finite, is negative, or is
+      not shorter than the chunk (the hop would not be positive).
+  """
+  check_finite("chunk_seconds", chunk_seconds, minimum=0, strict=True)
+  check_finite("overlap_seconds", overlap_seconds, minimum=0)
+  chunk, overlap = int(round(chunk_seconds * sample_rate)), int(round(overlap_seconds * sample_rate))
+  if chunk < 1:
+    raise ParameterError(f"chunk_seconds={chunk_seconds!r} is shorter than one sample at {sample_rate} Hz")
+  if overlap >= chunk:
+    raise ParameterError(f"overlap_seconds={overlap_seconds!r} must be shorter than chunk_seconds="
+                         f"{chunk_seconds!r}")
+  return chunk, overlap
+
+
+def chunk_samples(config: ml_collections.ConfigDict, sample_rate: int = MODEL_RATE) -> tuple[int, int]:
+  """``(chunk, overlap)`` in samples of a separator config's ``chunk_seconds`` / ``overlap_seconds``."""
+  return check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
+                        sample_rate=sample_rate)
 
 
 def separate_in_chunks(separate_chunk, mixture, *, chunk_samples, overlap_samples, progress=None):
@@ -108,15 +150,15 @@ def _chunk_function(separator):
   return separate_chunk
 
 
-def separate_array(separator, mixture, *, sample_rate=MODEL_RATE, chunk_seconds=None,
-                   overlap_seconds=None, progress=None):
-  """Separates one song held in memory.
+def separate_array(separator: Any, mixture: np.ndarray, *, sample_rate: int = MODEL_RATE,
+                   progress: Any = None) -> dict[str, np.ndarray]:
+  """Separates one song held in memory, in chunks of the separator config's ``chunk_seconds``.
 
   Args:
-    separator: a `mssjax.separators` separator (44.1 kHz stereo in, dict of stems out).
+    separator: a `mssjax.separators` separator (44.1 kHz stereo in, dict of
+      stems out); its ``config`` holds ``chunk_seconds`` and ``overlap_seconds``.
     mixture: ``[channels, n_samples]`` (any channel count) or ``[n_samples]`` (mono).
     sample_rate: the mixture's rate in Hz; stems come back at this rate.
-    chunk_seconds, overlap_seconds: chunking (default: the separator's own, else 30 s and 1 s).
     progress: optional tqdm-like object, advanced once per chunk.
 
   Returns:
@@ -129,27 +171,21 @@ def separate_array(separator, mixture, *, sample_rate=MODEL_RATE, chunk_seconds=
     raise ParameterError("mixture holds NaN or Inf samples")
   squeeze = mixture.ndim == 1
   mixture = mixture[None] if squeeze else mixture
-  chunk, overlap = _chunk_sizes(separator, chunk_seconds, overlap_seconds)
+  chunk, overlap = chunk_samples(separator.config)
   pairs = [_separate_stereo(separator, pair, sample_rate, chunk, overlap, progress)
            for pair in _stereo_pairs(mixture)]  # each [4, 2, n]
   stems = _from_stereo_pairs(pairs, mixture.shape[0])
   return {t: (stems[i, 0] if squeeze else stems[i]) for i, t in enumerate(TARGETS)}
 
 
-def n_chunks(n_samples, sample_rate, channels, separator, chunk_seconds=None, overlap_seconds=None):
+def n_chunks(separator: Any, *, n_samples: int, sample_rate: int, channels: int) -> int:
   """How many chunk calls `separate_array` makes for a ``[channels, n_samples]`` song (for a progress bar)."""
-  chunk, overlap = _chunk_sizes(separator, chunk_seconds, overlap_seconds)
+  chunk, overlap = chunk_samples(separator.config)
   n_model = int(np.ceil(n_samples * MODEL_RATE / sample_rate))
   return len(chunk_starts(n_model, chunk, overlap)) * (1 if channels <= 2 else channels)
 
 
-def _chunk_sizes(separator, chunk_seconds, overlap_seconds):
-  chunk_seconds = chunk_seconds or getattr(separator, "chunk_seconds", 30.0)
-  overlap_seconds = overlap_seconds if overlap_seconds is not None else getattr(separator, "overlap_seconds", 1.0)
-  return int(round(chunk_seconds * MODEL_RATE)), int(round(overlap_seconds * MODEL_RATE))
-
-
-def _stereo_pairs(mixture):
+def _stereo_pairs(mixture: np.ndarray) -> list[np.ndarray]:
   """Mono is doubled; stereo is one pair; more channels are separated one by one as dual mono."""
   channels = mixture.shape[0]
   if channels == 2:
@@ -157,14 +193,15 @@ def _stereo_pairs(mixture):
   return [np.stack([c, c]) for c in mixture]
 
 
-def _from_stereo_pairs(pairs, channels):
+def _from_stereo_pairs(pairs: list[np.ndarray], channels: int) -> np.ndarray:
   """A list of ``[4, 2, n]`` back to ``[4, channels, n]`` (no copy for stereo: memory matters for long songs)."""
   if channels == 2:
     return pairs[0]
   return np.stack([p.mean(axis=1) for p in pairs], axis=1)
 
 
-def _separate_stereo(separator, pair, sample_rate, chunk, overlap, progress):
+def _separate_stereo(separator: Any, pair: np.ndarray, sample_rate: int, chunk: int, overlap: int,
+                     progress: Any) -> np.ndarray:
   n = pair.shape[-1]
   x = audio.resample(pair, sample_rate, MODEL_RATE)
   stems = separate_in_chunks(_chunk_function(separator), x, chunk_samples=chunk,
@@ -176,45 +213,150 @@ def _separate_stereo(separator, pair, sample_rate, chunk, overlap, progress):
   return stems[..., :n]
 
 
-def song_name(path):
-  """The song's name from its file: ``"A - B.stem.mp4"`` -> ``"A - B"``."""
+# --- files ------------------------------------------------------------------------------------------
+
+
+def song_name(path: str | os.PathLike) -> str:
+  """The song's name from its file (``"A - B.stem.mp4"`` -> ``"A - B"``), safe as one folder name.
+
+  Path separators and control characters become ``_``; leading and trailing
+  dots and spaces are removed (so ``"...wav"`` cannot name the parent
+  folder); an empty result is ``"song"``.
+  """
   name = pathlib.Path(path).name
   if name.lower().endswith(".stem.mp4"):
-    return name[:-len(".stem.mp4")]
-  return pathlib.Path(name).stem
+    name = name[:-len(".stem.mp4")]
+  else:
+    name = pathlib.Path(name).stem
+  name = re.sub(r'[\x00-\x1f/\\]', "_", name).strip(". ")
+  return name or "song"
 
 
-def separate_file(separator, path, out_dir, *, chunk_seconds=None, overlap_seconds=None, progress=None):
-  """Separates an audio file and writes ``out_dir/<song>/{vocals,drums,bass,other}.wav``.
+def output_folders(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[pathlib.Path]:
+  """One distinct output folder per input file inside ``out_dir``.
 
-  The stems have the file's sample rate; a mono file gives mono stems; a file
-  of more than two channels is downmixed (as `mssjax.audio.load` does) and
-  gives mono stems.
-
-  Returns:
-    the song's output folder.
+  Two inputs with the same song name get ``NAME``, ``NAME (2)``, ... in the
+  order given, so no song overwrites another.
   """
-  header = audio.info(path)
-  mixture = audio.load(path, sample_rate=None, downmix=header.channels > 2)
-  if header.channels != 2:
-    mixture = mixture[:1]
-  stems = separate_array(separator, mixture, sample_rate=header.sample_rate,
-                         chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, progress=progress)
-  folder = pathlib.Path(out_dir) / song_name(path)
+  out_dir = pathlib.Path(out_dir)
+  seen: dict[str, int] = {}
+  folders = []
+  for path in paths:
+    name = song_name(path)
+    count = seen.get(name.lower(), 0) + 1
+    seen[name.lower()] = count
+    folders.append(out_dir / (name if count == 1 else f"{name} ({count})"))
+  return folders
+
+
+def check_output_folder(folder: str | os.PathLike) -> pathlib.Path:
+  """Checks that the stems can be written into ``folder`` before any work is done.
+
+  Raises:
+    AudioError: ``folder`` (or a parent) is a file, is not writable, or a
+      stem's file name is taken by a folder.
+  """
+  folder = pathlib.Path(folder)
+  parent = folder
+  while not parent.exists():
+    parent = parent.parent
+  if not parent.is_dir():
+    raise AudioError(f"{parent}: is a file, so the output folder {folder} cannot be made")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise AudioError(f"{parent}: not writable, so the output folder {folder} cannot be made")
   for target in TARGETS:
-    audio.save(folder / f"{target}.wav", stems[target], sample_rate=header.sample_rate)
+    if (folder / f"{target}.wav").is_dir():
+      raise AudioError(f"{folder / (target + '.wav')}: is a folder, so the {target} stem cannot be written")
   return folder
 
 
-def separate_files(separator, paths, out_dir, *, chunk_seconds=None, overlap_seconds=None, show_progress=True):
-  """Separates many files with one progress bar over all their chunks; returns the output folders."""
-  headers = [audio.info(p) for p in paths]
-  total = sum(n_chunks(h.frames or 0, h.sample_rate, min(h.channels, 2), separator, chunk_seconds,
-                       overlap_seconds) for h in headers)
-  folders = []
+def write_stems(folder: str | os.PathLike, stems: dict[str, np.ndarray], *, sample_rate: int) -> pathlib.Path:
+  """Writes ``folder/{vocals,drums,bass,other}.wav`` as a set: all four new stems, or none.
+
+  The stems are written into a hidden staging folder inside ``folder`` first
+  (checked on write by `mssjax.audio.save`); only when all four are written
+  are they moved into place.
+  """
+  folder = check_output_folder(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  staging = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".stems.", suffix=fileio.PARTIAL_SUFFIX))
+  try:
+    for target in TARGETS:
+      audio.save(staging / f"{target}.wav", stems[target], sample_rate=sample_rate)
+    for target in TARGETS:
+      os.replace(staging / f"{target}.wav", folder / f"{target}.wav")
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return folder
+
+
+def _load_song(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+  """``(audio [channels, n], rate)`` of a file, every channel kept."""
+  (mixture,), rate = audio.read(path, streams=[0])
+  audio.check_finite(mixture, path=path)
+  return mixture, rate
+
+
+def separate_file(separator: Any, path: str | os.PathLike, folder: str | os.PathLike, *,
+                  progress: Any = None) -> pathlib.Path:
+  """Separates an audio file and writes ``folder/{vocals,drums,bass,other}.wav``.
+
+  The stems have the file's sample rate and channel count: a mono file gives
+  mono stems, a file of more than two channels stems of as many channels
+  (each channel separated as dual mono).
+
+  Returns:
+    ``folder``.
+
+  Raises:
+    AudioError: an unreadable input or an unwritable output (checked before
+      the separation).
+  """
+  check_output_folder(folder)
+  mixture, rate = _load_song(path)
+  stems = separate_array(separator, mixture, sample_rate=rate, progress=progress)
+  return write_stems(folder, stems, sample_rate=rate)
+
+
+class Outcome(NamedTuple):
+  """What became of one input of `separate_files`.
+
+  Attributes:
+    path: the input file.
+    folder: its output folder (None if it failed).
+    error: the one-line error (None if it worked).
+  """
+  path: str
+  folder: pathlib.Path | None
+  error: str | None
+
+
+def separate_files(separator: Any, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                   show_progress: bool = True) -> list[Outcome]:
+  """Separates many files with one progress bar over all their chunks.
+
+  A file that cannot be read or written is reported in its `Outcome` and the
+  others go on.
+
+  Returns:
+    one `Outcome` per input, in order.
+  """
+  folders = output_folders(paths, out_dir)
+  headers, outcomes = {}, {}
+  for path in paths:
+    try:
+      headers[str(path)] = audio.info(path)
+    except AudioError as e:
+      outcomes[str(path)] = Outcome(str(path), None, str(e))
+  total = sum(n_chunks(separator, n_samples=h.frames or 0, sample_rate=h.sample_rate, channels=h.channels)
+              for h in headers.values())
   with tqdm.tqdm(total=total, unit="chunk", disable=not show_progress, desc="separating") as bar:
-    for path in paths:
-      bar.set_postfix_str(song_name(path))
-      folders.append(separate_file(separator, path, out_dir, chunk_seconds=chunk_seconds,
-                                   overlap_seconds=overlap_seconds, progress=bar))
-  return folders
+    for path, folder in zip(paths, folders):
+      if str(path) in outcomes:
+        continue
+      bar.set_postfix_str(folder.name)
+      try:
+        outcomes[str(path)] = Outcome(str(path), separate_file(separator, path, folder, progress=bar), None)
+      except (AudioError, ParameterError) as e:
+        outcomes[str(path)] = Outcome(str(path), None, str(e))
+  return [outcomes[str(p)] for p in paths]

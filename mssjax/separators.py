@@ -11,9 +11,12 @@ Oracles (``sep.needs_references``) also take the true stems
 tracks of equal length, separated in one jit-compiled call (looped with
 `jax.lax.map` on CPU, where that is faster than `jax.vmap`; vmapped elsewhere).
 
-Recipes take their parameters from a config: the defaults are
-`hpss_repet_config` and `nmf_config` (what ``configs/<name>.py`` returns),
-part of the library so that an installed copy needs no repository.
+Every separator is built from a config (`default_config`; ``configs/<name>.py``
+returns the recipes' defaults): the one place each setting has its default,
+part of the library so that an installed copy needs no repository. `get`
+takes overrides of it (``get("hpss_repet", {"hpss.kernel_size": (31, 17)})``);
+a misspelled key is an error listing the valid ones. Every config holds
+``chunk_seconds`` and ``overlap_seconds``: how `mssjax.separate` cuts a song.
 
 - ``hpss_repet``: HPSS of the mixture (Fitzgerald 2010); bass is the harmonic
   part below a cut-off; vocals the REPET-SIM foreground (Rafii & Pardo 2012)
@@ -25,25 +28,31 @@ part of the library so that an installed copy needs no repository.
   Wiener-like masks from the components' reconstructions.
 - ``irm1``, ``irm2``, ``ibm``, ``mwf``: the SiSEC 2018 oracles (Stoeter,
   Liutkus & Ito 2018), upper bounds; ``mixture``: the mixture as every stem.
-- ``unet``: the trained network (`mssjax.models.separator.unet_separator`;
-  the config's ``checkpoint`` is a training workdir).
+- ``unet``: the trained network (`mssjax.models.separator.unet_separator`):
+  the pretrained network installed with the package, a training workdir
+  (``checkpoint``) or a weights file (``weights``).
 
 Masks of the classical recipes sum to one, so their stems add up to the
 mixture; the optional multichannel Wiener post-filter (`mssjax.filtering`) is
 followed by a mixture-consistency projection that keeps that true.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Callable
+import functools
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from mssjax import TARGETS, decompose, filtering, spectral
-from mssjax.errors import ParameterError
+from mssjax import config as config_lib
+from mssjax.errors import ParameterError, check_choice, check_positive_int
+from mssjax.models import separator as separator_lib
 
-__all__ = ["Separator", "names", "get", "default_config", "hpss_repet_config", "nmf_config"]
+__all__ = ["Separator", "names", "get", "make_config", "default_config", "hpss_repet_config", "nmf_config"]
 
 @dataclasses.dataclass(frozen=True)
 class Separator:
@@ -138,6 +147,7 @@ def hpss_repet_config():
   config.vocal_residue = 1.0
   # multichannel Wiener post-filter iterations (0: plain masks)
   config.wiener_iterations = 1
+  _add_chunking(config)
   return config
 
 
@@ -159,34 +169,46 @@ def nmf_config():
   # exponent of the Wiener-like masks from the reconstructions
   config.mask_power = 1.0
   config.wiener_iterations = 1
+  _add_chunking(config)
   return config
 
 
-def default_config(name):
-  """A fresh copy of the default config of separator ``name`` (part of the library, no file read).
+def _add_chunking(config, *, chunk_seconds=30.0, overlap_seconds=1.0):
+  """Songs are separated in chunks of ``chunk_seconds`` joined over ``overlap_seconds`` (`mssjax.separate`)."""
+  config.chunk_seconds = chunk_seconds
+  config.overlap_seconds = overlap_seconds
+
+
+def default_config(name: str) -> ml_collections.ConfigDict:
+  """A fresh, locked copy of the default config of separator ``name`` (part of the library, no file read).
 
   Raises:
     ParameterError: an unknown name (the message lists the valid ones).
   """
-  if name in _DEFAULT_CONFIGS:
-    return _DEFAULT_CONFIGS[name]()
-  if name in _ORACLES:
-    return _oracle_config()
-  if name == "mixture":
-    return ml_collections.ConfigDict()
-  raise ParameterError(f"no default config for separator {name!r}; valid names are {names()}")
+  check_choice("separator", name, names())
+  config = _DEFAULT_CONFIGS[name]()
+  config.lock()
+  return config
 
 
-def _oracle_config():
+def _oracle_config(name):
   """STFT settings of the oracles (SiSEC 2018 used a 4096-point STFT, hop 1024)."""
-  return ml_collections.ConfigDict(dict(sample_rate=44100, stft=dict(n_fft=4096, hop_length=1024),
-                                        wiener_iterations=1))
+  config = ml_collections.ConfigDict(dict(method=name, sample_rate=44100, stft=dict(n_fft=4096, hop_length=1024),
+                                          wiener_iterations=1))
+  _add_chunking(config)
+  return config
+
+
+def _mixture_config():
+  config = ml_collections.ConfigDict(dict(method="mixture"))
+  _add_chunking(config)
+  return config
 
 
 def _check_stft_config(config):
   n_fft, hop = config.stft.n_fft, config.stft.hop_length
-  spectral.check_positive_int("stft.n_fft", n_fft)
-  spectral.check_positive_int("stft.hop_length", hop)
+  check_positive_int("stft.n_fft", n_fft)
+  check_positive_int("stft.hop_length", hop)
   return int(n_fft), int(hop)
 
 
@@ -212,7 +234,7 @@ def _apply_masks(masks, X, config):
   multichannel Wiener filter; the estimates are then projected so that they
   add up to the mixture (the residual shared equally).
   """
-  iterations = int(config.get("wiener_iterations", 0))
+  iterations = int(config.wiener_iterations)
   if not iterations:
     return masks * X
   Y = filtering.wiener(masks * jnp.abs(X), X, iterations=iterations)
@@ -338,36 +360,57 @@ def _mixture(config):
 # Registry.
 
 _RECIPES = {"hpss_repet": _hpss_repet, "nmf": _nmf}
-_DEFAULT_CONFIGS = {"hpss_repet": hpss_repet_config, "nmf": nmf_config}
-_ORACLES = ("irm1", "irm2", "ibm", "mwf")
+ORACLES = ("irm1", "irm2", "ibm", "mwf")
+_DEFAULT_CONFIGS = {"hpss_repet": hpss_repet_config, "nmf": nmf_config, "mixture": _mixture_config,
+                    "unet": separator_lib.unet_config,
+                    **{name: functools.partial(_oracle_config, name) for name in ORACLES}}
 
 
-def names():
+def names() -> list[str]:
   """The registered separator names."""
-  return list(_RECIPES) + list(_ORACLES) + ["mixture", "unet"]
+  return list(_RECIPES) + list(ORACLES) + ["mixture", "unet"]
 
 
-def get(name, config=None):
-  """The separator registered as ``name``, built from ``config`` (default: `default_config`).
+def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None
+                ) -> ml_collections.ConfigDict:
+  """The locked config of separator ``name``.
+
+  Args:
+    name: a registered name.
+    config: None (the default config), a whole ConfigDict of the default's
+      keys, or a mapping of overrides of the default
+      (``{"hpss.kernel_size": (31, 17)}``).
+
+  Raises:
+    ParameterError: an unknown name, or a key the default config does not have
+      (the message lists the valid ones).
+  """
+  default = default_config(name)
+  what = f"{name} config"
+  if isinstance(config, ml_collections.ConfigDict):
+    config_lib.check_same_keys(config, default, what=what)
+    return config_lib.override(default, config.to_dict(), what=what)
+  return config_lib.override(default, config, what=what)
+
+
+def get(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Any:
+  """The separator registered as ``name``, built from its config (see `make_config`).
+
+  ``"unet"`` loads the network named by its config: the pretrained one by
+  default, a training workdir (``checkpoint``) or a weights file (``weights``).
 
   Raises:
     ParameterError: an unknown name (the message lists the valid ones) or a
       bad config.
+    CheckpointError: a network that cannot be loaded.
   """
-  if name not in names():
-    raise ParameterError(f"unknown separator {name!r}; valid names are {names()}")
+  config = make_config(name, config)
   if name == "unet":
-    if config is None or config.get("checkpoint", None) is None:
-      raise ParameterError("separator 'unet' needs a config with .checkpoint (a training workdir)")
-    from mssjax.models.separator import unet_separator  # pylint: disable=import-outside-toplevel
-    return unet_separator(config)
+    return separator_lib.unet_separator(config)
   if name in _RECIPES:
-    config = default_config(name) if config is None else config
     _check_stft_config(config)
     return Separator(name, False, 0, config, _RECIPES[name](config))
-  if name in _ORACLES:
-    config = _oracle_config() if config is None else config
+  if name in ORACLES:
     _check_stft_config(config)
     return Separator(name, True, 0, config, _oracle(name, config))
-  config = ml_collections.ConfigDict() if config is None else config
   return Separator(name, False, 0, config, _mixture(config))

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import ml_collections
+
 from mssjax import TARGETS, audio, separate, train_lib
 from mssjax.__main__ import main
-from mssjax.errors import ParameterError
+from mssjax.errors import CheckpointError, ParameterError
 from mssjax.models import separator as separator_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -22,7 +24,8 @@ from configs import unet_tiny  # pylint: disable=wrong-import-position
 
 class _Quarters:
   """A fake separator: every stem is a quarter of the mixture (so the stems add up to it)."""
-  chunk_seconds, overlap_seconds, needs_references = 1.0, 0.25, False
+  config = ml_collections.ConfigDict(dict(chunk_seconds=1.0, overlap_seconds=0.25))
+  needs_references = False
 
   def __call__(self, mixture, references=None):
     assert mixture.shape == (2, 44100)
@@ -112,11 +115,13 @@ def test_unet_separator_contract(workdir):
     model(mixture[:, :1])
 
 
-def test_unet_separator_needs_a_workdir(tmp_path):
-  with pytest.raises(ParameterError, match="needs config.checkpoint"):
-    separator_lib.unet_separator({})
-  with pytest.raises(ParameterError, match="not a training workdir"):
+def test_unet_separator_bad_sources(tmp_path):
+  with pytest.raises(CheckpointError, match="not a training workdir"):
     separator_lib.unet_separator({"checkpoint": str(tmp_path)})
+  with pytest.raises(CheckpointError, match="no such weights file"):
+    separator_lib.unet_separator({"weights": str(tmp_path / "missing.safetensors")})
+  with pytest.raises(ParameterError, match="unknown key 'checkpoints'; valid keys: checkpoint, chunk_seconds"):
+    separator_lib.unet_separator({"checkpoints": str(tmp_path)})
 
 
 def test_command_line_writes_stems_at_the_input_rate_and_channels(workdir, tmp_path):
@@ -144,9 +149,9 @@ def test_command_line_classical_method_by_name(tmp_path):
     np.testing.assert_allclose(audio.load(tmp_path / "song" / f"{target}.wav"), mixture, atol=1e-6)
 
 
-def test_command_line_errors(tmp_path, capsys):
-  assert main(["separate", str(tmp_path / "missing.wav"), "--method", "unet", "-o", str(tmp_path)]) == 2
-  assert "needs --checkpoint" in capsys.readouterr().err
+def test_command_line_errors(workdir, tmp_path, capsys):
+  assert main(["separate", str(tmp_path / "missing.wav"), "--checkpoint", str(workdir), "-o", str(tmp_path)]) == 1
+  assert "missing.wav" in capsys.readouterr().err
   audio.save(tmp_path / "song.wav", np.zeros((2, 4410), np.float32))
   assert main(["separate", str(tmp_path / "song.wav"), "--method", "nope", "-o", str(tmp_path)]) == 2
   assert "nope" in capsys.readouterr().err

@@ -61,10 +61,8 @@ def recipe(request):
 
 def test_names_and_unknown_name():
   assert set(separators.names()) >= {"hpss_repet", "nmf", "irm1", "irm2", "ibm", "mwf", "mixture", "unet"}
-  with pytest.raises(ParameterError, match="valid names are .*hpss_repet"):
+  with pytest.raises(ParameterError, match="separator='repet' is not known; valid choices: .*hpss_repet"):
     separators.get("repet")
-  with pytest.raises(ParameterError, match="checkpoint"):
-    separators.get("unet")
 
 
 def test_recipe_stems_add_up_and_batch(recipe, tracks):
@@ -151,13 +149,58 @@ def test_bad_config():
     separators.get("hpss_repet", config)
 
 
-def test_configs_match_the_library_defaults():
-  import configs.hpss_repet, configs.nmf  # pylint: disable=import-outside-toplevel,multiple-imports
-  assert configs.hpss_repet.get_config().to_dict() == separators.hpss_repet_config().to_dict()
-  assert configs.nmf.get_config().to_dict() == separators.nmf_config().to_dict()
-  assert separators.default_config("irm2").stft.n_fft == 4096
-  with pytest.raises(ParameterError, match="valid names"):
-    separators.default_config("repet")
+def test_overrides_reach_the_separator(tracks):
+  mixtures, _ = tracks
+  small = _small("hpss_repet")
+  default = _recipe("hpss_repet")
+  wide = separators.get("hpss_repet", {**small.to_dict(), "hpss": {"kernel_size": (31, 5)}})
+  assert wide.config.hpss.kernel_size == (31, 5) and wide.config.stft.n_fft == 1024
+  assert not np.allclose(wide(mixtures)["drums"], default(mixtures)["drums"], atol=1e-4)
+  assert separators.get("hpss_repet", {"hpss.kernel_size": (31, 5)}).config.hpss.kernel_size == (31, 5)
+
+
+def test_configs_are_locked_and_checked():
+  with pytest.raises(ParameterError, match="unknown key 'hpss.kernel'; valid keys: bass_cutoff_hz, chunk_seconds"):
+    separators.get("hpss_repet", {"hpss.kernel": 3})
+  with pytest.raises(ParameterError, match="wrong type"):
+    separators.get("nmf", {"nmf.n_iter": "many"})
+  extra = separators.default_config("nmf").to_dict()
+  extra["nmf"]["rank"] = 3
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ParameterError, match=r"unknown keys \['nmf.rank'\]"):
+    separators.get("nmf", ml_collections.ConfigDict(extra))
+  config = separators.default_config("irm2")
+  with pytest.raises(AttributeError, match="locked"):
+    config.wiener_iteration = 2
+  assert config.stft.n_fft == 4096
+  for name in separators.names():  # every separator's config says how songs are chunked
+    config = separators.default_config(name)
+    assert config.method == name and "chunk_seconds" in config and "overlap_seconds" in config
+
+
+def test_config_files_are_what_the_tools_build_from():
+  import configs.evaluate, configs.hpss_repet  # pylint: disable=import-outside-toplevel,multiple-imports
+  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  config = configs.evaluate.get_config()
+  config.methods = "hpss_repet,nmf,mixture"
+  config.separators.hpss_repet.bass_cutoff_hz = 150.0
+  built = evaluate_lib.load_separators(config)
+  assert built["hpss_repet"].config.bass_cutoff_hz == 150.0
+  assert built["nmf"].config.to_dict() == separators.nmf_config().to_dict()
+
+
+def test_nmf_band_ownership():
+  """A basis goes to the target whose band holds most of its (weighted) energy."""
+  config = separators.nmf_config()
+  freqs = np.fft.rfftfreq(config.stft.n_fft, 1 / config.sample_rate)
+  bumps = [(100.0, 20.0), (1000.0, 20.0), (4100.0, 300.0), (150.0, 20.0), (3000.0, 20.0)]  # b, v, o (mostly), b, v
+  W = np.stack([np.exp(-0.5 * ((freqs - f) / width) ** 2) for f, width in bumps], axis=1).astype(np.float32)
+  shares = np.asarray(separators._band_shares(W, config))  # pylint: disable=protected-access
+  assert shares.shape == (5, 3)
+  np.testing.assert_array_equal(np.argmax(shares, axis=1), [0, 1, 2, 0, 1])
+  config.band_weights.other = 0.3  # a weight moves the decision
+  np.testing.assert_array_equal(np.argmax(np.asarray(separators._band_shares(W, config)), axis=1),
+                                [0, 1, 1, 0, 1])
 
 
 _INSTALLED_CHECK = textwrap.dedent("""
