@@ -27,7 +27,7 @@ import scipy.signal
 from jax.typing import ArrayLike
 
 from mssjax import errors
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_positive_int
 
 __all__ = [
     "stft",
@@ -40,9 +40,6 @@ __all__ = [
     "fft_frequencies",
     "n_frames_for",
 ]
-
-check_positive_int = errors.check_positive_int
-"""Re-exported from `mssjax.errors` (``separate``, ``separators`` and ``data.generate`` import it from here)."""
 
 
 @functools.lru_cache(maxsize=64)
