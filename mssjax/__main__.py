@@ -100,6 +100,8 @@ def separate_command(args: argparse.Namespace) -> int:
   separate.chunk_samples(separator.config)  # the network's own, where the config left them to it
   outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
   for outcome in outcomes:
+    if outcome.note:
+      print(f"note: {outcome.note}", file=sys.stderr)
     if outcome.error:
       print(f"error: {outcome.error}", file=sys.stderr)
     else:

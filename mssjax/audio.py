@@ -31,7 +31,7 @@ import contextlib
 import math
 import os
 import pathlib
-from typing import Iterable, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 import av
 import numpy as np
@@ -267,15 +267,39 @@ def save(path: str | os.PathLike, audio: np.ndarray, *, sample_rate: int = 44100
     AudioError: empty audio, non-finite samples, bad shape or unknown extension.
     ParameterError: bad sample_rate or subtype.
   """
-  path = pathlib.Path(path)
+  save_set({path: audio}, sample_rate=sample_rate, subtype=subtype)
+
+
+def save_set(files: Mapping[str | os.PathLike, np.ndarray], *, sample_rate: int = 44100,
+             subtype: str = "FLOAT") -> None:
+  """Writes several audio files as a set (e.g. a track's four stems): all of them, or none.
+
+  Every array is checked before anything is written; each file goes to a
+  temporary file first, and only when all are written are they moved into
+  place (`mssjax.fileio.atomic_paths`).
+
+  Args:
+    files: ``{path: audio}``, as `save`'s ``path`` and ``audio``.
+    sample_rate, subtype: as `save`, for every file.
+
+  Raises:
+    AudioError, ParameterError: as `save`, before any file is written.
+  """
   _check_rate(sample_rate, allow_none=False)
   check_choice("subtype", subtype, SUBTYPES)
-  data = _audio_to_write(path, audio, subtype)
-  file_format = _write_format(path)
-  if not soundfile.check_format(file_format, subtype):
-    raise ParameterError(f"subtype={subtype!r} cannot be written to {file_format} files")
-  with fileio.atomic_path(path) as temporary:
-    soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
+  prepared = []
+  for path, audio in files.items():
+    path = pathlib.Path(path)
+    data, file_format = _audio_to_write(path, audio, subtype), _write_format(path)
+    if not soundfile.check_format(file_format, subtype):
+      raise ParameterError(f"subtype={subtype!r} cannot be written to {file_format} files")
+    prepared.append((path, data, file_format))
+  try:
+    with fileio.atomic_paths([path for path, _, _ in prepared]) as temporaries:
+      for (_, data, file_format), temporary in zip(prepared, temporaries):
+        soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
+  except OSError as e:
+    raise AudioError(f"{e.filename or prepared[0][0]}: cannot be written ({e.strerror or e})") from e
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:

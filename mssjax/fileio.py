@@ -14,8 +14,9 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -51,6 +52,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
   except BaseException:
     temporary.unlink(missing_ok=True)
     raise
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Iterable[str | os.PathLike]) -> Iterator[list[pathlib.Path]]:
+  """`atomic_path` for several files written as a set: all are replaced only if the body succeeds.
+
+  If the body raises, every temporary file is removed and no target changes.
+  """
+  with contextlib.ExitStack() as stack:
+    yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+def safe_name(name: str, *, default: str = "untitled") -> str:
+  """``name`` as one file or folder name that stays inside its parent folder.
+
+  Path separators and control characters become ``_``; leading and trailing
+  dots and spaces are removed (so ``".."`` or ``"..."`` cannot name a parent);
+  an empty result is ``default``.
+  """
+  name = re.sub(r"[\x00-\x1f/\\]", "_", str(name)).strip(". ")
+  return name or default
 
 
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
-import shutil
 import tempfile
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -37,7 +35,8 @@ from mssjax.errors import AudioError, ParameterError, check_finite, check_positi
 MODEL_RATE = 44100
 
 
-def crossfade_window(chunk_samples, overlap_samples, *, fade_in=True, fade_out=True):
+def crossfade_window(chunk_samples: int, overlap_samples: int, *, fade_in: bool = True, fade_out: bool = True
+                     ) -> np.ndarray:
   """Overlap-add weights ``[chunk_samples]``: raised-cosine ramps over ``overlap_samples``, ones between.
 
   The ramps never reach zero (half-sample offset), so every sample of the song
@@ -100,7 +99,8 @@ def chunk_samples(config: ml_collections.ConfigDict, sample_rate: int = MODEL_RA
                         sample_rate=sample_rate)
 
 
-def separate_in_chunks(separate_chunk, mixture, *, chunk_samples, overlap_samples, progress=None):
+def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.ndarray, *, chunk_samples: int,
+                       overlap_samples: int, progress: Any = None) -> np.ndarray:
   """Applies a chunk separator to a long signal by overlap-add.
 
   Args:
@@ -138,7 +138,7 @@ def separate_in_chunks(separate_chunk, mixture, *, chunk_samples, overlap_sample
   return out
 
 
-def _chunk_function(separator):
+def _chunk_function(separator: Any) -> Callable[[np.ndarray], np.ndarray]:
   """``[2, n] -> [4, 2, n]`` from a separator (its jitted chunk call where it has one)."""
   if hasattr(separator, "separate_chunk"):
     return separator.separate_chunk
@@ -228,8 +228,7 @@ def song_name(path: str | os.PathLike) -> str:
     name = name[:-len(".stem.mp4")]
   else:
     name = pathlib.Path(name).stem
-  name = re.sub(r'[\x00-\x1f/\\]', "_", name).strip(". ")
-  return name or "song"
+  return fileio.safe_name(name, default="song")
 
 
 def output_folders(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[pathlib.Path]:
@@ -250,20 +249,20 @@ def output_folders(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
 
 
 def check_output_folder(folder: str | os.PathLike) -> pathlib.Path:
-  """Checks that the stems can be written into ``folder`` before any work is done.
+  """Makes ``folder`` and checks that the stems can be written there, before any work is done.
 
   Raises:
-    AudioError: ``folder`` (or a parent) is a file, is not writable, or a
-      stem's file name is taken by a folder.
+    AudioError: the folder cannot be made or written to (a parent is a file,
+      no permission, a read-only filesystem), or a stem's file name is taken by
+      a folder.
   """
   folder = pathlib.Path(folder)
-  parent = folder
-  while not parent.exists():
-    parent = parent.parent
-  if not parent.is_dir():
-    raise AudioError(f"{parent}: is a file, so the output folder {folder} cannot be made")
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise AudioError(f"{parent}: not writable, so the output folder {folder} cannot be made")
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder, prefix=".write-check."):
+      pass
+  except OSError as e:
+    raise AudioError(f"{folder}: cannot write the stems there ({e.strerror or e})") from e
   for target in TARGETS:
     if (folder / f"{target}.wav").is_dir():
       raise AudioError(f"{folder / (target + '.wav')}: is a folder, so the {target} stem cannot be written")
@@ -271,22 +270,9 @@ def check_output_folder(folder: str | os.PathLike) -> pathlib.Path:
 
 
 def write_stems(folder: str | os.PathLike, stems: dict[str, np.ndarray], *, sample_rate: int) -> pathlib.Path:
-  """Writes ``folder/{vocals,drums,bass,other}.wav`` as a set: all four new stems, or none.
-
-  The stems are written into a hidden staging folder inside ``folder`` first
-  (checked on write by `mssjax.audio.save`); only when all four are written
-  are they moved into place.
-  """
+  """Writes ``folder/{vocals,drums,bass,other}.wav`` as a set: all four new stems, or none."""
   folder = check_output_folder(folder)
-  folder.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(dir=folder, prefix=".stems.", suffix=fileio.PARTIAL_SUFFIX))
-  try:
-    for target in TARGETS:
-      audio.save(staging / f"{target}.wav", stems[target], sample_rate=sample_rate)
-    for target in TARGETS:
-      os.replace(staging / f"{target}.wav", folder / f"{target}.wav")
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+  audio.save_set({folder / f"{target}.wav": stems[target] for target in TARGETS}, sample_rate=sample_rate)
   return folder
 
 
@@ -312,8 +298,8 @@ def separate_file(separator: Any, path: str | os.PathLike, folder: str | os.Path
     AudioError: an unreadable input or an unwritable output (checked before
       the separation).
   """
-  check_output_folder(folder)
   mixture, rate = _load_song(path)
+  check_output_folder(folder)
   stems = separate_array(separator, mixture, sample_rate=rate, progress=progress)
   return write_stems(folder, stems, sample_rate=rate)
 
@@ -325,10 +311,12 @@ class Outcome(NamedTuple):
     path: the input file.
     folder: its output folder (None if it failed).
     error: the one-line error (None if it worked).
+    note: set where the folder's name differs from the song's (a name clash).
   """
   path: str
   folder: pathlib.Path | None
   error: str | None
+  note: str | None = None
 
 
 def separate_files(separator: Any, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
@@ -355,8 +343,11 @@ def separate_files(separator: Any, paths: Sequence[str | os.PathLike], out_dir: 
       if str(path) in outcomes:
         continue
       bar.set_postfix_str(folder.name)
+      note = None
+      if folder.name != song_name(path):
+        note = f"{path}: another input is also named {song_name(path)!r}; its stems go to {folder.name!r}"
       try:
-        outcomes[str(path)] = Outcome(str(path), separate_file(separator, path, folder, progress=bar), None)
+        outcomes[str(path)] = Outcome(str(path), separate_file(separator, path, folder, progress=bar), None, note)
       except (AudioError, ParameterError) as e:
         outcomes[str(path)] = Outcome(str(path), None, str(e))
   return [outcomes[str(p)] for p in paths]

@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax.typing import ArrayLike
 
 from mssjax import TARGETS, decompose, filtering, spectral
 from mssjax import config as config_lib
@@ -75,7 +76,8 @@ class Separator:
   def __post_init__(self):
     object.__setattr__(self, "_batched", jax.jit(_over_tracks(self.fn, self.needs_references)))
 
-  def __call__(self, mixture, references=None):
+  def __call__(self, mixture: ArrayLike, references: ArrayLike | None = None) -> dict[str, jax.Array]:
+    """``mixture [..., 2, n]`` (and, for oracles, ``references [..., 4, 2, n]``) -> ``{target: [..., 2, n]}``."""
     mixture = _check_audio(mixture, "mixture", stems=False)
     lead, n = mixture.shape[:-2], mixture.shape[-1]
     flat = mixture.reshape((-1, 2, n))
@@ -130,7 +132,7 @@ def _check_audio(x, name, *, stems):
 # Configs.
 
 
-def hpss_repet_config():
+def hpss_repet_config() -> ml_collections.ConfigDict:
   """The default ``hpss_repet`` config (how to run it and its measured SDR: ``configs/hpss_repet.py``)."""
   config = ml_collections.ConfigDict()
   config.method = "hpss_repet"
@@ -151,7 +153,7 @@ def hpss_repet_config():
   return config
 
 
-def nmf_config():
+def nmf_config() -> ml_collections.ConfigDict:
   """The default ``nmf`` config (how to run it and its measured SDR: ``configs/nmf.py``)."""
   config = ml_collections.ConfigDict()
   config.method = "nmf"
