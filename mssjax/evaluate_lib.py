@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
 import time
 import traceback
 from typing import Any
@@ -25,16 +26,16 @@ import tqdm
 
 from mssjax import TARGETS, audio, fileio, separate, separators
 from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
+from mssjax.data import Track, generate, load_tracks
 from mssjax.metrics import bss_eval, store
 
 log = logging.getLogger(__name__)
 
 
-def resolve_root(config, workdir):
+def resolve_root(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
   """The dataset folder: ``config.data.root``, or generated songs in ``DIR/songs``."""
   if config.data.root:
     return pathlib.Path(config.data.root)
-  from mssjax.data import generate  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(workdir) / "songs"
   generate.write_songs(root, n_train=0, n_test=config.data.n_generated, seconds=config.data.seconds,
                        seed=config.data.seed)
@@ -84,7 +85,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check_finite("data.seconds", config.data.seconds, minimum=0, strict=True)
 
 
-def separate_track(separator, track):
+def separate_track(separator: Any, track: Track) -> tuple[np.ndarray, float]:
   """Runs one separator on a track; returns (``[4, 2, n]`` estimates, seconds spent)."""
   mixture = track.mixture()
   start = time.perf_counter()
@@ -96,7 +97,8 @@ def separate_track(separator, track):
   return estimates, time.perf_counter() - start
 
 
-def score_track(references, estimates, *, sample_rate, window_seconds=1.0, hop_seconds=1.0):
+def score_track(references: np.ndarray, estimates: np.ndarray, *, sample_rate: int, window_seconds: float = 1.0,
+                hop_seconds: float = 1.0) -> dict[str, dict[str, np.ndarray]]:
   """BSSEval v4 of ``[4, 2, n]`` estimates (cut or padded to the references, as museval).
 
   Returns:
@@ -110,43 +112,70 @@ def score_track(references, estimates, *, sample_rate, window_seconds=1.0, hop_s
   return {t: {m: out[m][i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)}
 
 
-def _save_estimates(folder, estimates, sample_rate, subtype="FLOAT"):
-  folder = pathlib.Path(folder)
-  for target, x in zip(TARGETS, estimates):
-    audio.save(folder / f"{target}.wav", x, sample_rate=sample_rate, subtype=subtype)
+REFERENCE = "reference"
+"""The report's folder of a track's true stems and mixture (``report/audio/<track>/reference``)."""
 
 
-def evaluate_one(config, workdir, name, separator, track, *, keep_audio=False):
+def audio_folder(workdir: pathlib.Path, track: str, who: str) -> pathlib.Path:
+  """``DIR/report/audio/<track>/<method or "reference">`` (the track's name made safe as a folder)."""
+  return pathlib.Path(workdir) / "report" / "audio" / fileio.safe_name(track) / who
+
+
+def _save_stems(folder: pathlib.Path, stems: dict[str, np.ndarray], sample_rate: int, subtype: str) -> None:
+  audio.save_set({pathlib.Path(folder) / f"{name}.wav": x for name, x in stems.items()}, sample_rate=sample_rate,
+                 subtype=subtype)
+
+
+def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Any,
+                 track: Track, *, keep_audio: bool = False) -> pathlib.Path:
   """Separates, scores and stores one (method, track); returns the JSON path."""
   estimates, seconds = separate_track(separator, track)
   scores = score_track(track.targets(), estimates, sample_rate=track.sample_rate,
                        window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
+  stems = dict(zip(TARGETS, estimates))
   if config.save_estimates:
-    _save_estimates(pathlib.Path(workdir) / name / "estimates" / track.subset / track.name, estimates,
-                    track.sample_rate)
+    _save_stems(pathlib.Path(workdir) / name / "estimates" / track.subset / fileio.safe_name(track.name), stems,
+                track.sample_rate, "FLOAT")
   if keep_audio:
-    _save_estimates(pathlib.Path(workdir) / "report" / "audio" / track.name / name, estimates,
-                    track.sample_rate, subtype="PCM_16")
+    _save_stems(audio_folder(workdir, track.name, name), stems, track.sample_rate, "PCM_16")
   meta = {"audio_seconds": track.n_samples / track.sample_rate, "separation_seconds": seconds,
           "n_parameters": int(separator.n_parameters)}
   return store.save_track(workdir, name, track.subset, track.name, scores, meta=meta,
                           win=config.window_seconds, hop=config.hop_seconds)
 
 
-def _save_references(workdir, track):
-  folder = pathlib.Path(workdir) / "report" / "audio" / track.name / "reference"
-  if (folder / "mixture.wav").exists():
+def _save_references(workdir: pathlib.Path, track: Track) -> None:
+  """The track's mixture and true stems for the report, written as a set (repaired if a kill left half)."""
+  folder = audio_folder(workdir, track.name, REFERENCE)
+  names = ("mixture",) + TARGETS
+  if all((folder / f"{n}.wav").is_file() for n in names):
     return
-  audio.save(folder / "mixture.wav", track.mixture(), sample_rate=track.sample_rate, subtype="PCM_16")
-  _save_estimates(folder, track.targets(), track.sample_rate, subtype="PCM_16")
+  stems = dict(zip(TARGETS, track.targets()), mixture=track.mixture())
+  _save_stems(folder, {n: stems[n] for n in names}, track.sample_rate, "PCM_16")
 
 
-def run_loop(config, workdir, methods, tracks):
-  """Every (track, method) not yet scored; failures are logged and collected, never fatal."""
+def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list
+          ) -> list:
+  """The (track, method) pairs without a reusable result; unreadable or differently scored ones are named."""
+  todo = []
+  for track in tracks:
+    for name in methods:
+      problem = store.result_problem(workdir, name, track.subset, track.name, win=config.window_seconds,
+                                     hop=config.hop_seconds)
+      if problem is None:
+        continue
+      if problem != "missing":
+        tqdm.tqdm.write(f"warning: re-scoring {name} / {track.name}: {problem}", file=sys.stderr)
+      todo.append((track, name))
+  return todo
+
+
+def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list
+             ) -> dict[str, Any]:
+  """Every (track, method) without a reusable result; failures are logged and collected, never fatal."""
   audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
   failures = []
-  todo = [(t, n) for t in tracks for n in methods
-          if not store.track_path(workdir, n, t.subset, t.name).exists()]
+  todo = _todo(config, workdir, methods, tracks)
   skipped = len(tracks) * len(methods) - len(todo)
   bar = tqdm.tqdm(todo, desc="evaluate", unit="track", disable=not config.progress)
   for track, name in bar:
@@ -167,7 +196,7 @@ def run_loop(config, workdir, methods, tracks):
   return {"done": len(todo) - len(failures), "skipped": skipped, "failures": failures}
 
 
-def evaluate(config, workdir):
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Evaluates ``config.methods`` on the tracks of ``config.data`` into ``workdir``.
 
   Args:
@@ -186,7 +215,6 @@ def evaluate(config, workdir):
   if workdir.exists() and not workdir.is_dir():
     raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
   methods = load_separators(config)
-  from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
   tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]

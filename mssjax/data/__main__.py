@@ -19,7 +19,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from mssjax.errors import AudioError, DataError, ParameterError
+from mssjax.errors import USER_ERRORS
 
 COMMANDS = {
     # name: (module, one-line help)
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv[1:])
   try:
     return module.run(args)
-  except (AudioError, DataError, ParameterError) as error:
+  except USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
 

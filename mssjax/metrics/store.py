@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mssjax import fileio
+from mssjax.errors import DataError
 from mssjax.metrics.bss_eval import METRICS
 
 MUSEVAL_VERSION = "0.4.1"
@@ -75,24 +76,71 @@ def write_json(path: str | os.PathLike, document: Any) -> pathlib.Path:
 
 
 def track_path(workdir: str | os.PathLike, method: str, subset: str, track: str) -> pathlib.Path:
-  """``DIR/<method>/<subset>/<track>.json``."""
-  return pathlib.Path(workdir) / method / subset / f"{track}.json"
+  """``DIR/<method>/<subset>/<track>.json`` (the track's name made safe as a file name)."""
+  return pathlib.Path(workdir) / method / subset / f"{fileio.safe_name(track)}.json"
 
 
 def meta_path(workdir: str | os.PathLike, method: str, subset: str, track: str) -> pathlib.Path:
   """``DIR/<method>/meta/<subset>/<track>.json`` (outside museval's ``test/**/*.json`` glob)."""
-  return pathlib.Path(workdir) / method / "meta" / subset / f"{track}.json"
+  return pathlib.Path(workdir) / method / "meta" / subset / f"{fileio.safe_name(track)}.json"
+
+
+def bss_eval_settings(*, win: float, hop: float) -> dict[str, Any]:
+  """The BSSEval settings a result records in its meta (``"bss_eval"``)."""
+  return {"mode": "v4", "window_seconds": float(win), "hop_seconds": float(hop), "filters_len": 512}
+
+
+def result_problem(workdir: str | os.PathLike, method: str, subset: str, track: str, *, win: float,
+                   hop: float) -> str | None:
+  """Why the stored result of a track cannot be reused (None: it is complete and of these settings).
+
+  A result is reused only if its JSON reads back in museval's layout with
+  every metric of every frame, and it was scored with the same BSSEval
+  window and hop (from its meta, or its frames' ``duration`` and ``time``).
+
+  Returns:
+    None, ``"missing"``, or a one-line reason naming the file.
+  """
+  path = track_path(workdir, method, subset, track)
+  if not path.is_file():
+    return "missing"
+  try:
+    document = json.loads(path.read_text())
+    frames = [frame for target in document["targets"] for frame in target["frames"]]
+    for frame in frames:
+      [frame["metrics"][m] for m in JSON_METRICS]  # pylint: disable=expression-not-assigned
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return f"{path}: unreadable result ({type(e).__name__}: {e})"
+  want = bss_eval_settings(win=win, hop=hop)
+  meta = meta_path(workdir, method, subset, track)
+  try:
+    stored = json.loads(meta.read_text()).get("bss_eval") if meta.is_file() else None
+  except (OSError, ValueError, AttributeError) as e:
+    return f"{meta}: unreadable result meta ({type(e).__name__}: {e})"
+  if stored is None and frames:
+    first = document["targets"][0]["frames"]
+    stored = dict(want, window_seconds=float(first[0]["duration"]),
+                  hop_seconds=float(first[1]["time"] - first[0]["time"]) if len(first) > 1 else float(hop))
+  if stored is not None and stored != want:
+    return f"{path}: scored with other BSSEval settings ({stored}, now {want})"
+  return None
 
 
 def save_track(workdir: str | os.PathLike, method: str, subset: str, track: str,
                scores: Mapping[str, Mapping[str, Sequence[float]]], *, meta: Mapping[str, Any] | None = None,
                win: float = 1.0, hop: float = 1.0) -> pathlib.Path:
   """Writes a track's museval JSON (and its meta) into the workdir; returns the JSON path."""
-  if meta is not None:
-    write_json(meta_path(workdir, method, subset, track), meta)
+  meta = dict(meta or {}, bss_eval=bss_eval_settings(win=win, hop=hop))
+  write_json(meta_path(workdir, method, subset, track), meta)
   path = track_path(workdir, method, subset, track)
   write_json(path, track_json(scores, win=win, hop=hop))
   return path
+
+
+def _result_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The ``*.json`` results of a folder; hidden files (temporary ones, e.g. ``.tmp-*.json`` left by a kill
+  in an older version) are not results."""
+  return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
 
 
 def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str = "test") -> list[dict[str, Any]]:
@@ -103,14 +151,17 @@ def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str 
   """
   rows = []
   for method in methods:
-    for path in sorted((pathlib.Path(workdir) / method / subset).glob("*.json")):
-      with open(path) as f:
-        doc = json.load(f)
-      for target in doc["targets"]:
-        for metric in JSON_METRICS:
-          frames = np.array([fr["metrics"][metric] for fr in target["frames"]], dtype=np.float64)
-          rows.append({"method": method, "track": path.stem, "target": target["name"],
-                       "metric": metric, "frames": frames})
+    for path in _result_files(pathlib.Path(workdir) / method / subset):
+      try:
+        doc = json.loads(path.read_text())
+        for target in doc["targets"]:
+          for metric in JSON_METRICS:
+            frames = np.array([fr["metrics"][metric] for fr in target["frames"]], dtype=np.float64)
+            rows.append({"method": method, "track": path.stem, "target": target["name"],
+                         "metric": metric, "frames": frames})
+      except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a readable museval result ({type(e).__name__}: {e}); delete it to "
+                        "re-score the track") from e
   return rows
 
 
@@ -118,9 +169,11 @@ def load_meta(workdir: str | os.PathLike, method: str, *, subset: str = "test") 
   """The meta documents of a method's tracks, ``{track: dict}``."""
   folder = pathlib.Path(workdir) / method / "meta" / subset
   out = {}
-  for path in sorted(folder.glob("*.json")):
-    with open(path) as f:
-      out[path.stem] = json.load(f)
+  for path in _result_files(folder):
+    try:
+      out[path.stem] = json.loads(path.read_text())
+    except ValueError as e:
+      raise DataError(f"{path}: not a readable result meta ({e}); delete it to re-score the track") from e
   return out
 
 

@@ -34,27 +34,27 @@ def _table(rows):
 
 def _players(report_dir, track, methods):
   """Audio players for one track: mixture and references, then each method's estimates."""
-  base = report_dir / "audio" / track
+  base = report_dir / "audio" / fileio.safe_name(track)
   lines = ["<table class='players'><tr><th></th>" + "".join(f"<th>{t}</th>" for t in TARGETS) + "</tr>"]
   for who in ["reference"] + list(methods):
     cells = []
     for target in TARGETS:
       if (base / who / f"{target}.wav").exists():
-        src = _url("audio", track, who, f"{target}.wav")
+        src = _url("audio", fileio.safe_name(track), who, f"{target}.wav")
         cells.append(f"<td><audio controls preload='metadata' src='{src}'></audio></td>")
       else:
         cells.append("<td>-</td>")
     lines.append(f"<tr><td>{html.escape(who)}</td>" + "".join(cells) + "</tr>")
   mix = base / "reference" / "mixture.wav"
   if mix.exists():
-    src = _url("audio", track, "reference", "mixture.wav")
+    src = _url("audio", fileio.safe_name(track), "reference", "mixture.wav")
     lines.insert(0, f"<p>mixture <audio controls preload='metadata' src='{src}'></audio></p>")
   return "\n".join(lines + ["</table>"])
 
 
 def _spectrograms(report_dir, track, methods):
   """One truth-vs-estimate spectrogram figure per method; returns the image file names."""
-  base = report_dir / "audio" / track
+  base = report_dir / "audio" / fileio.safe_name(track)
   refs = {t: audio.load(base / "reference" / f"{t}.wav") for t in TARGETS
           if (base / "reference" / f"{t}.wav").exists()}
   names = []
