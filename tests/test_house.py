@@ -95,9 +95,9 @@ def test_the_inference_path_imports_no_training_code():
 
 
 def test_one_atomic_writer():
-  """Only mssjax/fileio.py (and prepare's staged track folders, separate's staged stems) make temporary files."""
+  """Only mssjax/fileio.py (and prepare's staged track folders) makes temporary files and moves them."""
   def writes(path):
     code = ast.unparse(ast.parse(path.read_text()))  # code without comments and docstrings' prose
     return any(f"{name}(" in code for name in ("mkstemp", "mkdtemp", "os.replace", "os.rename"))
   users = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if writes(p))
-  assert users == ["mssjax/data/prepare.py", "mssjax/fileio.py", "mssjax/separate.py"], users
+  assert users == ["mssjax/data/prepare.py", "mssjax/fileio.py"], users

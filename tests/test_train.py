@@ -135,6 +135,11 @@ def test_resuming_with_another_config_is_refused_and_keeps_config_json(trained, 
   shutil.copytree(trained[0], workdir)
   before = (workdir / "config.json").read_text()
   config = tiny_config()
+  config.model.name = "unte"  # a typo on a finished workdir: refused before config.json is touched
+  with pytest.raises(ParameterError, match="model.name='unte' is not known"):
+    train_lib.train_and_evaluate(config, workdir)
+  assert (workdir / "config.json").read_text() == before
+  config = tiny_config()
   config.model.features = (4, 16)
   with pytest.raises(ParameterError, match=r"another config \(model.features: \(4, 8\) -> \(4, 16\)\).*"
                                            r"--allow_config_change"):
