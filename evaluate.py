@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mssjax import evaluate_lib
+from mssjax import compilation_cache, evaluate_lib
 from mssjax.errors import USER_ERRORS as ERRORS
 
 FLAGS = flags.FLAGS
@@ -30,6 +30,7 @@ def main(argv):
   del argv
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  compilation_cache.enable()  # MSSJAX_COMPILATION_CACHE=0 turns it off
   try:
     summary = evaluate_lib.evaluate(FLAGS.config, FLAGS.workdir)
   except ERRORS as error:

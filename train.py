@@ -15,7 +15,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from mssjax import train_lib
+from mssjax import compilation_cache, train_lib
 from mssjax.errors import USER_ERRORS as ERRORS
 
 FLAGS = flags.FLAGS
@@ -34,6 +34,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   if FLAGS.multihost:
     jax.distributed.initialize()
+  compilation_cache.enable()  # MSSJAX_COMPILATION_CACHE=0 turns it off
   try:
     train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   except (*ERRORS, FloatingPointError) as error:

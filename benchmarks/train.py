@@ -5,6 +5,9 @@
 Measures, on the default JAX backend (CPU here; a GPU where there is one):
 - the train step's compile time, then steps/s, samples/s and seconds of audio/s
   (batches of generated songs, prepared beforehand, so data loading is not counted);
+- the same steps fed by the config's own loader (the grain pipeline over the
+  prepared previews for configs/unet_previews.py): steps/s, examples/s and the
+  share of step time spent waiting for data;
 - separation of a 30 s stereo song with the same network (random weights; speed
   does not depend on them): compile time and the real-time factor (audio
   seconds per second of computation; above 1 is faster than real time);
@@ -23,6 +26,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+import time
 
 from absl import app, flags
 import jax
@@ -81,6 +85,31 @@ def bench_training(config, n_steps):
   return state
 
 
+def bench_data_wait(config, state, n_steps):
+  """Prints the share of step time spent waiting for the config's own loader (steps fed as in training)."""
+  if config.data.name == "musdb" and not pathlib.Path(config.data.root).is_dir():
+    print(f"data wait: skipped ({config.data.root!r} is not a folder; prepare the previews first)")
+    return
+  iterator = loaders.make_train_iterator(config)
+  mesh = train_lib.make_mesh()
+  step = train_lib.parallel_train_step(mesh)
+  state, _ = step(state, train_lib.shard_batch(next(iterator), mesh), jax.random.key(0))  # compiled already
+  jax.block_until_ready(state)
+  waiting = computing = 0.0
+  for i in range(n_steps):
+    start = time.perf_counter()
+    batch = train_lib.shard_batch(next(iterator), mesh)
+    jax.block_until_ready(batch)
+    loaded = time.perf_counter()
+    state, metrics = step(state, batch, jax.random.key(i))
+    jax.block_until_ready(metrics)
+    waiting, computing = waiting + loaded - start, computing + time.perf_counter() - loaded
+  total = waiting + computing
+  print(f"with the {config.data.name!r} loader ({config.data.worker_count} workers): {n_steps / total:.3f} steps/s, "
+        f"{n_steps * config.data.batch_size / total:.2f} examples/s, waiting for data {100 * waiting / total:.0f} % "
+        "of step time")
+
+
 def bench_separation(config, state, seconds=30.0):
   """Prints compile time and real-time factor of separating a ``seconds`` stereo song."""
   model = separator_lib.UNetSeparator(config, jax.tree.map(np.asarray, state.params))
@@ -123,7 +152,9 @@ def main(argv):
   del argv
   config = FLAGS.config
   print(f"backend: {jax.default_backend()}, devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
+  data_config = FLAGS.config.copy_and_resolve_references()
   state = bench_training(config, FLAGS.steps)
+  bench_data_wait(data_config, state, FLAGS.steps)
   bench_separation(config, state)
   if FLAGS.memory:
     bench_memory(config)

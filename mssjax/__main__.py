@@ -10,6 +10,12 @@ classical recipe by name. Every setting is a key of the method's config
 method's config); ``--list-settings`` prints the keys and their defaults.
 ``--checkpoint``, ``--chunk-seconds``, ``--overlap-seconds`` and
 ``--wiener-iterations`` are shorthands for the keys of the same names.
+``python -m mssjax export-weights WORKDIR -o FILE`` writes a training
+workdir's best checkpoint as one weights file (the format of the shipped
+network, `mssjax.weights`).
+
+Compiled programs are kept in JAX's persistent cache between runs
+(`mssjax.compilation_cache`; ``MSSJAX_COMPILATION_CACHE=0`` turns it off).
 
 Songs of any length, sample rate and channel count are cut into overlapping
 chunks (see `mssjax.separate`); a progress bar counts the chunks. A file that
@@ -52,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
   sep.add_argument("--overlap-seconds", type=float, help="= --set overlap_seconds=S")
   sep.add_argument("--wiener-iterations", type=int, help="= --set wiener_iterations=N")
   sep.add_argument("--quiet", action="store_true", help="no progress bar")
+  export = commands.add_parser("export-weights", help="write a training workdir's checkpoint as one weights file")
+  export.add_argument("workdir", help="the training workdir")
+  export.add_argument("-o", "--out", required=True, help="the .safetensors file (mssjax/pretrained/unet.safetensors "
+                      "to replace the shipped network)")
+  export.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint (default best)")
+  export.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                      help="storage of floating-point parameters (default float32)")
   return parser
 
 
@@ -84,7 +97,8 @@ def method_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
 
 def separate_command(args: argparse.Namespace) -> int:
   """Runs ``separate``; returns the exit status."""
-  from mssjax import separate, separators  # pylint: disable=import-outside-toplevel
+  from mssjax import compilation_cache, separate, separators  # pylint: disable=import-outside-toplevel
+  compilation_cache.enable()
   config = method_config(args)
   if args.list_settings:
     print(config)
@@ -112,12 +126,22 @@ def separate_command(args: argparse.Namespace) -> int:
   return 1 if failed else 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+  """Runs ``export-weights``."""
+  from mssjax.models import separator  # pylint: disable=import-outside-toplevel
+  path = separator.export_weights(args.workdir, args.out, which=args.which, storage_dtype=args.storage_dtype)
+  print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of ``python -m mssjax`` and the ``mssjax`` script."""
   args = _parser().parse_args(argv)
   try:
     if args.command == "separate":
       return separate_command(args)
+    if args.command == "export-weights":
+      return export_command(args)
   except USER_ERRORS as error:
     if args.debug:
       traceback.print_exc()

@@ -1,8 +1,13 @@
 """Shared fixtures: the real MUSDB18 previews beside the repository."""
 
+import os
 import pathlib
 
 import pytest
+
+# The command-line tools keep compiled programs in the user's cache; tests (and the tools they start)
+# compile afresh unless a test asks for the cache (tests/test_separate.py).
+os.environ["MSSJAX_COMPILATION_CACHE"] = "0"
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 MUSDB_ROOT = SHARED_DATA / "musdb18-7"

@@ -180,3 +180,19 @@ def test_ten_minute_song_in_bounded_memory(workdir):
   assert out.returncode == 0, out.stderr[-3000:]
   peak_mb = float(out.stdout.split("PEAK_MB")[1])
   assert peak_mb < 4096, peak_mb
+
+
+@pytest.mark.slow
+def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path):
+  audio.save(tmp_path / "song.wav", np.random.default_rng(4).uniform(-0.3, 0.3, (2, 44100)).astype(np.float32))
+  cache = tmp_path / "cache"
+  command = [sys.executable, "-m", "mssjax", "separate", str(tmp_path / "song.wav"), "--method", "hpss_repet",
+             "-o", str(tmp_path / "out"), "--quiet"]
+  for setting, expect_entries in (("0", False), ("1", True)):
+    env = dict(os.environ, MSSJAX_COMPILATION_CACHE=setting, MSSJAX_COMPILATION_CACHE_DIR=str(cache))
+    out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (cache.is_dir() and any(cache.iterdir())) == expect_entries
+  entries = sorted(cache.iterdir())
+  out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0 and sorted(cache.iterdir()) == entries  # the second process reuses, adds nothing

@@ -173,6 +173,26 @@ def load_workdir(workdir: str | os.PathLike, *, which: str = "best") -> tuple[ml
   return model_config, restored.params
 
 
+def export_weights(workdir: str | os.PathLike, path: str | os.PathLike, *, which: str = "best",
+                   storage_dtype: str = "float32") -> pathlib.Path:
+  """Writes a training workdir's checkpoint as a single weights file (the shipped format).
+
+  Args:
+    workdir: the training workdir.
+    path: the ``.safetensors`` file to write (e.g. `PRETRAINED`).
+    which: ``"best"`` (falls back to the latest) or ``"latest"``.
+    storage_dtype: "float32", "float16" or "bfloat16".
+
+  Returns:
+    ``path``. Its metadata records the step and where it came from.
+  """
+  from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
+  model_config = checkpoints.read_config(workdir)
+  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  metadata = {"step": str(restored.step), "checkpoint": restored.which}
+  return weights.save(path, restored.params, model_config, storage_dtype=storage_dtype, metadata=metadata)
+
+
 def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
   """``(experiment config, parameters)`` of a weights file (`mssjax.weights`).
 
