@@ -196,3 +196,30 @@ def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path
   entries = sorted(cache.iterdir())
   out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert out.returncode == 0 and sorted(cache.iterdir()) == entries  # the second process reuses, adds nothing
+
+
+@pytest.mark.parametrize("storage_dtype", ["float32", "float16"])
+def test_export_weights_round_trip(workdir, tmp_path, capsys, storage_dtype):
+  """A workdir exported to one weights file separates exactly as the workdir (float32), or nearly (float16)."""
+  path = tmp_path / "tiny.safetensors"
+  assert main(["export-weights", str(workdir), "-o", str(path), "--storage-dtype", storage_dtype]) == 0
+  assert str(path) in capsys.readouterr().out
+  from_workdir = separator_lib.unet_separator({"checkpoint": str(workdir)})
+  from_file = separator_lib.unet_separator({"weights": str(path)})
+  assert from_file.config.chunk_seconds == from_workdir.config.chunk_seconds
+  mixture = np.random.default_rng(5).standard_normal((2, 30000)).astype(np.float32) * 0.1
+  ours, theirs = from_file(mixture), from_workdir(mixture)
+  for target in TARGETS:
+    if storage_dtype == "float32":
+      np.testing.assert_array_equal(ours[target], theirs[target])
+    else:
+      np.testing.assert_allclose(ours[target], theirs[target], atol=2e-3)
+
+
+def test_bad_weights_files_are_one_line_errors(tmp_path, capsys):
+  audio.save(tmp_path / "song.wav", np.zeros((2, 4410), np.float32))
+  (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 100)
+  assert main(["separate", str(tmp_path / "song.wav"), "--set", f"weights={tmp_path / 'bad.safetensors'}",
+               "-o", str(tmp_path / "out"), "--quiet"]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"error: {tmp_path / 'bad.safetensors'}: not a readable safetensors") and err.count("\n") == 1
