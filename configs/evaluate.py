@@ -43,6 +43,7 @@ def get_config():
   config.data = ml_collections.ConfigDict()
   config.data.root = ""          # MUSDB18(-HQ) folder; empty: generated songs in DIR/songs
   config.data.subset = "test"
+  config.data.split = ""         # subset "train" only: "valid" (MUSDB18's 14 validation tracks), "train", "" (all)
   config.data.max_tracks = 0     # 0: all tracks
   config.data.n_generated = 2    # generated songs when root is empty
   config.data.seconds = 5.0

@@ -75,6 +75,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_finite("window_seconds", config.window_seconds, minimum=0, strict=True)
   check_finite("hop_seconds", config.hop_seconds, minimum=0, strict=True)
   check_choice("data.subset", config.data.subset, ("train", "test"))
+  if config.data.split:
+    check_choice("data.split", config.data.split, ("train", "valid"))
+    if config.data.subset != "train":
+      raise ParameterError(f"data.split={config.data.split!r} needs data.subset='train' (MUSDB18's splits)")
   check_non_negative_int("data.max_tracks", config.data.max_tracks)
   check_non_negative_int("report.n_audio_tracks", config.report.n_audio_tracks)
   if config.data.root:
@@ -215,7 +219,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if workdir.exists() and not workdir.is_dir():
     raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
   methods = load_separators(config)
-  tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset)
+  tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset, split=config.data.split or None)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
   summary = run_loop(config, workdir, methods, tracks)

@@ -120,6 +120,31 @@ def test_gain_switch():
   assert per_stem.min() >= 0.25 and per_stem.max() <= 1.25 and np.unique(per_stem).size == per_stem.size
 
 
+def test_sign_flip_switch():
+  ones = pipeline.ArraySource([np.ones((4, 2, N_SAMPLES), np.float32)] * 3)
+  flipped = np.concatenate([b["targets"] for b in _take(iter(_loader(source=ones, **dict(OFF, sign_flip=True))), 4)])
+  per_stem = flipped[..., 0, 0]
+  assert set(np.unique(per_stem)) == {-1.0, 1.0} and 0.25 < np.mean(per_stem < 0) < 0.75
+  np.testing.assert_array_equal(flipped, per_stem[..., None, None] * np.ones((2, CHUNK), np.float32))
+
+
+def test_speed_changes_tempo_and_pitch_together():
+  """A sine at 50 Hz (1 kHz rate) played at a random speed in [1.5, 2]: each stem's pitch rises by its speed."""
+  t = np.arange(N_SAMPLES) / 1000
+  sine = pipeline.ArraySource([np.broadcast_to(np.sin(2 * np.pi * 50 * t), (4, 2, N_SAMPLES)).astype(np.float32)] * 3)
+  batches = _take(iter(_loader(source=sine, **dict(OFF, speed=True, speed_low=1.5, speed_high=2.0))), 2)
+  peaks = []
+  for batch in batches:
+    np.testing.assert_allclose(batch["mixture"], batch["targets"].sum(1), atol=1e-6)
+    spectrum = np.abs(np.fft.rfft(batch["targets"][..., 0, :] * np.hanning(CHUNK), axis=-1))
+    peaks.extend((np.argmax(spectrum, axis=-1) * 1000 / CHUNK).ravel())
+  assert min(peaks) >= 72.5 and max(peaks) <= 102.5 and len(set(peaks)) > 1, peaks  # 75-100 Hz, bins of 2.5
+  again = _take(iter(_loader(source=sine, **dict(OFF, speed=True, speed_low=1.5, speed_high=2.0))), 2)
+  _assert_same(batches, again)
+  with pytest.raises(ParameterError, match="speed_low"):
+    pipeline.Augment(speed_low=0.0)
+
+
 def test_deterministic_for_a_seed():
   _assert_same(_take(iter(_loader(seed=5)), 3), _take(iter(_loader(seed=5)), 3))
   other = next(iter(_loader(seed=6)))

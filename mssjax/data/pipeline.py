@@ -55,6 +55,7 @@ import grain
 import ml_collections
 import numpy as np
 import soundfile as sf
+import soxr
 
 from mssjax import TARGETS, audio
 from mssjax import config as config_lib
@@ -248,7 +249,16 @@ class TfdsSource:
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-  """Which augmentations `RandomChunk` applies (Open-Unmix / Demucs)."""
+  """Which augmentations `RandomChunk` applies (Open-Unmix / Demucs).
+
+  Per stem: a random gain in [gain_low, gain_high], a random swap of the
+  channels, with ``remix`` a stem from another random track (Open-Unmix's
+  and Demucs's remixing), with ``sign_flip`` a random sign (Demucs), with
+  ``speed`` a random playback speed in [speed_low, speed_high] (the chunk is
+  read ``speed`` times longer and resampled to the chunk length, changing
+  tempo and pitch together, as Demucs v2's speed augmentation). The mixture
+  is always the sum of the augmented stems.
+  """
 
   gain: bool = True
   gain_low: float = 0.25
@@ -256,11 +266,18 @@ class Augment:
   channel_swap: bool = True
   remix: bool = True
   batch_remix: bool = False
+  sign_flip: bool = False
+  speed: bool = False
+  speed_low: float = 0.9
+  speed_high: float = 1.1
 
   def __post_init__(self):
     if not 0 <= self.gain_low <= self.gain_high:
       raise ParameterError(f"gain_low={self.gain_low}, gain_high={self.gain_high} must satisfy "
                            "0 <= gain_low <= gain_high")
+    if not 0 < self.speed_low <= self.speed_high:
+      raise ParameterError(f"speed_low={self.speed_low}, speed_high={self.speed_high} must satisfy "
+                           "0 < speed_low <= speed_high")
 
 
 class RandomChunk(grain.transforms.RandomMap):
@@ -277,20 +294,32 @@ class RandomChunk(grain.transforms.RandomMap):
 
   def random_map(self, element, rng):
     index = int(element)
-    if self.augment.remix:
-      others = rng.integers(0, len(self.source), size=len(TARGETS) - 1)
+    augment = self.augment
+    if augment.remix or augment.speed:
+      others = rng.integers(0, len(self.source), size=len(TARGETS) - 1) if augment.remix else [index] * 3
       indices = [index] + [int(i) for i in others]
-      targets = np.concatenate([self.source.chunk(i, length=self.length, rng=rng, stems=(s,))
-                                for s, i in enumerate(indices)])
+      targets = np.concatenate([self._stem(i, s, rng) for s, i in enumerate(indices)])
     else:
       targets = self.source.chunk(index, length=self.length, rng=rng)
-    return _augment(targets, self.augment, rng)
+    return _augment(targets, augment, rng)
+
+  def _stem(self, index, stem, rng):
+    """``[1, 2, length]``: stem ``stem`` of track ``index`` at a random position (and speed)."""
+    if not self.augment.speed:
+      return self.source.chunk(index, length=self.length, rng=rng, stems=(stem,))
+    speed = rng.uniform(self.augment.speed_low, self.augment.speed_high)
+    read = max(int(round(self.length * speed)), 1)
+    audio = self.source.chunk(index, length=read, rng=rng, stems=(stem,))[0]
+    resampled = soxr.resample(audio.T, read, self.length, quality="HQ").T
+    return _fit(resampled[None, :, :self.length].astype(np.float32), self.length)
 
 
 def _augment(targets, augment, rng):
-  """Random gains and channel swaps of ``targets [4, 2, n]`` (one pass); the mixture is their sum."""
+  """Random gains (and signs) and channel swaps of ``targets [4, 2, n]`` (one pass); the mixture is their sum."""
   n_stems = len(targets)
   gains = rng.uniform(augment.gain_low, augment.gain_high, size=n_stems) if augment.gain else np.ones(n_stems)
+  if augment.sign_flip:
+    gains = gains * np.where(rng.random(n_stems) < 0.5, -1.0, 1.0)
   swaps = rng.random(n_stems) < 0.5 if augment.channel_swap else np.zeros(n_stems, dtype=bool)
   out = np.empty(targets.shape, dtype=np.float32)
   for stem, (gain, swap) in enumerate(zip(gains, swaps)):
