@@ -195,35 +195,35 @@ def _block_toeplitz_system(rng, m, n_blocks, n_samples=4000):
 @pytest.mark.parametrize("m,n_blocks,phases", [(1, 30, 8), (3, 20, 1), (3, 20, 4), (8, 16, 50)])
 def test_block_levinson_solves_block_toeplitz_systems(m, n_blocks, phases):
   import jax  # noqa: PLC0415
-  from mssjax.metrics import bss_eval as core  # noqa: PLC0415
+  from mssjax.metrics import toeplitz as core  # noqa: PLC0415
   rng = np.random.default_rng(m * 100 + n_blocks)
   blocks, y = _block_toeplitz_system(rng, m, n_blocks)
   with jax.enable_x64(True):
-    dense = np.asarray(core._dense_block_toeplitz(blocks, n_blocks))
+    dense = np.asarray(core.dense_block_toeplitz(blocks, n_blocks))
     np.testing.assert_allclose(dense, dense.T, rtol=1e-12, atol=1e-9)
-    x = np.asarray(core._block_levinson(blocks, y, phases=phases))
+    x = np.asarray(core.block_levinson(blocks, y, phases=phases))
   expected = np.linalg.solve(dense, y.reshape(n_blocks * m, 3)).reshape(n_blocks, m, 3)
   np.testing.assert_allclose(x, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 def test_singular_block_toeplitz_falls_back_to_least_squares():
   import jax  # noqa: PLC0415
-  from mssjax.metrics import bss_eval as core  # noqa: PLC0415
+  from mssjax.metrics import toeplitz as core  # noqa: PLC0415
   rng = np.random.default_rng(3)
   good, y = _block_toeplitz_system(rng, 2, 12)
   # Two identical signals: R_k is singular at every lag and Levinson's first pivot is singular.
   singular, _ = _block_toeplitz_system(np.random.default_rng(4), 1, 12)
   singular = np.repeat(np.repeat(singular, 2, axis=1), 2, axis=2)
   with jax.enable_x64(True):
-    dense = np.asarray(core._dense_block_toeplitz(singular, 12))
+    dense = np.asarray(core.dense_block_toeplitz(singular, 12))
     expected = np.linalg.lstsq(dense, y.reshape(24, 3), rcond=None)[0].reshape(12, 2, 3)
-    x = np.asarray(core._solve_block_toeplitz(singular, y, False))
+    x = np.asarray(core.solve_block_toeplitz(singular, y, False))
     np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
     # A batch of systems: only the singular one takes the least-squares route.
-    both = np.asarray(core._solve_block_toeplitz(np.stack([good, singular]), np.stack([y, y]),
+    both = np.asarray(core.solve_block_toeplitz(np.stack([good, singular]), np.stack([y, y]),
                                                  np.array([False, False])))
     np.testing.assert_allclose(both[1], expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
-    np.testing.assert_allclose(both[0], np.asarray(core._block_levinson(good, y)), rtol=1e-12)
+    np.testing.assert_allclose(both[0], np.asarray(core.block_levinson(good, y)), rtol=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ import scipy.fft
 from jax.typing import ArrayLike
 
 from mssjax.errors import ParameterError, check_choice, check_positive_int
+from mssjax.metrics import toeplitz
 
 METRICS = ("SDR", "ISR", "SIR", "SAR")
 """The four BSSEval image metrics, in the order of museval's outputs."""
@@ -319,13 +320,13 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     blocks = jnp.transpose(rr, (2, 1, 0))
     blocks = blocks.at[lag].add(_EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
     y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
-    x = _solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
+    x = toeplitz.solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
     filters_all = jnp.transpose(x.reshape(filters_len, n_src, n_ch, n_src, n_ch), (3, 1, 2, 0, 4))
     # Own-source systems: each source's channels only.
     src = jnp.arange(n_src)
     blocks_own = blocks.reshape(-1, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]      # [S, 2L-1, C, C]
     y_own = y.reshape(filters_len, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]       # [S, L, C, C]
-    x_own = _solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)        # [S, L, C, C]
+    x_own = toeplitz.solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)        # [S, L, C, C]
     filters_own = jnp.transpose(x_own, (0, 2, 1, 3))
     return filters_all, filters_own
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
@@ -337,7 +338,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   # D[(p, a), e] = sum_n x_p[n - a] y_e[n] = re[p, e, -a].
   rhs = re[:, :, lag - a]
   rhs = jnp.transpose(rhs, (0, 2, 1)).reshape(size, n_src * n_ch)
-  c_all = _solve_gram(gram, rhs, jnp.any(degenerate), solver, refine_steps)
+  c_all = toeplitz.solve_gram(gram, rhs, jnp.any(degenerate), solver, refine_steps)
   c_all = c_all.reshape(n_src, n_ch, filters_len, n_src, n_ch)
   filters_all = jnp.moveaxis(c_all, 3, 0)
   # Own-source systems: the diagonal blocks of the Gram matrix.
@@ -345,198 +346,9 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   g4 = gram.reshape(n_src, blk, n_src, blk)
   gram_own = g4[jnp.arange(n_src), :, jnp.arange(n_src), :]
   rhs_own = rhs.reshape(n_src, blk, n_src, n_ch)[jnp.arange(n_src), :, jnp.arange(n_src), :]
-  c_own = jax.lax.map(lambda a: _solve_gram(*a, solver, refine_steps), (gram_own, rhs_own, degenerate))
+  c_own = jax.lax.map(lambda a: toeplitz.solve_gram(*a, solver, refine_steps), (gram_own, rhs_own, degenerate))
   filters_own = c_own.reshape(n_src, n_ch, filters_len, n_ch)
   return filters_all, filters_own
-
-
-def _block_levinson(blocks, y, phases=2):
-  """Solves ``T x = y`` for a block Toeplitz ``T`` by the block Levinson recursion.
-
-  ``T`` has ``N x N`` blocks of ``m x m``, block ``(i, j)`` being ``R_{i-j}``. The
-  recursion (Wiggins and Robinson, 1965) grows forward and backward predictors
-  ``f`` and ``b`` (``T_n f = [E_f, 0, ..., 0]``, ``T_n b = [0, ..., 0, E_b]``) and
-  the solution one block at a time: ``O(N^2 m^3)`` operations instead of the
-  ``O(N^3 m^3)`` of a dense factorisation (benchmarks/metrics.py times both on
-  museval's 4096 x 4096 systems). Its accuracy on symmetric positive definite
-  systems is that of Cholesky (weak stability; Cybenko 1980): on real tracks the
-  relative residual is ~2e-13, LU's ~1e-13.
-
-  The steps run in ``phases`` loops, each on arrays just long enough for the
-  predictors at its last step (they have ``n`` nonzero blocks at step ``n``);
-  more phases do less arithmetic but compile longer, and the default of 2 keeps
-  the compile short (benchmarks/metrics.py reports the compile apart).
-
-  Args:
-    blocks: ``[2N - 1, m, m]``, ``blocks[k + N - 1] = R_k``.
-    y: ``[N, m, r]``.
-    phases: number of loops (a static split of the ``N - 1`` steps).
-
-  Returns:
-    ``x`` ``[N, m, r]``; NaN or inf where a block pivot ``E`` is singular.
-  """
-  blocks, y = jnp.asarray(blocks), jnp.asarray(y)
-  n_blocks, m, _ = y.shape
-  dtype = blocks.dtype
-  eye = jnp.eye(m, dtype=dtype)
-  r0 = blocks[n_blocks - 1]
-  reverse = blocks[::-1]                                           # reverse[i] = R_{N-1-i}
-  backward = blocks[jnp.clip(n_blocks - 2 - jnp.arange(n_blocks), 0, None)]   # [i] = R_{-(i+1)}
-  f = eye[None]
-  b = eye[None]
-  x = _solve_small(r0, y[0])[None]
-  e_f = e_b = r0
-  bounds = np.unique(np.linspace(1, n_blocks, phases + 1).round().astype(int))
-  for lo, hi in zip(bounds[:-1], bounds[1:]):
-    grow = [(0, hi - f.shape[0]), (0, 0), (0, 0)]
-    f, b, x = jnp.pad(f, grow), jnp.pad(b, grow), jnp.pad(x, grow)
-    back = backward[:hi]
-
-    def step(n, carry, hi=hi, back=back):
-      f, b, e_f, e_b, x = carry
-      forward = jax.lax.dynamic_slice_in_dim(reverse, n_blocks - 1 - n, hi)   # [j] = R_{n-j}
-      # Row n of T_{n+1} applied to [f; 0] and [x; 0]; row 0 applied to [0; b].
-      d = jnp.einsum("jab,jbc->ac", forward, jnp.concatenate([f, x], axis=-1))
-      d_f, theta = d[:, :m], d[:, m:]
-      d_b = jnp.einsum("jab,jbc->ac", back, b)
-      alpha = -_solve_small(e_b, d_f)
-      beta = -_solve_small(e_f, d_b)
-      shifted = jnp.roll(b, 1, axis=0)                                         # [0; b]
-      fb = jnp.einsum("jab,bc->jac", jnp.concatenate([f, shifted], axis=-1),
-                      jnp.block([[eye, beta], [alpha, eye]]))
-      f, b = fb[..., :m], fb[..., m:]
-      e_f, e_b = e_f + d_b @ alpha, e_b + d_f @ beta
-      gamma = _solve_small(e_b, jax.lax.dynamic_index_in_dim(y, n, keepdims=False) - theta)
-      return f, b, e_f, e_b, x + jnp.einsum("jab,bc->jac", b, gamma)
-
-    f, b, e_f, e_b, x = jax.lax.fori_loop(int(lo), int(hi), step, (f, b, e_f, e_b, x))
-  return x
-
-
-def _solve_small(a, b):
-  """``a^-1 b`` for a small symmetric positive definite ``a`` by Gauss-Jordan elimination.
-
-  Unrolled in ``jnp`` (no pivoting is needed for SPD matrices): LAPACK calls for
-  8 x 8 systems cost more in call overhead and BLAS threading than in arithmetic,
-  and `_block_levinson` makes three per step.
-  """
-  m = a.shape[-1]
-  aug = jnp.concatenate([a, b], axis=-1)
-  for k in range(m):
-    row = aug[k] / aug[k, k]
-    aug = (aug - jnp.outer(aug[:, k], row)).at[k].set(row)
-  return aug[:, m:]
-
-
-def _dense_block_toeplitz(blocks, n_blocks):
-  """The dense ``[N * m, N * m]`` matrix of `_block_levinson`'s ``T`` (lag-major)."""
-  m = blocks.shape[-1]
-  a = jnp.arange(n_blocks)
-  dense = blocks[a[:, None] - a[None, :] + n_blocks - 1]                       # [N, N, m, m]
-  return jnp.transpose(dense, (0, 2, 1, 3)).reshape(n_blocks * m, n_blocks * m)
-
-
-def _block_toeplitz_matvec(blocks, x):
-  """``T x`` for `_block_levinson`'s ``T`` (``[N, m, r]`` -> ``[N, m, r]``), by FFT over the block index."""
-  n_blocks = x.shape[0]
-  n_fft = 2 * n_blocks
-  # Circular kernel: R_0 .. R_{N-1}, one zero block, R_{-(N-1)} .. R_{-1}.
-  kernel = jnp.concatenate([blocks[n_blocks - 1:], jnp.zeros_like(blocks[:1]), blocks[:n_blocks - 1]])
-  product = jnp.einsum("fab,fbc->fac", jnp.fft.rfft(kernel, axis=0), jnp.fft.rfft(x, n=n_fft, axis=0))
-  return jnp.fft.irfft(product, n=n_fft, axis=0)[:n_blocks]
-
-
-def _levinson_refined(blocks, y, refine_steps):
-  """`_block_levinson` followed by ``refine_steps`` steps of iterative refinement.
-
-  Each step solves for the float64 residual ``y - T x`` (``T x`` by FFT), which
-  lowers the relative residual from ~2e-13 to ~1e-14 on real tracks. It does not
-  bring the metrics closer to museval's (on the previews it moved them slightly
-  further: museval's own LU solution carries rounding error of the same order), so
-  `bss_eval_v4` does not refine Levinson solutions unless asked.
-  """
-  x = _block_levinson(blocks, y)
-  for _ in range(refine_steps):
-    x = x + _block_levinson(blocks, y - _block_toeplitz_matvec(blocks, x))
-  return x
-
-
-def _solve_block_toeplitz(blocks, y, degenerate, refine_steps=0):
-  """`_levinson_refined`, or least squares (museval's fallback) where the system is singular.
-
-  ``degenerate`` (a traced bool: some reference's channels are linearly
-  dependent) or a singular block pivot selects the minimum-norm least-squares
-  solution of the dense system, as `_solve_gram` explains. A leading batch of
-  systems (``blocks [S, 2N - 1, m, m]``, ``y [S, N, m, r]``, ``degenerate [S]``)
-  is solved at once, the fallback system by system.
-  """
-  blocks, y, degenerate = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(degenerate)
-  batched = y.ndim == 4
-  if not batched:
-    blocks, y, degenerate = blocks[None], y[None], degenerate[None]
-  x = jax.vmap(functools.partial(_levinson_refined, refine_steps=refine_steps))(blocks, y)
-  bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
-
-  def fix(_):
-    return jax.lax.map(lambda a: jax.lax.cond(a[3], _lstsq_block_toeplitz, lambda b, y: a[2], a[0], a[1]),
-                       (blocks, y, x, bad))
-
-  x = jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
-  return x if batched else x[0]
-
-
-def _lstsq_block_toeplitz(blocks, y):
-  """Minimum-norm least-squares solution of the dense system (the ``eps`` on the diagonal removed)."""
-  n_blocks, m, r = y.shape
-  dense = _dense_block_toeplitz(blocks, n_blocks)
-  dense = dense - _EPS * jnp.eye(n_blocks * m, dtype=dense.dtype)
-  return jnp.linalg.lstsq(dense, y.reshape(n_blocks * m, r))[0].reshape(n_blocks, m, r)
-
-
-def _solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
-  """Solves ``gram @ x = rhs`` as ``numpy.linalg.solve`` does in museval, lstsq where singular.
-
-  One factorisation serves every right-hand side (all sources at once): Cholesky
-  followed by ``refine_steps`` steps of iterative refinement (float64 residual), or
-  LU with partial pivoting. Where the factorisation breaks down (LU meets an exactly
-  zero pivot, where numpy raises ``LinAlgError``, e.g. for a stem whose two channels
-  are identical; Cholesky meets a non-positive pivot) the least-squares solution is
-  used, as museval's fallback. The Gram matrix of band-limited audio has a condition
-  number near 1e15, where the answer depends on the solver's rounding: plain Cholesky
-  moved a noisy-estimate ISR by 0.012 dB against museval, LU by 0.006; refinement
-  brings Cholesky to LU's agreement at half LU's flops (the refinement steps are
-  matrix-vector products).
-
-  ``degenerate`` (a traced bool) also selects least squares: some reference's
-  channels are linearly dependent (an exactly mono or mono-panned stem), so the
-  system is singular though rounding may hide it. museval's LU then returns
-  coefficients of ~1e15 whose projections cancel only up to rounding: on such
-  tracks its SIR and SAR are rounding noise (on "Enda Reilly - Cur An Long Ag
-  Seol", whose bass is exactly mono, museval gives SIR -7.6 dB where its own code
-  with lstsq and this function give +3.3 dB).
-  """
-  if solver == "cholesky":
-    chol = jax.scipy.linalg.cholesky(gram, lower=True)
-    singular = ~jnp.all(jnp.isfinite(chol)) | degenerate
-
-    def by_factor(_):
-      # Iterative refinement with the float64 residual: Cholesky's speed, LU's accuracy.
-      solution = jax.scipy.linalg.cho_solve((chol, True), rhs)
-      for _ in range(refine_steps):
-        residual = rhs - jnp.matmul(gram, solution, precision=jax.lax.Precision.HIGHEST)
-        solution = solution + jax.scipy.linalg.cho_solve((chol, True), residual)
-      return solution
-  else:
-    lu, piv = jax.scipy.linalg.lu_factor(gram)
-    singular = jnp.any(jnp.diagonal(lu) == 0) | degenerate
-
-    def by_factor(_):
-      return jax.scipy.linalg.lu_solve((lu, piv), rhs)
-
-  def by_lstsq(_):
-    return jnp.linalg.lstsq(gram - _EPS * jnp.eye(gram.shape[0], dtype=gram.dtype), rhs)[0]
-
-  return jax.lax.cond(singular, by_lstsq, by_factor, None)
 
 
 def _safe_db(num, den):
