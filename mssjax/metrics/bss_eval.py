@@ -23,8 +23,8 @@ blocks, one inverse FFT at the end); the Gram matrix, a Gram matrix of delayed
 signals, is block Toeplitz (8 x 8 blocks over 512 lags for four stereo
 sources), so one block Levinson recursion solves it for every source in
 ``O(L^2)`` block operations instead of a dense ``O(L^3)`` factorisation (LU and
-Cholesky remain as options; benchmarks/metrics.py times the stages and the
-solvers against museval); and the windows are processed in vectorised batches
+Cholesky remain as options; `mssjax.metrics.toeplitz` holds the solvers and
+benchmarks/metrics.py times the stages and the solvers against museval); and the windows are processed in vectorised batches
 whose energies are read in the frequency domain (Parseval), so memory stays
 bounded by ``frames_batch`` windows whatever the track length.
 
@@ -64,7 +64,6 @@ FRAMEWISE_DTYPES = ("float32", "float64")
 """The dtypes of the windowed part (``framewise_dtype=``)."""
 
 _CORRELATION_FFT = 8192
-_EPS = float(np.finfo(np.float64).eps)
 
 
 def n_frames_bss(n_samples: int, *, window: int, hop: int) -> int:
@@ -318,7 +317,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     # In lag-major order (a, p) the Gram matrix is block Toeplitz: block (a, b) is
     # R_{a-b}[p, q] = rr[q, p, a - b + lag]; the right-hand side is y[a, p, e] = re[p, e, lag - a].
     blocks = jnp.transpose(rr, (2, 1, 0))
-    blocks = blocks.at[lag].add(_EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
+    blocks = blocks.at[lag].add(toeplitz.EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
     y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
     x = toeplitz.solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
     filters_all = jnp.transpose(x.reshape(filters_len, n_src, n_ch, n_src, n_ch), (3, 1, 2, 0, 4))
@@ -326,7 +325,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     src = jnp.arange(n_src)
     blocks_own = blocks.reshape(-1, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]      # [S, 2L-1, C, C]
     y_own = y.reshape(filters_len, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]       # [S, L, C, C]
-    x_own = toeplitz.solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)        # [S, L, C, C]
+    x_own = toeplitz.solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)  # [S, L, C, C]
     filters_own = jnp.transpose(x_own, (0, 2, 1, 3))
     return filters_all, filters_own
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].
@@ -334,7 +333,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   toeplitz_idx = a[:, None] - a[None, :] + lag
   gram = jnp.transpose(rr[:, :, toeplitz_idx], (1, 2, 0, 3))
   size = n_src * n_ch * filters_len
-  gram = gram.reshape(size, size) + _EPS * jnp.eye(size, dtype=gram.dtype)
+  gram = gram.reshape(size, size) + toeplitz.EPS * jnp.eye(size, dtype=gram.dtype)
   # D[(p, a), e] = sum_n x_p[n - a] y_e[n] = re[p, e, -a].
   rhs = re[:, :, lag - a]
   rhs = jnp.transpose(rhs, (0, 2, 1)).reshape(size, n_src * n_ch)

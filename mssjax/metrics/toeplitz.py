@@ -23,6 +23,37 @@ channels, so it is defined by ``2 L - 1`` blocks of ``m x m``.
 `dense_block_toeplitz` and `block_toeplitz_matvec` build the dense matrix and
 multiply by it (for refinement and tests). Every function is pure and
 jit-able; batches of systems have leading axes.
+
+The options, as `bss_eval_v4` passes them:
+
+- ``solver``: "levinson" (the recursion above, on the ``2 L - 1`` blocks),
+  "lu" (museval's own dense solve, LU with partial pivoting) or "cholesky"
+  (dense, half LU's flops).
+- ``refine_steps``: steps of iterative refinement after the solve: the
+  residual ``y - T x`` is formed in float64 (by FFT over the block index for
+  Levinson, a matrix product for Cholesky) and solved again. Refinement
+  lowers the residual; it brings Cholesky to LU's agreement with museval but
+  not Levinson, whose default is 0.
+- ``phases``: `block_levinson`'s ``N - 1`` steps are split into that many
+  loops over arrays just long enough for each one's predictors (less
+  arithmetic, a longer compile).
+- ``degenerate``: a traced bool, true where a reference's channels are
+  linearly dependent (an exactly mono stem). The system is then singular,
+  though rounding may hide it, and the minimum-norm least-squares solution
+  is taken instead, as museval falls back to ``lstsq`` where
+  ``numpy.linalg.solve`` fails. A singular pivot (a non-finite Levinson
+  solution, a failed Cholesky, an exactly zero LU pivot) selects it too.
+
+The Gram matrices arrive with `EPS` added to their diagonal (museval's
+regularisation); the least-squares fallbacks remove it first.
+
+References:
+  R. A. Wiggins and E. A. Robinson, "Recursive solution to the multichannel
+  filtering problem", J. Geophys. Res. 70(8), 1965.
+  G. Cybenko, "The numerical stability of the Levinson-Durbin algorithm for
+  Toeplitz systems of equations", SIAM J. Sci. Stat. Comput. 1(3), 1980.
+  E. Vincent, R. Gribonval and C. Fevotte, "Performance measurement in blind
+  audio source separation", IEEE TASLP 14(4), 2006.
 """
 
 from __future__ import annotations
@@ -32,11 +63,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-_EPS = float(np.finfo(np.float64).eps)
+EPS = float(np.finfo(np.float64).eps)
+"""The diagonal loading of museval's Gram matrices (float64 machine epsilon), removed by the lstsq fallbacks."""
 
 
-def block_levinson(blocks, y, phases=2):
+def block_levinson(blocks: ArrayLike, y: ArrayLike, phases: int = 2) -> jax.Array:
   """Solves ``T x = y`` for a block Toeplitz ``T`` by the block Levinson recursion.
 
   ``T`` has ``N x N`` blocks of ``m x m``, block ``(i, j)`` being ``R_{i-j}``. The
@@ -99,7 +132,7 @@ def block_levinson(blocks, y, phases=2):
   return x
 
 
-def solve_small(a, b):
+def solve_small(a: jax.Array, b: jax.Array) -> jax.Array:
   """``a^-1 b`` for a small symmetric positive definite ``a`` by Gauss-Jordan elimination.
 
   Unrolled in ``jnp`` (no pivoting is needed for SPD matrices): LAPACK calls for
@@ -114,7 +147,7 @@ def solve_small(a, b):
   return aug[:, m:]
 
 
-def dense_block_toeplitz(blocks, n_blocks):
+def dense_block_toeplitz(blocks: ArrayLike, n_blocks: int) -> jax.Array:
   """The dense ``[N * m, N * m]`` matrix of `block_levinson`'s ``T`` (lag-major)."""
   m = blocks.shape[-1]
   a = jnp.arange(n_blocks)
@@ -122,7 +155,7 @@ def dense_block_toeplitz(blocks, n_blocks):
   return jnp.transpose(dense, (0, 2, 1, 3)).reshape(n_blocks * m, n_blocks * m)
 
 
-def block_toeplitz_matvec(blocks, x):
+def block_toeplitz_matvec(blocks: jax.Array, x: jax.Array) -> jax.Array:
   """``T x`` for `block_levinson`'s ``T`` (``[N, m, r]`` -> ``[N, m, r]``), by FFT over the block index."""
   n_blocks = x.shape[0]
   n_fft = 2 * n_blocks
@@ -132,7 +165,7 @@ def block_toeplitz_matvec(blocks, x):
   return jnp.fft.irfft(product, n=n_fft, axis=0)[:n_blocks]
 
 
-def levinson_refined(blocks, y, refine_steps):
+def levinson_refined(blocks: jax.Array, y: jax.Array, refine_steps: int) -> jax.Array:
   """`block_levinson` followed by ``refine_steps`` steps of iterative refinement.
 
   Each step solves for the float64 residual ``y - T x`` (``T x`` by FFT), which
@@ -147,7 +180,8 @@ def levinson_refined(blocks, y, refine_steps):
   return x
 
 
-def solve_block_toeplitz(blocks, y, degenerate, refine_steps=0):
+def solve_block_toeplitz(blocks: ArrayLike, y: ArrayLike, degenerate: ArrayLike,
+                         refine_steps: int = 0) -> jax.Array:
   """`levinson_refined`, or least squares (museval's fallback) where the system is singular.
 
   ``degenerate`` (a traced bool: some reference's channels are linearly
@@ -171,15 +205,16 @@ def solve_block_toeplitz(blocks, y, degenerate, refine_steps=0):
   return x if batched else x[0]
 
 
-def lstsq_block_toeplitz(blocks, y):
+def lstsq_block_toeplitz(blocks: jax.Array, y: jax.Array) -> jax.Array:
   """Minimum-norm least-squares solution of the dense system (the ``eps`` on the diagonal removed)."""
   n_blocks, m, r = y.shape
   dense = dense_block_toeplitz(blocks, n_blocks)
-  dense = dense - _EPS * jnp.eye(n_blocks * m, dtype=dense.dtype)
+  dense = dense - EPS * jnp.eye(n_blocks * m, dtype=dense.dtype)
   return jnp.linalg.lstsq(dense, y.reshape(n_blocks * m, r))[0].reshape(n_blocks, m, r)
 
 
-def solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
+def solve_gram(gram: jax.Array, rhs: jax.Array, degenerate: ArrayLike, solver: str = "cholesky",
+               refine_steps: int = 2) -> jax.Array:
   """Solves ``gram @ x = rhs`` as ``numpy.linalg.solve`` does in museval, lstsq where singular.
 
   One factorisation serves every right-hand side (all sources at once): Cholesky
@@ -220,6 +255,6 @@ def solve_gram(gram, rhs, degenerate, solver="cholesky", refine_steps=2):
       return jax.scipy.linalg.lu_solve((lu, piv), rhs)
 
   def by_lstsq(_):
-    return jnp.linalg.lstsq(gram - _EPS * jnp.eye(gram.shape[0], dtype=gram.dtype), rhs)[0]
+    return jnp.linalg.lstsq(gram - EPS * jnp.eye(gram.shape[0], dtype=gram.dtype), rhs)[0]
 
   return jax.lax.cond(singular, by_lstsq, by_factor, None)
