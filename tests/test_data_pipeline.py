@@ -196,12 +196,20 @@ def test_short_tracks_are_zero_padded():
   np.testing.assert_array_equal(targets[..., CHUNK // 2:], 0.0)
 
 
-@pytest.mark.parametrize("field, value", [("chunk_seconds", 0.0), ("batch_size", 0), ("source", "nope"),
-                                          ("samples_per_track", -1)])
-def test_bad_config(field, value):
+@pytest.mark.parametrize("field, value, message", [
+    ("chunk_seconds", 0.0, "data.chunk_seconds=0.0 must be > 0"),
+    ("chunk_seconds", float("nan"), "data.chunk_seconds=nan must be a finite number"),
+    ("chunk_seconds", 1e-4, "chunk samples=0 must be a positive integer"),
+    ("batch_size", 0, "data.batch_size=0 must be a positive integer"),
+    ("source", "nope", r"data.source='nope' is not known; valid choices: \['files', 'tfds'\]"),
+    ("samples_per_track", -1, "data.samples_per_track=-1 must be a positive integer"),
+    ("worker_count", -1, "data.worker_count=-1 must be a non-negative integer"),
+    ("worker_buffer_size", 0, "data.worker_buffer_size=0 must be a positive integer"),
+])
+def test_bad_config(field, value, message):
   config = _config()
   config[field] = value
-  with pytest.raises(ParameterError, match=field.split("_")[0]):
+  with pytest.raises(ParameterError, match=message):
     pipeline.make_train_loader(config, seed=0, source=None if field == "source" else
                                pipeline.ArraySource(_coded_tracks()))
 
@@ -238,8 +246,14 @@ def test_neighbouring_seeds_give_unrelated_chunks():
   first = {_decode(t[0]) for b in _take(iter(_loader(seed=10, **OFF)), 3) for t in b["targets"]}
   second = {_decode(t[0]) for b in _take(iter(_loader(seed=11, **OFF)), 3) for t in b["targets"]}
   assert len(first & second) <= 1
-  with pytest.raises(ParameterError, match="seed"):
-    _loader(seed=-1)
+  for seed in (-1, True, 1.0):
+    with pytest.raises(ParameterError, match=f"seed={seed!r} must be a non-negative integer"):
+      _loader(seed=seed)
+
+
+def test_wav_source_refuses_an_unknown_split(songs):
+  with pytest.raises(ParameterError, match=r"split='validation' is not known; valid choices: \[None, 'train', 'valid'\]"):
+    pipeline.WavSource(songs, split="validation")
 
 
 def test_wav_source_reads_stems_in_targets_order(songs):

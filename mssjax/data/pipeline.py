@@ -60,15 +60,19 @@ import soxr
 from mssjax import TARGETS, audio
 from mssjax import config as config_lib
 from mssjax.data import musdb
-from mssjax.errors import DataError, ParameterError
+from mssjax.errors import (DataError, ParameterError, check_choice, check_finite, check_non_negative_int,
+                           check_positive_int)
 
 __all__ = [
     "ArraySource", "WavSource", "TfdsSource", "Augment", "RandomChunk", "BatchRemix", "default_config",
     "make_source", "make_train_loader", "make_eval_source", "checkpoint_save_args",
-    "checkpoint_restore_args", "iterator_state", "restore_iterator_state",
+    "checkpoint_restore_args", "iterator_state", "restore_iterator_state", "SOURCES",
 ]
 
 _ALL_STEMS = tuple(range(len(TARGETS)))
+
+SOURCES = ("files", "tfds")
+"""The track sources ``data.source`` names: a MUSDB18-HQ folder or the TFDS array_record dataset."""
 
 
 def _chunk_start(n_samples, length, rng):
@@ -181,10 +185,9 @@ def _checked_length(track):
 
 
 def _select(tracks, split, root):
+  check_choice("split", split, (None, *musdb.SPLITS))
   if split is None:
     return tracks
-  if split not in musdb.SPLITS:
-    raise ParameterError(f"split={split!r} must be one of {musdb.SPLITS} or None")
   chosen = [t for t in tracks if (t.name in musdb.VALIDATION_TRACKS) == (split == "valid")]
   if not chosen:
     raise DataError(f"{root}: no tracks in split {split!r} (MUSDB18's validation tracks are absent, "
@@ -419,17 +422,16 @@ def make_source(config, *, subset=None, split=None):
     subset, split: override ``data.subset`` / ``data.split``.
   """
   data = _data_config(config)
+  check_choice("data.source", data.source, SOURCES)
   subset = data.subset if subset is None else subset
   split = data.split if split is None else split
   if data.source == "files":
     if not data.root:
       raise ParameterError("data.root must name a MUSDB18-HQ folder for data.source='files'")
     return WavSource(data.root, subset=subset, split=split or None)
-  if data.source == "tfds":
-    from mssjax.data import tfds_musdb  # pylint: disable=import-outside-toplevel
-    builder = tfds_musdb.make_builder(data.tfds_dir, config=data.tfds_config)
-    return TfdsSource(builder.as_data_source(_tfds_split(builder, subset, split)))
-  raise ParameterError(f"data.source={data.source!r} must be one of ('files', 'tfds')")
+  from mssjax.data import tfds_musdb  # pylint: disable=import-outside-toplevel
+  builder = tfds_musdb.make_builder(data.tfds_dir, config=data.tfds_config)
+  return TfdsSource(builder.as_data_source(_tfds_split(builder, subset, split)))
 
 
 def _tfds_split(builder, subset, split):
@@ -444,9 +446,8 @@ def _tfds_split(builder, subset, split):
 def _sampler_seed(seed):
   """A 31-bit seed for grain's sampler, hashed from ``seed`` (grain seeds record i with
   ``Philox(seed + i)``, so raw neighbouring seeds would give the same chunks shifted by one)."""
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ParameterError(f"seed={seed!r} must be a non-negative integer")
-  return int(np.random.SeedSequence(int(seed)).generate_state(1)[0]) >> 1
+  seed = check_non_negative_int("seed", seed)
+  return int(np.random.SeedSequence(seed).generate_state(1)[0]) >> 1
 
 
 def make_train_loader(config, *, seed, source=None, shard_options=None, num_epochs=None):
@@ -473,11 +474,11 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
     and has ``get_state`` / ``set_state``.
   """
   data = _data_config(config)
-  length = int(round(data.chunk_seconds * data.sample_rate))
-  for name, value in (("chunk samples", length), ("batch_size", data.batch_size),
-                      ("samples_per_track", data.samples_per_track)):
-    if not isinstance(value, (int, np.integer)) or value <= 0:
-      raise ParameterError(f"{name}={value!r} must be a positive integer")
+  check_finite("data.chunk_seconds", data.chunk_seconds, minimum=0, strict=True)
+  length = check_positive_int("chunk samples", int(round(data.chunk_seconds * data.sample_rate)))
+  for name in ("batch_size", "samples_per_track", "worker_buffer_size"):
+    check_positive_int(f"data.{name}", data[name])
+  check_non_negative_int("data.worker_count", data.worker_count)
   source = make_source(data) if source is None else source
   if shard_options is None:
     shard_options = (grain.sharding.ShardByJaxProcess(drop_remainder=True) if data.shard_by_process
