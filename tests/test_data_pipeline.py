@@ -219,6 +219,8 @@ def test_bad_augment_and_source():
     pipeline.Augment(gain_low=1.5, gain_high=1.0)
   with pytest.raises(ParameterError, match="targets"):
     pipeline.ArraySource([np.zeros((5, 2, 10))])
+  with pytest.raises(TypeError):  # mixtures and names are keyword-only
+    pipeline.ArraySource([np.zeros((4, 2, 10))], [np.zeros((2, 10))])
   config = _config()
   with pytest.raises(ParameterError, match="data.root"):
     pipeline.make_train_loader(config, seed=0)

@@ -46,9 +46,12 @@ Typical use (``config.data`` fields in `default_config`)::
   for track in make_eval_source(config): ...   # {"name", "mixture", "targets"}
 """
 
+from __future__ import annotations
+
 import collections.abc
 import dataclasses
 import pathlib
+from typing import Any, Protocol
 
 from absl import flags
 import grain
@@ -66,7 +69,7 @@ from mssjax.errors import (DataError, ParameterError, check_choice, check_finite
 __all__ = [
     "ArraySource", "WavSource", "TfdsSource", "Augment", "RandomChunk", "BatchRemix", "default_config",
     "make_source", "make_train_loader", "make_eval_source", "checkpoint_save_args",
-    "checkpoint_restore_args", "iterator_state", "restore_iterator_state", "SOURCES",
+    "checkpoint_restore_args", "iterator_state", "restore_iterator_state", "SOURCES", "TrackSource",
 ]
 
 _ALL_STEMS = tuple(range(len(TARGETS)))
@@ -74,13 +77,30 @@ _ALL_STEMS = tuple(range(len(TARGETS)))
 SOURCES = ("files", "tfds")
 """The track sources ``data.source`` names: a MUSDB18-HQ folder or the TFDS array_record dataset."""
 
+ConfigLike = ml_collections.ConfigDict | collections.abc.Mapping
+"""An experiment config with a ``data`` field, or the data config itself (a ConfigDict or a dict)."""
 
-def _chunk_start(n_samples, length, rng):
+
+class TrackSource(Protocol):
+  """What the pipeline reads from a track source (`ArraySource`, `WavSource`, `TfdsSource`)."""
+
+  def __len__(self) -> int:
+    """Number of tracks (records, for a segmented `TfdsSource`)."""
+
+  def chunk(self, index: int, *, length: int, rng: np.random.Generator,
+            stems: collections.abc.Sequence[int] = ...) -> np.ndarray:
+    """``[len(stems), 2, length]`` float32 from a random position of track ``index``."""
+
+  def track(self, index: Any) -> dict[str, Any]:
+    """A whole track: ``{"name": str, "mixture": [2, n], "targets": [4, 2, n]}``."""
+
+
+def _chunk_start(n_samples: int, length: int, rng: np.random.Generator) -> int:
   """A uniform random start so that ``[start, start + length)`` lies in the track (0 if short)."""
   return int(rng.integers(0, max(n_samples - length, 0) + 1))
 
 
-def _fit(audio, length):
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
   """Zero-pads ``[..., n]`` at the end to ``length`` samples (tracks shorter than a chunk)."""
   missing = length - audio.shape[-1]
   if missing <= 0:
@@ -94,10 +114,15 @@ class ArraySource:
   Args:
     targets: sequence of float32 ``[4, 2, n_i]`` arrays in TARGETS order.
     mixtures: optional sequence of ``[2, n_i]`` (default: the sums of the targets).
-    names: optional track names.
+    names: optional track names (default: "track 000", "track 001", ...).
+
+  Raises:
+    ParameterError: a target is not ``[4, 2, n_samples]``.
   """
 
-  def __init__(self, targets, mixtures=None, names=None):
+  def __init__(self, targets: collections.abc.Sequence[np.ndarray], *,
+               mixtures: collections.abc.Sequence[np.ndarray] | None = None,
+               names: collections.abc.Sequence[str] | None = None) -> None:
     self.targets = [np.asarray(t, dtype=np.float32) for t in targets]
     for i, t in enumerate(self.targets):
       if t.ndim != 3 or t.shape[:2] != (len(TARGETS), 2):
@@ -105,20 +130,24 @@ class ArraySource:
     self.mixtures = mixtures
     self.names = list(names) if names is not None else [f"track {i:03d}" for i in range(len(targets))]
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self.targets)
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"ArraySource(n_tracks={len(self)})"
 
-  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
-    """``[len(stems), 2, length]`` float32 from a random position of track ``index``."""
+  def chunk(self, index: int, *, length: int, rng: np.random.Generator,
+            stems: collections.abc.Sequence[int] = _ALL_STEMS) -> np.ndarray:
+    """``[len(stems), 2, length]`` float32 from a random position of track ``index``.
+
+    Stems are indices into TARGETS; a track shorter than ``length`` is zero-padded at the end.
+    """
     track = self.targets[index]
     start = _chunk_start(track.shape[-1], length, rng)
     return _fit(track[list(stems), :, start:start + length], length)
 
-  def track(self, index):
-    """Track ``index`` whole: dict name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
+  def track(self, index: int) -> dict[str, Any]:
+    """Track ``index`` whole: ``{"name": str, "mixture": float32 [2, n], "targets": float32 [4, 2, n]}``."""
     targets = self.targets[index]
     mixture = targets.sum(0) if self.mixtures is None else np.asarray(self.mixtures[index], np.float32)
     return {"name": self.names[index], "mixture": mixture, "targets": targets}
@@ -131,9 +160,14 @@ class WavSource:
     root: MUSDB18-HQ folder (``{train,test}/NAME/{mixture,vocals,...}.wav``).
     subset: "train" or "test".
     split: None, or MUSDB18's "train" / "valid" split of the training tracks.
+
+  Raises:
+    DataError: the folder holds MUSDB18 .stem.mp4 files, a track's stems differ in
+      length or are not at 44.1 kHz, or the split has no tracks.
+    ParameterError: an unknown subset or split.
   """
 
-  def __init__(self, root, *, subset="train", split=None):
+  def __init__(self, root: str | pathlib.Path, *, subset: str = "train", split: str | None = None) -> None:
     if musdb.detect_layout(root) != "musdb18hq":
       raise DataError(f"{root}: holds MUSDB18 .stem.mp4 files, not MUSDB18-HQ wav folders; build the "
                       "TFDS dataset (python -m mssjax.data build --config stems_10s) and use "
@@ -144,33 +178,38 @@ class WavSource:
     self.folders = [str(t.path) for t in tracks]
     self.lengths = [_checked_length(t) for t in tracks]
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self.folders)
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"WavSource(root={self.root!r}, subset={self.subset!r}, split={self.split!r})"
 
-  def _read(self, index, stem, start, stop):
+  def _read(self, index: int, stem: str, start: int, stop: int) -> np.ndarray:
+    """``[2, stop - start]`` float32 of one wav file (mono read as two equal channels)."""
     audio, _ = sf.read(pathlib.Path(self.folders[index]) / f"{stem}.wav", start=start, stop=stop,
                        dtype="float32", always_2d=True)
     if audio.shape[1] == 1:
       audio = np.repeat(audio, 2, axis=1)
     return audio.T
 
-  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
-    """``[len(stems), 2, length]`` float32 from a random position of track ``index``."""
+  def chunk(self, index: int, *, length: int, rng: np.random.Generator,
+            stems: collections.abc.Sequence[int] = _ALL_STEMS) -> np.ndarray:
+    """``[len(stems), 2, length]`` float32 from a random position of track ``index``.
+
+    Stems are indices into TARGETS; a track shorter than ``length`` is zero-padded at the end.
+    """
     start = _chunk_start(self.lengths[index], length, rng)
     stop = min(start + length, self.lengths[index])
     return _fit(np.stack([self._read(index, TARGETS[s], start, stop) for s in stems]), length)
 
-  def track(self, index):
-    """Track ``index`` whole: dict name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
+  def track(self, index: int) -> dict[str, Any]:
+    """Track ``index`` whole: ``{"name": str, "mixture": float32 [2, n], "targets": float32 [4, 2, n]}``."""
     n = self.lengths[index]
     targets = np.stack([self._read(index, name, 0, n) for name in TARGETS])
     return {"name": self.names[index], "mixture": self._read(index, "mixture", 0, n), "targets": targets}
 
 
-def _checked_length(track):
+def _checked_length(track: musdb.Track) -> int:
   """The common length of a MUSDB18-HQ track's five wav files (headers only), else `DataError`."""
   headers = {stem: audio.info(track.file(stem)) for stem in musdb.STEM_NAMES}
   for stem, header in headers.items():
@@ -184,7 +223,8 @@ def _checked_length(track):
   return lengths["mixture"]
 
 
-def _select(tracks, split, root):
+def _select(tracks: list[musdb.Track], split: str | None, root: str | pathlib.Path) -> list[musdb.Track]:
+  """The tracks of MUSDB18's ``split`` ("train": not a validation track; "valid"; None: all)."""
   check_choice("split", split, (None, *musdb.SPLITS))
   if split is None:
     return tracks
@@ -200,36 +240,43 @@ class TfdsSource:
 
   Args:
     data_source: ``builder.as_data_source(split)`` or
-      ``tfds.data_source("musdb18/CONFIG", split=..., data_dir=...)``.
+      ``tfds.data_source("musdb18/CONFIG", split=..., data_dir=...)``: a random-access
+      sequence of records with "name", "start", "mixture" ``[2, n]`` and "targets"
+      ``[4, 2, n]``.
+
+  Raises:
+    DataError: the data source is empty.
   """
 
-  def __init__(self, data_source):
+  def __init__(self, data_source: collections.abc.Sequence[dict[str, Any]]) -> None:
     if len(data_source) == 0:
       raise DataError(f"{data_source!r}: empty")
     self.data_source = data_source
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self.data_source)
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"TfdsSource({self.data_source!r})"
 
-  def chunk(self, index, *, length, rng, stems=_ALL_STEMS):
-    """``[len(stems), 2, length]`` float32 from a random position of record ``index``."""
+  def chunk(self, index: int, *, length: int, rng: np.random.Generator,
+            stems: collections.abc.Sequence[int] = _ALL_STEMS) -> np.ndarray:
+    """``[len(stems), 2, length]`` float32 from a random position of record ``index`` (zero-padded if short)."""
     from mssjax.data.tfds_musdb import decode_audio  # pylint: disable=import-outside-toplevel
     targets = self.data_source[index]["targets"]
     start = _chunk_start(targets.shape[-1], length, rng)
     return _fit(decode_audio(targets[list(stems), :, start:start + length]), length)
 
-  def record(self, index):
-    """Record ``index`` (a track or a segment): dict name, start, mixture, targets (float32)."""
+  def record(self, index: int) -> dict[str, Any]:
+    """Record ``index`` (a track or a segment): ``{"name": str, "start": int (samples),
+    "mixture": float32 [2, n], "targets": float32 [4, 2, n]}``."""
     from mssjax.data.tfds_musdb import decode_audio  # pylint: disable=import-outside-toplevel
     record = self.data_source[index]
     name = record["name"]
     return {"name": name.decode() if isinstance(name, bytes) else str(name), "start": int(record["start"]),
             "mixture": decode_audio(record["mixture"]), "targets": decode_audio(record["targets"])}
 
-  def groups(self):
+  def groups(self) -> list[list[int]]:
     """The records of each track in time order: list of index lists, tracks sorted by name.
 
     Reads every record once (uncompressed: a copy each); segmented configs need it
@@ -242,8 +289,13 @@ class TfdsSource:
       starts.setdefault(name, []).append((int(record["start"]), index))
     return [[index for _, index in sorted(starts[name])] for name in sorted(starts)]
 
-  def track(self, indices):
-    """A whole track from its records ``indices`` (`groups`; an int: one record)."""
+  def track(self, indices: int | collections.abc.Sequence[int]) -> dict[str, Any]:
+    """A whole track from its records ``indices`` (`groups`; an int: one record).
+
+    Returns:
+      ``{"name": str, "mixture": float32 [2, n], "targets": float32 [4, 2, n]}``, the
+      records joined in the order given.
+    """
     records = [self.record(i) for i in ([indices] if isinstance(indices, (int, np.integer)) else indices)]
     return {"name": records[0]["name"],
             "mixture": np.concatenate([r["mixture"] for r in records], axis=-1),
@@ -261,6 +313,9 @@ class Augment:
   read ``speed`` times longer and resampled to the chunk length, changing
   tempo and pitch together, as Demucs v2's speed augmentation). The mixture
   is always the sum of the augmented stems.
+
+  Raises:
+    ParameterError: not ``0 <= gain_low <= gain_high`` or not ``0 < speed_low <= speed_high``.
   """
 
   gain: bool = True
@@ -274,7 +329,7 @@ class Augment:
   speed_low: float = 0.9
   speed_high: float = 1.1
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if not 0 <= self.gain_low <= self.gain_high:
       raise ParameterError(f"gain_low={self.gain_low}, gain_high={self.gain_high} must satisfy "
                            "0 <= gain_low <= gain_high")
@@ -292,10 +347,11 @@ class RandomChunk(grain.transforms.RandomMap):
     augment: an `Augment`.
   """
 
-  def __init__(self, source, *, length, augment=Augment()):
+  def __init__(self, source: TrackSource, *, length: int, augment: Augment = Augment()) -> None:
     self.source, self.length, self.augment = source, length, augment
 
-  def random_map(self, element, rng):
+  def random_map(self, element: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Track index ``element`` -> ``{"mixture": [2, length], "targets": [4, 2, length]}``, drawn from ``rng``."""
     index = int(element)
     augment = self.augment
     if augment.remix or augment.speed:
@@ -306,7 +362,7 @@ class RandomChunk(grain.transforms.RandomMap):
       targets = self.source.chunk(index, length=self.length, rng=rng)
     return _augment(targets, augment, rng)
 
-  def _stem(self, index, stem, rng):
+  def _stem(self, index: int, stem: int, rng: np.random.Generator) -> np.ndarray:
     """``[1, 2, length]``: stem ``stem`` of track ``index`` at a random position (and speed)."""
     if not self.augment.speed:
       return self.source.chunk(index, length=self.length, rng=rng, stems=(stem,))
@@ -317,7 +373,7 @@ class RandomChunk(grain.transforms.RandomMap):
     return _fit(resampled[None, :, :self.length].astype(np.float32), self.length)
 
 
-def _augment(targets, augment, rng):
+def _augment(targets: np.ndarray, augment: Augment, rng: np.random.Generator) -> dict[str, np.ndarray]:
   """Random gains (and signs) and channel swaps of ``targets [4, 2, n]`` (one pass); the mixture is their sum."""
   n_stems = len(targets)
   gains = rng.uniform(augment.gain_low, augment.gain_high, size=n_stems) if augment.gain else np.ones(n_stems)
@@ -333,7 +389,8 @@ def _augment(targets, augment, rng):
 class BatchRemix(grain.transforms.RandomMap):
   """Demucs's remix: each stem of a batch ``[B, 4, 2, n]`` is permuted across the batch."""
 
-  def random_map(self, element, rng):
+  def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A batch ``{"targets": [B, 4, 2, n], ...}`` -> ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``."""
     targets = element["targets"]
     remixed = np.stack([targets[rng.permutation(len(targets)), s] for s in range(targets.shape[1])], axis=1)
     return {"mixture": remixed.sum(axis=1), "targets": remixed}
@@ -343,20 +400,20 @@ class _TrackKeys:
   """The DataLoader's data source: key -> track index (``key % n_tracks``), so each epoch of
   ``n_tracks * samples_per_track`` keys visits every track ``samples_per_track`` times."""
 
-  def __init__(self, n_tracks, samples_per_track):
+  def __init__(self, n_tracks: int, samples_per_track: int) -> None:
     self.n_tracks, self.samples_per_track = n_tracks, samples_per_track
 
-  def __len__(self):
+  def __len__(self) -> int:
     return self.n_tracks * self.samples_per_track
 
-  def __getitem__(self, key):
+  def __getitem__(self, key: int) -> int:
     return key % self.n_tracks
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"_TrackKeys(n_tracks={self.n_tracks}, samples_per_track={self.samples_per_track})"
 
 
-def default_config():
+def default_config() -> ml_collections.ConfigDict:
   """The ``config.data`` fields that `make_train_loader` and `make_eval_source` read.
 
   Returns:
@@ -376,9 +433,10 @@ def default_config():
       worker_count: grain worker processes (0: in the main process).
       worker_buffer_size: batches each worker prepares ahead.
       shard_by_process: shard the sampler per JAX process (multi-host).
-      augment.gain / gain_low / gain_high / channel_swap / remix / batch_remix: see
-        `Augment` (all on but batch_remix; with source "tfds" prefer remix off and
-        batch_remix on: a record read gives all four stems).
+      augment.gain / gain_low / gain_high / channel_swap / remix / batch_remix /
+        sign_flip / speed / speed_low / speed_high: see `Augment` (gain,
+        channel_swap and remix on, the others off; with source "tfds" prefer remix
+        off and batch_remix on: a record read gives all four stems).
   """
   config = ml_collections.ConfigDict()
   config.name = "musdb"
@@ -401,7 +459,7 @@ def default_config():
   return config
 
 
-def _data_config(config):
+def _data_config(config: ConfigLike) -> ml_collections.ConfigDict:
   """``config.data`` (or the data config itself; a ConfigDict or dict) over `default_config`.
 
   Fields left out take their defaults; a field `default_config` does not have
@@ -414,12 +472,21 @@ def _data_config(config):
   return config_lib.override(default_config(), overrides, what="data config")
 
 
-def make_source(config, *, subset=None, split=None):
+def make_source(config: ConfigLike, *, subset: str | None = None,
+                split: str | None = None) -> WavSource | TfdsSource:
   """The track source that ``config.data`` names (`WavSource` or `TfdsSource`).
 
   Args:
     config: a config with a ``data`` field, or the data config itself.
-    subset, split: override ``data.subset`` / ``data.split``.
+    subset: overrides ``data.subset`` ("train" or "test").
+    split: overrides ``data.split`` ("train", "valid"; "" for all the subset's tracks).
+
+  Returns:
+    a `WavSource` (``data.source`` "files") or a `TfdsSource` ("tfds").
+
+  Raises:
+    ParameterError: an unknown ``data.source`` or a field `default_config` lacks, or
+      no ``data.root`` for "files".
   """
   data = _data_config(config)
   check_choice("data.source", data.source, SOURCES)
@@ -434,7 +501,7 @@ def make_source(config, *, subset=None, split=None):
   return TfdsSource(builder.as_data_source(_tfds_split(builder, subset, split)))
 
 
-def _tfds_split(builder, subset, split):
+def _tfds_split(builder: Any, subset: str, split: str | None) -> str:
   """The TFDS split of a MUSDB18 subset and split ("train+valid" for all training tracks)."""
   if subset == "test":
     return "test"
@@ -443,14 +510,16 @@ def _tfds_split(builder, subset, split):
   return "train+valid" if "valid" in builder.info.splits else "train"
 
 
-def _sampler_seed(seed):
+def _sampler_seed(seed: int) -> int:
   """A 31-bit seed for grain's sampler, hashed from ``seed`` (grain seeds record i with
   ``Philox(seed + i)``, so raw neighbouring seeds would give the same chunks shifted by one)."""
   seed = check_non_negative_int("seed", seed)
   return int(np.random.SeedSequence(seed).generate_state(1)[0]) >> 1
 
 
-def make_train_loader(config, *, seed, source=None, shard_options=None, num_epochs=None):
+def make_train_loader(config: ConfigLike, *, seed: int, source: TrackSource | None = None,
+                      shard_options: grain.sharding.ShardOptions | None = None,
+                      num_epochs: int | None = None) -> grain.DataLoader:
   """The training `grain.DataLoader` of random augmented chunks.
 
   Args:
@@ -458,8 +527,7 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
       itself; missing fields take `default_config` values. Read: source, root,
       tfds_dir, tfds_config, subset, split, sample_rate, chunk_seconds,
       batch_size, samples_per_track, worker_count, worker_buffer_size,
-      shard_by_process, augment.{gain, gain_low, gain_high, channel_swap, remix,
-      batch_remix}.
+      shard_by_process, augment (every `Augment` field).
     seed: the pipeline seed (a non-negative int): shuffling and every random draw
       follow from it.
     source: a track source to use instead of the one ``config`` names (e.g. an
@@ -472,6 +540,11 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
     `grain.DataLoader`; ``iter(loader)`` yields ``{"mixture": float32 [B, 2, n],
     "targets": float32 [B, 4, 2, n]}`` with ``n = round(chunk_seconds * sample_rate)``
     and has ``get_state`` / ``set_state``.
+
+  Raises:
+    ParameterError: a setting out of range (``data.chunk_seconds``, ``batch_size``,
+      ``samples_per_track``, ``worker_count``, ``worker_buffer_size``, ``seed``), an
+      unknown field, or a bad `Augment` range.
   """
   data = _data_config(config)
   check_finite("data.chunk_seconds", data.chunk_seconds, minimum=0, strict=True)
@@ -498,33 +571,34 @@ def make_train_loader(config, *, seed, source=None, shard_options=None, num_epoc
                           shard_options=shard_options)
 
 
-def _allow_unparsed_absl_flags():
+def _allow_unparsed_absl_flags() -> None:
   """grain 0.2.18's worker processes read an absl flag and fail in a program that does not
   parse absl flags (google/grain issue 1355, fixed later); mark them parsed (defaults) there."""
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
 
 
-class _EvalTracks:
+class _EvalTracks(collections.abc.Sequence):
   """Whole tracks of a source as a sequence of dicts name, mixture ``[2, n]``, targets ``[4, 2, n]``."""
 
-  def __init__(self, source):
+  def __init__(self, source: TrackSource) -> None:
     self.source = source
     self.keys = source.groups() if hasattr(source, "groups") else list(range(len(source)))
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self.keys)
 
-  def __getitem__(self, index):
+  def __getitem__(self, index: int) -> dict[str, Any]:
     if not 0 <= index < len(self):
       raise IndexError(index)
     return self.source.track(self.keys[index])
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     return f"_EvalTracks({self.source!r})"
 
 
-def make_eval_source(config, *, source=None):
+def make_eval_source(config: ConfigLike, *,
+                     source: TrackSource | None = None) -> collections.abc.Sequence[dict[str, Any]]:
   """The validation tracks, whole (``data.eval_subset`` / ``data.eval_split``).
 
   Args:
@@ -542,22 +616,22 @@ def make_eval_source(config, *, source=None):
   return _EvalTracks(source)
 
 
-def iterator_state(iterator):
-  """The state of a loader's iterator (bytes, JSON), to save beside a checkpoint."""
+def iterator_state(iterator: grain.DataLoaderIterator) -> bytes:
+  """The state of a loader's iterator (JSON as bytes), to save beside a checkpoint."""
   return iterator.get_state()
 
 
-def restore_iterator_state(iterator, state):
+def restore_iterator_state(iterator: grain.DataLoaderIterator, state: bytes) -> grain.DataLoaderIterator:
   """Sets a loader's iterator to a state from `iterator_state`; the stream resumes exactly."""
   iterator.set_state(state)
   return iterator
 
 
-def checkpoint_save_args(iterator):
+def checkpoint_save_args(iterator: grain.DataLoaderIterator) -> grain.checkpoint.CheckpointSave:
   """orbax args that save the iterator: ``ocp.args.Composite(..., data=checkpoint_save_args(it))``."""
   return grain.checkpoint.CheckpointSave(iterator)
 
 
-def checkpoint_restore_args(iterator):
+def checkpoint_restore_args(iterator: grain.DataLoaderIterator) -> grain.checkpoint.CheckpointRestore:
   """orbax args that restore into the iterator (a fresh ``iter(loader)`` of the same loader)."""
   return grain.checkpoint.CheckpointRestore(iterator)
