@@ -29,7 +29,7 @@ METHOD_CONFIGS = {"hpss_repet": hpss_repet.get_config, "nmf": nmf.get_config}
 def get_config():
   """The default evaluation config."""
   config = ml_collections.ConfigDict()
-  config.methods = "hpss_repet,nmf,irm2,mixture"   # comma-separated names of mssjax.separators
+  config.methods = "unet,hpss_repet,nmf,irm2,mixture"   # comma-separated names of mssjax.separators
   # Every method's config, overridable as --config.separators.<method>.<key>=VALUE, for example
   # --config.separators.hpss_repet.hpss.kernel_size=31,17 or --config.separators.unet.checkpoint=WORKDIR.
   config.separators = ml_collections.ConfigDict(

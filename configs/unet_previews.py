@@ -21,16 +21,16 @@ Measured on the 2-core CPU while five other jobs shared it (load 8 to 9): 0.8
 steps/s, compile and input statistics about 2 minutes, so 2,400 steps take
 about 55 minutes with the validations (an idle machine is faster).
 
-What it reached: trained to step 2,400 (1,000 steps at 0.8 steps/s on the shared
-CPU, then resumed and finished at 1.6-1.8 steps/s on the idle CPU; under an hour in
-all), the best checkpoint by validation SDR (step 1,500: vocals 4.13, drums 4.49,
-bass 2.93, other 2.15 dB whole-signal) scored on all 40 test previews with
+What it reached: this config is the shipped network (mssjax/pretrained/unet.safetensors, made with
+``python -m mssjax export-weights workdirs/unet_previews -o mssjax/pretrained/unet.safetensors``;
+model card, ablations and the command beside it). Trained to step 2,400 in about 27 minutes
+while other jobs shared the CPU; the best checkpoint by whole-signal validation SDR (step 1,500,
+3.33 dB) scored on all 40 test previews with
 `python evaluate.py --config configs/evaluate.py --workdir DIR --config.methods=unet
---config.unet_checkpoint=workdirs/unet_previews --config.data.root=../shared/data/musdb18-7`
-(BSSEval v4, median over frames then tracks): vocals 4.41, drums 4.01, bass 3.03,
-other 2.10, average 3.39 dB, above both classical recipes on every target
-(hpss_repet 3.05 / 2.78 / 1.39 / 0.83, avg 2.01; nmf 1.83 / 2.10 / 1.58 / 0.01,
-avg 1.38). Separation: 0.02 s per second of audio.
+--config.data.root=../shared/data/musdb18-7` (BSSEval v4, median over frames then tracks):
+vocals 4.48, drums 3.85, bass 3.13, other 2.09, average 3.39 dB, above both classical recipes on
+every target (hpss_repet 3.05 / 2.78 / 1.39 / 0.83, avg 2.01; nmf 1.83 / 2.10 / 1.58 / 0.01,
+avg 1.38).
 """
 
 from configs import unet

@@ -1,0 +1,67 @@
+"""The pretrained network shipped in the package: the default separator, light to load, better than hpss_repet."""
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+from mssjax import TARGETS, audio, separators, weights
+from mssjax.metrics import sdr
+from mssjax.models import separator as separator_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_file_holds_the_model_and_its_config():
+  path = separator_lib.PRETRAINED
+  assert path.is_file() and path.stat().st_size <= 8 * 1024 * 1024
+  stored = weights.read(path)
+  assert stored.config.model.name == "unet" and int(stored.metadata["step"]) > 0
+  assert (separator_lib.PRETRAINED_DIR / "README.md").is_file()  # the model card
+
+
+LOAD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from mssjax import separators
+    sep = separators.get("unet")
+    stems = sep(np.zeros((2, 44100), np.float32))
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("orbax", "grain", "tensorflow_datasets")
+                   or m in ("mssjax.train_lib", "mssjax.checkpoints"))
+    print("N_PARAMETERS", sep.n_parameters, "HEAVY", heavy)
+""")
+
+
+def test_the_default_unet_loads_without_orbax_or_training_code():
+  out = subprocess.run([sys.executable, "-c", LOAD], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "HEAVY []" in out.stdout and int(out.stdout.split("N_PARAMETERS")[1].split()[0]) > 100_000
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_shipped_network_beats_hpss_repet_on_a_real_preview(musdb_root):
+  path = musdb_root / "test" / "AM Contra - Heart Peripheral.stem.mp4"
+  stems = audio.load_stems(path)  # mixture, drums, bass, other, vocals
+  mixture, references = stems[0], stems[[4, 1, 2, 3]]
+  scores = {}
+  for name in ("unet", "hpss_repet"):
+    out = separators.get(name)(mixture)
+    estimates = np.stack([np.asarray(out[t]) for t in TARGETS])
+    scores[name] = float(np.mean(sdr.median_bss_eval_sdr(references, estimates)))
+  assert scores["unet"] > scores["hpss_repet"] + 0.5, scores
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_weights_and_the_model_card(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                        str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  (wheel,) = tmp_path.glob("mssjax-*.whl")
+  names = zipfile.ZipFile(wheel).namelist()
+  assert "mssjax/pretrained/unet.safetensors" in names and "mssjax/pretrained/README.md" in names
