@@ -39,7 +39,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from timing import time_call  # pylint: disable=wrong-import-position
 
-from mssjax import models, separate, train_lib  # pylint: disable=wrong-import-position
+from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
 from mssjax.data import loaders  # pylint: disable=wrong-import-position
 from mssjax.models import separator as separator_lib  # pylint: disable=wrong-import-position
 
