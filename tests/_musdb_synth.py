@@ -8,11 +8,14 @@ TARGET_FREQUENCIES = {"vocals": 660.0, "drums": 110.0, "bass": 55.0, "other": 33
 
 
 def make_stems(n=RATE // 4, *, seed=0, rate=RATE):
-  """Four distinct stereo tones (random phase per channel) and their sum as "mixture"."""
+  """Four distinct stereo tones (random phase per channel) and their sum as "mixture".
+
+  On the 16-bit grid, as MUSDB18's stems are (so `mssjax.data.prepare` stores them exactly).
+  """
   rng = np.random.default_rng(seed)
   t = np.arange(n) / rate
-  stems = {name: (0.2 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, (2, 1)))).astype(np.float32)
-           for name, f in TARGET_FREQUENCIES.items()}
+  stems = {name: np.rint(0.2 * 32768 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, (2, 1))))
+           .astype(np.float32) / 32768 for name, f in TARGET_FREQUENCIES.items()}
   stems["mixture"] = sum(stems[name] for name in TARGET_FREQUENCIES).astype(np.float32)
   return stems
 

@@ -335,6 +335,46 @@ def test_real_stems_agree_with_stempeg(musdb_root):
 
 
 @pytest.mark.realdata
+def test_real_stems_pcm16_are_the_musdb_packages_samples(musdb_root):
+  """``pcm16=True, keep_padding=True`` gives what ``musdb`` evaluates on (stempeg asked for s16le):
+  the same length, the same values but for 1-LSB ties where two decoders' float outputs straddle a
+  rounding midpoint."""
+  if shutil.which("ffmpeg") is None:
+    pytest.skip("stempeg needs the ffmpeg program")
+  stempeg = pytest.importorskip("stempeg")
+  path = musdb_root / "test" / "PR - Oh No.stem.mp4"
+  reference, _ = stempeg.read_stems(str(path), dtype=np.float32, ffmpeg_format="s16le")
+  reference = reference.transpose(0, 2, 1)
+  ours = audio.load_stems(path, pcm16=True, keep_padding=True)
+  assert ours.shape == reference.shape == (5, 2, 300032)
+  np.testing.assert_array_equal(audio.quantize_pcm16(ours), ours)
+  differ = ours != reference
+  assert differ.mean() < 1e-3
+  np.testing.assert_array_equal(np.abs(ours - reference)[differ], 2.0**-15)
+  floats = audio.load_stems(path, keep_padding=True)  # the ties: float decodes within 0.01 LSB of a midpoint
+  scaled = floats[differ].astype(np.float64) * 32768
+  assert np.abs(np.abs(scaled - np.floor(scaled)) - 0.5).max() < 0.01
+  np.testing.assert_array_equal(floats[..., :299880], audio.load_stems(path))
+
+
+def test_quantize_pcm16_rounds_as_ffmpeg():
+  x = np.array([0.0, 0.5 / 32768, 1.5 / 32768, -0.5 / 32768, 2.6 / 32768, 1.0, 1.5, -1.0, -2.0, np.nan],
+               dtype=np.float32)
+  q = audio.quantize_pcm16(x)
+  np.testing.assert_array_equal(q[:-1] * 32768, [0, 0, 2, 0, 3, 32767, 32767, -32768, -32768])
+  assert np.isnan(q[-1]) and q.dtype == np.float32
+  grid = np.arange(-32768, 32768, 3, dtype=np.float32) / 32768
+  np.testing.assert_array_equal(audio.quantize_pcm16(grid), grid)
+
+
+def test_pcm16_wav_round_trip_is_exact(tmp_path):
+  grid = (np.arange(-32768, 32768, 5, dtype=np.float32) / 32768)[None].repeat(2, axis=0)
+  audio.save(tmp_path / "x.wav", grid, subtype="PCM_16")
+  (back,), _ = audio.read(tmp_path / "x.wav", pcm16=True, keep_padding=True)
+  np.testing.assert_array_equal(back, grid)
+
+
+@pytest.mark.realdata
 def test_real_stem_file_truncated(musdb_root, tmp_path):
   data = (musdb_root / "test" / "PR - Oh No.stem.mp4").read_bytes()  # index first, then the audio
   cut = _garbage(tmp_path / "cut.stem.mp4", data[:len(data) // 2])

@@ -219,15 +219,28 @@ def test_real_subsets_and_split(musdb_root):
 
 @pytest.mark.realdata
 def test_real_track(musdb_root):
+  """The default decoding is the musdb package's: 16-bit values, ffmpeg's length (end padding kept)."""
   track = next(t for t in load_tracks(musdb_root) if t.name == "PR - Happy Daze")
-  assert (track.sample_rate, track.n_samples, track.layout) == (RATE, 299880, "musdb18")
+  assert (track.sample_rate, track.n_samples, track.layout, track.decoding) == (RATE, 300032, "musdb18", "musdb")
   stems = track.stems()
   targets = track.targets()
-  assert targets.shape == (4, 2, 299880) and targets.dtype == np.float32
+  assert targets.shape == (4, 2, 300032) and targets.dtype == np.float32
   for index, name in enumerate(TARGETS):
     np.testing.assert_array_equal(targets[index], stems[name])
+  field = audio.load_stems(track.path, pcm16=True, keep_padding=True)
+  np.testing.assert_array_equal(track.mixture(), field[0])
+  np.testing.assert_array_equal(track.stem("vocals"), field[4])
+  np.testing.assert_array_equal(audio.quantize_pcm16(targets), targets)
+
+
+@pytest.mark.realdata
+def test_real_track_float_decoding(musdb_root):
+  track = next(t for t in load_tracks(musdb_root, decoding="float") if t.name == "PR - Happy Daze")
+  assert (track.n_samples, track.decoding) == (299880, "float")
+  assert track.targets().shape == (4, 2, 299880)
   np.testing.assert_array_equal(track.mixture(), audio.load_stems(track.path)[0])
-  np.testing.assert_array_equal(track.stem("vocals"), audio.load_stems(track.path)[4])
+  with pytest.raises(ParameterError, match="decoding='f32' is not known"):
+    load_tracks(musdb_root, decoding="f32")
 
 
 @pytest.mark.realdata

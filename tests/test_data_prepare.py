@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile
 
 from _musdb_synth import RATE, make_stems, write_track
 from mssjax import TARGETS
@@ -149,6 +150,28 @@ def test_prepare_writes_aligned_segments_and_remixes(source, tmp_path):
   assert all(r["ok"] for r in summary["validation"]) and len(summary["validation"]) == 2
   assert json.loads((out / "prepare_report.json").read_text())["tracks"] == summary["tracks"]
   assert sorted(os.listdir(out / "test")) == ["Short - Song"]  # no half-written folders
+
+
+def test_prepare_stores_16_bit_sources_exactly_and_refuses_to_quantise(tmp_path):
+  stems = make_stems(RATE, seed=3)
+  for name in TARGETS:  # the remade mixture exceeds full scale at one sample per channel
+    stems[name][:, 100] = 9830 / 32768
+  write_track(tmp_path / "in", "test", "Loud - Song", stems)
+  summary = prep.prepare(tmp_path / "in", tmp_path / "out", prep.Settings(segment=0))
+  record, = summary["tracks"]
+  assert record["status"] == "written" and record["mixture_clipped"] == 2
+  track, = load_tracks(tmp_path / "out")
+  assert soundfile.info(str(track.file("vocals"))).subtype == "PCM_16"
+  np.testing.assert_array_equal(track.stem("vocals"), stems["vocals"])
+  assert track.mixture()[0, 100] == 32767 / 32768
+  off_grid = make_stems(RATE, seed=4)
+  off_grid["bass"] += 1e-6
+  write_track(tmp_path / "float", "test", "Float - Song", off_grid)
+  failed = prep.prepare(tmp_path / "float", tmp_path / "out2", prep.Settings(segment=0), check=False)
+  assert "not 16-bit audio" in failed["tracks"][0]["reason"] and "--subtype FLOAT" in failed["tracks"][0]["reason"]
+  kept = prep.prepare(tmp_path / "float", tmp_path / "out3", prep.Settings(segment=0, subtype="FLOAT"), check=False)
+  assert kept["tracks"][0]["status"] == "written"
+  np.testing.assert_array_equal(load_tracks(tmp_path / "out3")[0].stem("bass"), off_grid["bass"])
 
 
 def test_rerun_skips_finished_tracks_and_redoes_changed_ones(source, tmp_path):

@@ -9,6 +9,16 @@ Two layouts, told apart by what is on disk:
 `load_tracks` lists the tracks of a subset (and of MUSDB18's standard
 train / valid split of the training subset) as lazy `Track` objects: nothing is
 decoded until a stem is asked for.
+
+Tracks give the field's samples by default (``decoding="musdb"``): what the
+``musdb`` package (stempeg, ffmpeg ``s16le``) gives, against which every
+published MUSDB18 figure was computed: the AAC streams of ``.stem.mp4`` files
+rounded to 16-bit values at ffmpeg's length (the end padding kept: 300032
+samples for a preview whose container declares 299880), and MUSDB18-HQ's
+16-bit wavs as stored. ``decoding="float"`` keeps the AAC decoder's float
+output cut to the declared length (see `mssjax.audio.read`). The choice
+matters for evaluation: BSSEval v4's SIR, SAR and ISR move by several dB
+between the two on the same estimate (SDR does not).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from mssjax import audio
 from mssjax.errors import DataError, ParameterError, check_choice
 
 __all__ = [
-    "STEM_NAMES", "SUBSETS", "SPLITS", "LAYOUTS", "SAMPLE_RATE", "VALIDATION_TRACKS",
+    "STEM_NAMES", "SUBSETS", "SPLITS", "LAYOUTS", "DECODINGS", "SAMPLE_RATE", "VALIDATION_TRACKS",
     "Entry", "Track", "detect_layout", "load_tracks", "scan",
 ]
 
@@ -34,6 +44,9 @@ STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
 SUBSETS = ("train", "test")
 SPLITS = ("train", "valid")
 LAYOUTS = ("musdb18", "musdb18hq")
+DECODINGS = ("musdb", "float")
+"""How `Track` decodes ``.stem.mp4`` files: the ``musdb`` package's 16-bit samples
+at ffmpeg's length, or the decoder's float output at the declared length."""
 SAMPLE_RATE = 44100
 STEM_SUFFIX = ".stem.mp4"
 
@@ -68,16 +81,21 @@ class Track:
     layout: "musdb18" or "musdb18hq".
     cache: keep decoded stems in memory (a full MUSDB18 track is ~0.4 GB of
       float32 over five stems, so this is off by default).
+    decoding: "musdb" (default: the ``musdb`` package's samples, 16-bit values
+      at ffmpeg's length) or "float" (see `DECODINGS`).
   """
 
   def __init__(self, name: str, subset: str, path: str | os.PathLike, layout: str, *,
-               sample_rate: int = SAMPLE_RATE, cache: bool = False):
+               sample_rate: int = SAMPLE_RATE, cache: bool = False, decoding: str = "musdb"):
     check_choice("layout", layout, LAYOUTS)
+    check_choice("decoding", decoding, DECODINGS)
     self.name, self.subset, self.path, self.layout = name, subset, pathlib.Path(path), layout
+    self.decoding = decoding
     self.expected_rate = sample_rate
     self.cache = cache
     self._cached = {}
     self._info = None
+    self._decoded_length = None
 
   def __repr__(self) -> str:
     return f"Track({self.name!r}, subset={self.subset!r}, layout={self.layout!r})"
@@ -100,10 +118,21 @@ class Track:
 
   @property
   def n_samples(self) -> int:
-    """Samples per channel of the mixture (from the header; decoded once if it does not say)."""
-    if self.header().frames is None:
-      self._info = self._info._replace(frames=self.stem("mixture").shape[-1])
+    """Samples per channel of the stems as this track decodes them.
+
+    From the header where it is the decoded length (wav; ``decoding="float"``);
+    otherwise (no length in the header, or the end padding kept) the mixture
+    is decoded once and its length remembered.
+    """
+    if self.header().frames is None or self._keeps_padding:
+      if self._decoded_length is None:
+        self._decoded_length = self.stem("mixture").shape[-1]
+      return self._decoded_length
     return self.header().frames
+
+  @property
+  def _keeps_padding(self) -> bool:
+    return self.layout == "musdb18" and self.decoding == "musdb"
 
   @property
   def duration(self) -> float:
@@ -145,9 +174,14 @@ class Track:
     self._cached = {}
 
   def _read(self, names):
+    field = self.decoding == "musdb"
     if self.layout == "musdb18":
-      decoded, rate = audio.read(self.path, streams=[STEM_NAMES.index(n) for n in names])
-      return {n: self._checked(x, rate, self.path) for n, x in zip(names, decoded)}
+      decoded, rate = audio.read(self.path, streams=[STEM_NAMES.index(n) for n in names], pcm16=field,
+                                 keep_padding=field)
+      out = {n: self._checked(x, rate, self.path) for n, x in zip(names, decoded)}
+      if field and self._decoded_length is None:
+        self._decoded_length = next(iter(out.values())).shape[-1]
+      return out
     out = {}
     for name in names:
       (decoded,), rate = audio.read(self.file(name))
@@ -163,8 +197,8 @@ class Track:
 
   def _check_lengths(self, stems):
     lengths = {n: x.shape[-1] for n, x in stems.items()}
-    if "mixture" not in lengths and self.header().frames is not None:
-      lengths["mixture"] = self.header().frames
+    if "mixture" not in lengths and (self._decoded_length is not None or self.header().frames is not None):
+      lengths["mixture"] = self.n_samples
     if len(set(lengths.values())) > 1:
       detail = ", ".join(f"{n} {k}" for n, k in lengths.items())
       raise DataError(f"{self.path}: stems differ in length ({detail} samples)")
@@ -280,7 +314,8 @@ def scan(root: str | os.PathLike, *, layout: str | None = None) -> tuple[str, li
 
 
 def load_tracks(root: str | os.PathLike, *, subset: str | Sequence[str] | None = "test", split: str | None = None,
-                layout: str | None = None, sample_rate: int = SAMPLE_RATE, cache: bool = False) -> list[Track]:
+                layout: str | None = None, sample_rate: int = SAMPLE_RATE, cache: bool = False,
+                decoding: str = "musdb") -> list[Track]:
   """Lists the tracks of a MUSDB18 or MUSDB18-HQ folder.
 
   Args:
@@ -293,6 +328,8 @@ def load_tracks(root: str | os.PathLike, *, subset: str | Sequence[str] | None =
     sample_rate: the rate the files must have; reading a stem at another rate
       raises `DataError`.
     cache: keep decoded stems in each `Track` (memory!).
+    decoding: "musdb" (the ``musdb`` package's samples, the default) or
+      "float"; see `DECODINGS`.
 
   Returns:
     list of `Track`, sorted by subset then name. Nothing is decoded.
@@ -303,6 +340,7 @@ def load_tracks(root: str | os.PathLike, *, subset: str | Sequence[str] | None =
     ParameterError: unknown subset, split or layout.
   """
   subsets = _subsets(subset)
+  check_choice("decoding", decoding, DECODINGS)
   if split is not None:
     check_choice("split", split, SPLITS)
     if subsets != ("train",):
@@ -321,7 +359,7 @@ def load_tracks(root: str | os.PathLike, *, subset: str | Sequence[str] | None =
     for e in found:
       if e.missing:
         raise DataError(f"{e.path}: missing stem file(s) {', '.join(m + '.wav' for m in e.missing)}")
-      tracks.append(Track(e.name, s, e.path, layout, sample_rate=sample_rate, cache=cache))
+      tracks.append(Track(e.name, s, e.path, layout, sample_rate=sample_rate, cache=cache, decoding=decoding))
   if split is not None:
     valid = set(VALIDATION_TRACKS)
     tracks = [t for t in tracks if (t.name in valid) == (split == "valid")]
