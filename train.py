@@ -12,17 +12,17 @@ refused unless --allow_config_change. A bad setting is one ``error:`` line
 import sys
 
 from absl import app, flags, logging
-import jax
 from ml_collections import config_flags
 
-from mssjax import compilation_cache, train_lib
+from mssjax import compilation_cache, distributed, train_lib
 from mssjax.errors import USER_ERRORS as ERRORS
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and config.json.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per host; "
-                  "every host runs the same command with the same shared workdir).")
+flags.DEFINE_bool("multihost", False, "Join the other processes first (mssjax.distributed.initialize: "
+                  "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or none on Cloud TPU / "
+                  "SLURM); every process runs the same command with the same shared workdir.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir whose config.json differs from --config.")
 flags.DEFINE_bool("debug", False, "Show tracebacks of errors.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -32,10 +32,10 @@ def main(argv):
   del argv
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-  if FLAGS.multihost:
-    jax.distributed.initialize()
   compilation_cache.enable()  # MSSJAX_COMPILATION_CACHE=0 turns it off
   try:
+    if FLAGS.multihost:
+      distributed.initialize()
     train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   except (*ERRORS, FloatingPointError) as error:
     if FLAGS.debug:

@@ -13,9 +13,11 @@ an uninterrupted run reaches.
 Data-parallel training: the batch is split over every JAX device along a
 one-axis `jax.sharding.Mesh` (``"data"``), the parameters and optimiser state
 are replicated, and XLA reduces the gradients across devices. Multi-host runs
-call ``jax.distributed.initialize()`` first; each process then loads its own
+call `mssjax.distributed.initialize` first; each process then loads its own
 ``batch_size / process_count`` examples (grain shards per process) and the
-global batch is assembled with ``jax.make_array_from_process_local_data``.
+global batch is assembled with ``jax.make_array_from_process_local_data``
+(`global_batch` gathers it on every host where a replicated value is computed
+from data: the input statistics). Only process 0 writes events and the config.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import optax
 import tqdm
 from flax import nnx, struct
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mssjax import TARGETS, checkpoints, models, separate, spectral
@@ -287,6 +290,17 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
 
+def global_batch(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The whole global batch on every host, from each process's slice (process order).
+
+  Every process must see the same data where it computes a value that is then
+  replicated (the input statistics), or the replicas would differ.
+  """
+  if jax.process_count() == 1:
+    return dict(batch)
+  return {k: np.asarray(multihost_utils.process_allgather(np.asarray(v), tiled=True)) for k, v in batch.items()}
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places a pytree on every device of ``mesh``."""
   return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
@@ -515,7 +529,7 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
   stats = None
   if not resuming and config.model.stats_batches:
     stats_iterator = loaders.make_train_iterator(config, seed=int(config.seed) + 1)
-    stats = [next(stats_iterator) for _ in range(int(config.model.stats_batches))]
+    stats = [global_batch(next(stats_iterator)) for _ in range(int(config.model.stats_batches))]
   state = create_train_state(config, jax.random.key(int(config.seed)), stats_batches=stats)
   if resuming:
     restored = checkpoints.restore_state(

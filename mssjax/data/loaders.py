@@ -34,22 +34,33 @@ class SyntheticIterator:
   so the stream is reproducible and its state is one integer. The state
   methods follow grain's iterators, so the same checkpoint code handles both.
 
+  Sharded (one shard per JAX process), the stream is cut in global batches of
+  ``batch_size * shard_count`` examples and shard ``k`` takes the ``k``-th
+  ``batch_size`` of each: the shards are disjoint, together they are the
+  unsharded stream of global batches, and the global batch that
+  ``jax.make_array_from_process_local_data`` assembles from them (process
+  order) is the one a single process would read.
+
   Args:
     seconds: length of each example.
-    batch_size: examples per batch.
+    batch_size: examples per batch (of this shard).
     seed: the stream's seed.
     sample_rate: Hz.
+    shard_index, shard_count: this shard and the number of shards.
   """
 
-  def __init__(self, *, seconds: float, batch_size: int, seed: int = 0, sample_rate: int = 44100):
+  def __init__(self, *, seconds: float, batch_size: int, seed: int = 0, sample_rate: int = 44100,
+               shard_index: int = 0, shard_count: int = 1):
     self.seconds, self.batch_size, self.seed, self.sample_rate = seconds, batch_size, seed, sample_rate
+    self.shard_index, self.shard_count = shard_index, shard_count
     self.index = 0
 
   def __iter__(self) -> "SyntheticIterator":
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    examples = [self.example(self.seed * 1_000_003 + self.index + i) for i in range(self.batch_size)]
+    first = self.index * self.shard_count + self.shard_index * self.batch_size
+    examples = [self.example(self.seed * 1_000_003 + first + i) for i in range(self.batch_size)]
     self.index += self.batch_size
     return {k: np.stack([e[k] for e in examples]) for k in ("mixture", "targets")}
 
@@ -75,7 +86,8 @@ def local_batch_size(config: ml_collections.ConfigDict) -> int:
 
 def _synthetic_loader(config: ml_collections.ConfigDict, *, seed: int) -> Iterator[dict[str, np.ndarray]]:
   return SyntheticIterator(seconds=config.data.chunk_seconds, seed=seed, batch_size=local_batch_size(config),
-                           sample_rate=config.sample_rate)
+                           sample_rate=config.sample_rate, shard_index=jax.process_index(),
+                           shard_count=jax.process_count())
 
 
 def _musdb_loader(config: ml_collections.ConfigDict, *, seed: int) -> Iterator[dict[str, np.ndarray]]:

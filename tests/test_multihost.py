@@ -1,0 +1,210 @@
+"""Multi-process runs on one machine: JAX processes joined by a coordinator on 127.0.0.1.
+
+Each process has 2 forced CPU devices and talks to the others through gloo
+(`mssjax.distributed`), so 2 processes see 4 global devices, as the hosts of a
+cluster would. Every run has a fresh port and a bounded time, and
+`mssjax.distributed.local_cluster` kills every child it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mssjax import checkpoints, distributed, models
+from mssjax.errors import ParameterError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TIMEOUT = 240
+TRAIN_FLAGS = ("--config.data.batch_size=4",)  # 4 steps, checkpoints at 2 and 4, validation at 4
+STEPS = 4
+
+
+def _env(cache: pathlib.Path) -> dict[str, str]:
+  """Tests turn the compilation cache off (conftest); these runs share one in ``cache`` (same programs)."""
+  return dict(os.environ, MSSJAX_COMPILATION_CACHE="1", MSSJAX_COMPILATION_CACHE_DIR=str(cache))
+
+
+def _train(workdir: pathlib.Path, cache: pathlib.Path, *, num_processes: int, devices_per_process: int,
+           flags: tuple[str, ...] = TRAIN_FLAGS) -> list[distributed.LocalProcess]:
+  argv = [sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir", str(workdir), *flags]
+  if num_processes > 1:
+    argv.append("--multihost")
+  out = distributed.run_local_cluster(argv, num_processes=num_processes, devices_per_process=devices_per_process,
+                                      timeout=TIMEOUT, cwd=REPO, env=_env(cache))
+  for i, process in enumerate(out):
+    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
+  return out
+
+
+def _params(workdir: pathlib.Path, which: str = "latest") -> checkpoints.RestoredParams:
+  config = checkpoints.read_config(workdir)
+  return checkpoints.restore_params(workdir, models.model_spec(config).abstract_params, which=which)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, cache):
+  """configs/unet_tiny.py, 4 steps of batch 4 on 2 processes x 2 devices."""
+  workdir = tmp_path_factory.mktemp("two_processes")
+  _train(workdir, cache, num_processes=2, devices_per_process=2)
+  return workdir
+
+
+# --- the cluster variables --------------------------------------------------------------------------
+
+
+def test_cluster_from_env():
+  assert distributed.cluster_from_env({}) is None
+  env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+  assert distributed.cluster_from_env(env) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
+                                               "process_id": 3}
+  with pytest.raises(ParameterError, match="JAX_NUM_PROCESSES, JAX_PROCESS_ID not"):
+    distributed.cluster_from_env({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"})
+  with pytest.raises(ParameterError, match="JAX_PROCESS_ID=4 must be below JAX_NUM_PROCESSES=4"):
+    distributed.cluster_from_env({**env, "JAX_PROCESS_ID": "4"})
+  with pytest.raises(ParameterError, match="JAX_NUM_PROCESSES='two' must be a non-negative integer"):
+    distributed.cluster_from_env({**env, "JAX_NUM_PROCESSES": "two"})
+
+
+def test_half_set_variables_are_one_error_line(tmp_path):
+  env = dict(os.environ, JAX_COORDINATOR_ADDRESS="127.0.0.1:1", JAX_NUM_PROCESSES="", JAX_PROCESS_ID="")
+  import subprocess  # pylint: disable=import-outside-toplevel
+  out = subprocess.run([sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir",
+                        str(tmp_path / "w"), "--multihost"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT, check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines()[-1].startswith("error: JAX_COORDINATOR_ADDRESS set but")
+  assert not (tmp_path / "w").exists()
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+
+def test_two_processes_train_as_one_process_of_as_many_devices(two_process_run, tmp_path, cache):
+  single = tmp_path / "one_process"
+  _train(single, cache, num_processes=1, devices_per_process=4)
+  two, one = _params(two_process_run), _params(single)
+  assert two.step == one.step == STEPS
+  for (path, a), (_, b) in zip(_leaves(two.params), _leaves(one.params)):
+    if path.endswith("/conv/bias") and path.startswith("/down/"):
+      # A bias followed by a normalisation has a zero gradient: it moves only by rounding noise,
+      # which Adam scales up (values near 1e-4, against 1e-2 for the other biases).
+      np.testing.assert_allclose(a, b, atol=2e-4, err_msg=path)
+    else:
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=path)
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+  out = []
+  for key in sorted(tree):
+    value = tree[key]
+    out += _leaves(value, f"{prefix}/{key}") if isinstance(value, dict) else [(f"{prefix}/{key}", value)]
+  return out
+
+
+def test_only_process_zero_writes_events(two_process_run):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=import-outside-toplevel
+  files = sorted(two_process_run.glob("events.out.tfevents.*"))
+  assert len(files) == 1, files
+  events = event_accumulator.EventAccumulator(str(files[0]))
+  events.Reload()
+  # Two writers (one file each, or both in one file of the same second) would repeat steps.
+  assert [e.step for e in events.Scalars("train/loss")] == list(range(1, STEPS + 1))
+  assert [e.step for e in events.Scalars("valid/sdr/mean")] == [STEPS]
+
+
+def test_killed_run_resumes_exactly(two_process_run, tmp_path, cache):
+  workdir = tmp_path / "killed"
+  argv = [sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir", str(workdir),
+          "--multihost", *TRAIN_FLAGS]
+  with distributed.local_cluster(argv, num_processes=2, devices_per_process=2, cwd=REPO,
+                                 env=_env(cache)) as processes:
+    deadline = time.monotonic() + TIMEOUT
+    while not _saved_steps(workdir) and time.monotonic() < deadline:
+      assert all(p.poll() is None for p in processes), distributed.read_output(processes[0]).stderr[-3000:]
+      time.sleep(0.02)
+    for p in processes:
+      p.kill()
+  killed_at = _saved_steps(workdir)
+  assert killed_at and max(killed_at) < STEPS, killed_at
+  _train(workdir, cache, num_processes=2, devices_per_process=2)
+  resumed, uninterrupted = _params(workdir), _params(two_process_run)
+  assert resumed.step == uninterrupted.step == STEPS
+  for (path, a), (_, b) in zip(_leaves(resumed.params), _leaves(uninterrupted.params)):
+    np.testing.assert_array_equal(a, b, err_msg=path)
+
+
+def _saved_steps(workdir: pathlib.Path) -> list[int]:
+  """The steps whose checkpoint orbax has finished writing."""
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit() and (p / "commit_success.txt").exists()
+                ) if folder.is_dir() else []
+
+
+def test_checkpoint_restores_in_one_process_and_separates(two_process_run):
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  separator = separators.get("unet", {"checkpoint": str(two_process_run)})
+  mixture = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32) * 0.1
+  stems = separator(mixture)
+  assert sorted(stems) == ["bass", "drums", "other", "vocals"]
+  assert all(np.asarray(s).shape == (2, 22050) and np.all(np.isfinite(s)) for s in stems.values())
+  best = _params(two_process_run, which="best")
+  assert best.which == "best" and best.step == STEPS
+
+
+SHARDS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from mssjax import distributed
+    distributed.initialize()
+    import jax
+    from configs import unet_tiny
+    from mssjax.data import loaders, pipeline
+    assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
+    config = unet_tiny.get_config()
+    config.data.batch_size = 4
+    iterator = loaders.make_train_iterator(config)
+    synthetic = np.stack([next(iterator)["mixture"] for _ in range(3)])        # [3, 2, 2, n]
+    np.save(sys.argv[1] + f"/synthetic-{jax.process_index()}.npy", synthetic)
+    # grain: 8 constant tracks (track t is t + 1 everywhere), one chunk each, augmentations off.
+    data = pipeline.default_config()
+    data.update(batch_size=1, samples_per_track=1, chunk_seconds=0.01, sample_rate=1000)
+    data.augment.update(gain=False, channel_swap=False, remix=False)
+    source = pipeline.ArraySource([np.full((4, 2, 100), t + 1, np.float32) for t in range(8)])
+    loader = pipeline.make_train_loader(data, seed=0, source=source, num_epochs=1)
+    seen = [int(round(float(b["targets"][0, 0, 0, 0]))) - 1 for b in loader]
+    with open(sys.argv[1] + f"/grain-{jax.process_index()}.json", "w") as f:
+      json.dump(seen, f)
+    distributed.barrier("done")
+""")
+
+
+def test_processes_read_disjoint_shards_that_cover_the_data(tmp_path):
+  out = distributed.run_local_cluster([sys.executable, "-c", SHARDS, str(tmp_path)], num_processes=2,
+                                      devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
+  for i, process in enumerate(out):
+    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
+  seen = [json.loads((tmp_path / f"grain-{i}.json").read_text()) for i in range(2)]
+  assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
+  assert sorted(seen[0] + seen[1]) == list(range(8))
+  # The synthetic loader: the processes' batches, side by side, are one process's global batches.
+  from configs import unet_tiny  # pylint: disable=import-outside-toplevel
+  from mssjax.data import loaders  # pylint: disable=import-outside-toplevel
+  config = unet_tiny.get_config()
+  stream = loaders.SyntheticIterator(seconds=config.data.chunk_seconds, batch_size=4, seed=int(config.seed),
+                                     sample_rate=config.sample_rate)
+  expected = np.stack([next(stream)["mixture"] for _ in range(3)])
+  shards = [np.load(tmp_path / f"synthetic-{i}.npy") for i in range(2)]
+  np.testing.assert_array_equal(np.concatenate(shards, axis=1), expected)
