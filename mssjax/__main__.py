@@ -12,7 +12,10 @@ method's config); ``--list-settings`` prints the keys and their defaults.
 ``--wiener-iterations`` are shorthands for the keys of the same names.
 ``python -m mssjax export-weights WORKDIR -o FILE`` writes a training
 workdir's best checkpoint as one weights file (the format of the shipped
-network, `mssjax.weights`).
+network, `mssjax.weights`). ``python -m mssjax export --method NAME -o OUT`` writes
+a separator as a portable `jax.export` module and ``OUT.json``, which
+`mssjax.exported` runs without mssjax (``--onnx FILE``: the network's masks as
+ONNX; see `mssjax.export`).
 
 Compiled programs are kept in JAX's persistent cache between runs
 (`mssjax.compilation_cache`; ``MSSJAX_COMPILATION_CACHE=0`` turns it off).
@@ -65,7 +68,22 @@ def _parser() -> argparse.ArgumentParser:
   export.add_argument("--which", default="best", choices=("best", "latest"), help="checkpoint (default best)")
   export.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                       help="storage of floating-point parameters (default float32)")
+  _add_export_parser(commands)
   return parser
+
+
+def _add_export_parser(commands: argparse._SubParsersAction) -> None:
+  """``export``: a separator as a `jax.export` module + JSON (`mssjax.export`)."""
+  portable = commands.add_parser("export", help="write a separator as a portable jax.export module (and ONNX masks)")
+  portable.add_argument("--method", default="unet", help="separator name (default unet, the pretrained network)")
+  portable.add_argument("-o", "--out", required=True, help="the module file; its JSON is written to OUT.json")
+  portable.add_argument("--method-config", help="a config file whose get_config() returns the method's config")
+  portable.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of the method's config (repeatable), e.g. chunk_seconds=10")
+  portable.add_argument("--platforms", default="cpu,cuda",
+                        help="comma-separated platforms to lower for (default cpu,cuda; no GPU needed)")
+  portable.add_argument("--onnx", metavar="FILE", help="also write the network's mask estimator as ONNX (unet)")
+  portable.set_defaults(**{flag: None for flag in SHORTHANDS})
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
@@ -134,6 +152,22 @@ def export_command(args: argparse.Namespace) -> int:
   return 0
 
 
+def export_separator_command(args: argparse.Namespace) -> int:
+  """Runs ``export``: the module and its JSON, then the ONNX masks if asked for."""
+  from mssjax import export  # pylint: disable=import-outside-toplevel
+  platforms = export.check_platforms([p.strip() for p in args.platforms.split(",") if p.strip()])
+  if args.onnx and args.method != "unet":
+    raise ParameterError(f"--onnx converts the network's mask estimator; method={args.method!r} has none")
+  config = method_config(args)
+  result = export.export_separator(args.method, args.out, config=config, platforms=platforms)
+  print(f"{result.module} ({result.module_bytes / 1e6:.2f} MB, {', '.join(platforms)}) and {result.metadata}")
+  if args.onnx:
+    onnx = export.export_masks_onnx(args.onnx, config=config)
+    print(f"{onnx.path} ({onnx.size_bytes / 1e6:.2f} MB, magnitude {list(onnx.input_shape)} -> masks; "
+          f"onnxruntime vs JAX: max abs difference {onnx.max_abs_difference:.2e})")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of ``python -m mssjax`` and the ``mssjax`` script."""
   args = _parser().parse_args(argv)
@@ -142,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return separate_command(args)
     if args.command == "export-weights":
       return export_command(args)
+    if args.command == "export":
+      return export_separator_command(args)
   except USER_ERRORS as error:
     if args.debug:
       traceback.print_exc()

@@ -1,0 +1,285 @@
+"""Portable separators: a `jax.export` module of the chunk separator, and the network's masks as ONNX.
+
+``python -m mssjax export --method unet -o OUT`` (`export_separator`) writes
+
+1. ``OUT``: the chunk separator of `mssjax.separate`, mixture ``[2, chunk]``
+   float32 -> stems ``[4, 2, chunk]``, traced once and serialised as StableHLO
+   by `jax.export` (Necula et al., the JAX export docs): the STFT, the masks
+   (or the whole network, its weights as constants) and the iSTFT are inside;
+   it is lowered for every platform asked for (CPU and CUDA by default; no GPU
+   is needed to lower for CUDA), and on CPU it runs the same blocked transforms
+   as ``python -m mssjax separate``;
+2. ``OUT.json``: the sample rate, chunk and overlap in samples, the targets, the
+   platforms, the mssjax and jax versions, the module's SHA-256 and the
+   separator's whole config.
+
+`mssjax.exported` loads the pair with nothing of mssjax installed and joins the
+chunks by the same overlap-add, so its stems equal ``mssjax separate``'s.
+
+The module's length is fixed at the method's chunk (``chunk_seconds`` of its
+config), not symbolic: `jax.export` cannot lower these separators for a
+symbolic ``n`` because (a) `mssjax.spectral` picks its CPU block size and
+computes the iSTFT's window-sum-square normaliser in numpy for a concrete
+frame count, (b) the U-Net's skip connections concatenate the strided
+encoder's output (length ``ceil((t + (-t mod 2^depth)) / 2^k)``) with the
+decoder's, which the symbolic shape checker cannot prove equal, and (c)
+`mssjax.decompose.hpss` compares its kernel with the frame count. The
+loader zero-pads the last chunk, as `mssjax.separate` does, so a fixed length
+costs nothing in equality.
+
+``--onnx FILE`` (`export_masks_onnx`, the network only) converts the mask
+estimator, magnitude ``[1, 2, bins, frames]`` -> masks ``[1, 4, 2, bins,
+frames]``, with jax2onnx and checks it with onnxruntime against the JAX model
+(`check_masks_onnx`). The STFT stays outside the ONNX graph: ONNX has no
+complex tensors, and jax2onnx's FFT rules pack the complex result of
+``rfft`` into a trailing axis of two that its ``abs`` and ``irfft`` rules do not
+accept (``|rfft(x)|``: a broadcast error at conversion; ``irfft``: "IRFFT
+requires complex64 or complex128 input"). The graph's inputs are the
+magnitudes of `mssjax.spectral.stft` (n_fft and hop in its metadata).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import pathlib
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax import export as jax_export
+
+import mssjax
+from mssjax import TARGETS, exported, fileio, separate, separators, spectral
+from mssjax.errors import ParameterError, check_choice
+from mssjax.models import separator as separator_lib
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+DEFAULT_PLATFORMS = ("cpu", "cuda")
+ONNX_TOLERANCE = 1e-4
+"""The largest difference of the ONNX masks from the JAX model's that `check_masks_onnx` accepts."""
+
+
+class ExportResult(NamedTuple):
+  """What `export_separator` wrote.
+
+  Attributes:
+    module: the serialised module file.
+    metadata: its JSON.
+    module_bytes: the module's size in bytes.
+    seconds: time spent tracing, lowering and serialising.
+  """
+
+  module: pathlib.Path
+  metadata: pathlib.Path
+  module_bytes: int
+  seconds: float
+
+
+def check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
+  """``platforms`` as a tuple of distinct known lowering platforms.
+
+  Raises:
+    ParameterError: an empty list or an unknown name (the valid ones listed).
+  """
+  platforms = tuple(dict.fromkeys(platforms))
+  if not platforms:
+    raise ParameterError(f"platforms=() must name at least one of {list(PLATFORMS)}")
+  for platform in platforms:
+    check_choice("platform", platform, PLATFORMS)
+  return platforms
+
+
+def chunk_function(separator: Any) -> Callable[[jax.Array], jax.Array]:
+  """The jax-traceable ``[2, n] -> [4, 2, n]`` that `mssjax.separate` applies to each chunk.
+
+  Raises:
+    ParameterError: an oracle (it needs the true stems, which an exported
+      separator does not have).
+  """
+  if isinstance(separator, separator_lib.UNetSeparator):
+    def separate_chunk(mixture):
+      return separator_lib.separate_with_params(
+          separator.graphdef, separator.params, mixture[None], n_fft=separator.n_fft,
+          hop_length=separator.hop_length, wiener_iterations=separator.wiener_iterations)[0]
+    return separate_chunk
+  if separator.needs_references:
+    raise ParameterError(f"method={separator.name!r} is an oracle: it needs the true stems, so it cannot be "
+                         "exported as a separator of mixtures")
+  return separator.fn
+
+
+def metadata(separator: Any, module: bytes, exported_module: jax_export.Exported) -> dict:
+  """The JSON document written beside the module (what `mssjax.exported.read_metadata` reads)."""
+  chunk, overlap = separate.chunk_samples(separator.config)
+  return {
+      "format": exported.FORMAT,
+      "format_version": exported.FORMAT_VERSION,
+      "method": separator.name,
+      "sample_rate": separate.MODEL_RATE,
+      "channels": 2,
+      "targets": list(TARGETS),
+      "chunk_samples": chunk,
+      "overlap_samples": overlap,
+      "chunk_seconds": float(separator.config.chunk_seconds),
+      "overlap_seconds": float(separator.config.overlap_seconds),
+      "input": {"shape": [2, chunk], "dtype": "float32"},
+      "output": {"shape": [len(TARGETS), 2, chunk], "dtype": "float32"},
+      "platforms": list(exported_module.platforms),
+      "calling_convention_version": exported_module.calling_convention_version,
+      "mssjax_version": mssjax.__version__,
+      "jax_version": jax.__version__,
+      "n_parameters": int(separator.n_parameters),
+      "module_bytes": len(module),
+      "module_sha256": hashlib.sha256(module).hexdigest(),
+      "config": json.loads(separator.config.to_json_best_effort()),
+  }
+
+
+def export_separator(method: str, path: str | pathlib.Path, *,
+                     config: ml_collections.ConfigDict | Mapping[str, Any] | None = None,
+                     platforms: Sequence[str] = DEFAULT_PLATFORMS) -> ExportResult:
+  """Exports separator ``method`` (built from ``config``, as `mssjax.separators.get`) to ``path`` and ``path.json``.
+
+  Args:
+    method: a registered separator that needs no references (``unet``,
+      ``hpss_repet``, ``nmf``, ``mixture``).
+    path: the module file to write; the JSON goes to ``path.json``. Both are
+      written as a set (`mssjax.fileio.atomic_paths`).
+    config: the separator's config or overrides of it; its ``chunk_seconds``
+      is the module's fixed input length.
+    platforms: the platforms to lower for.
+
+  Raises:
+    ParameterError: an unknown method, an oracle, bad settings or platforms.
+    CheckpointError: a network that cannot be loaded.
+  """
+  platforms = check_platforms(platforms)
+  separator = separators.get(method, config)
+  chunk, _ = separate.chunk_samples(separator.config)
+  path = pathlib.Path(path)
+  start = time.perf_counter()
+  exported_module = jax_export.export(jax.jit(chunk_function(separator)), platforms=platforms)(
+      jax.ShapeDtypeStruct((2, chunk), jnp.float32))
+  module = bytes(exported_module.serialize())
+  seconds = time.perf_counter() - start
+  document = metadata(separator, module, exported_module)
+  meta_path = exported.metadata_path(path)
+  with fileio.atomic_paths([path, meta_path]) as (module_tmp, meta_tmp):
+    module_tmp.write_bytes(module)
+    meta_tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
+  return ExportResult(path, meta_path, len(module), seconds)
+
+
+# --- ONNX ---------------------------------------------------------------------------------------
+
+
+class OnnxResult(NamedTuple):
+  """What `export_masks_onnx` wrote: the file, its size, its input shape and the check's difference."""
+
+  path: pathlib.Path
+  size_bytes: int
+  input_shape: tuple[int, ...]
+  max_abs_difference: float
+
+
+def mask_function(separator: separator_lib.UNetSeparator) -> Callable[[jax.Array], jax.Array]:
+  """``magnitude [batch, 2, bins, frames] -> masks [batch, 4, 2, bins, frames]``, weights as constants."""
+  def masks(magnitude):
+    return nnx.merge(separator.graphdef, separator.params)(magnitude)
+  return masks
+
+
+def _onnx_metadata(separator: separator_lib.UNetSeparator, chunk: int) -> dict[str, str]:
+  return {"mssjax_version": mssjax.__version__, "sample_rate": str(separator.sample_rate),
+          "n_fft": str(separator.n_fft), "hop_length": str(separator.hop_length), "stft": "mssjax.spectral.stft",
+          "chunk_samples": str(chunk), "targets": ",".join(TARGETS)}
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+  """Errors only from logger ``name`` inside the block (jax2onnx 0.12 logs a traceback for each of its
+  plugins that does not import on this jax, dm_pix's among them, none of which the network uses)."""
+  logger = logging.getLogger(name)
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+def export_masks_onnx(path: str | pathlib.Path, *,
+                      config: ml_collections.ConfigDict | Mapping[str, Any] | None = None,
+                      check: bool = True) -> OnnxResult:
+  """Converts the network's mask estimator to ONNX with jax2onnx, for one chunk's frames.
+
+  Args:
+    path: the ``.onnx`` file to write.
+    config: the ``unet`` separator's config or overrides of it (which network,
+      which chunk length).
+    check: compare the ONNX masks (onnxruntime) with the JAX model's on a
+      random magnitude (`check_masks_onnx`).
+
+  Returns:
+    an `OnnxResult`; its input is ``magnitude [1, 2, 1 + n_fft // 2, frames of one chunk]``.
+
+  Raises:
+    ParameterError: jax2onnx or onnxruntime not installed, or the check
+      differs by more than `ONNX_TOLERANCE`.
+  """
+  try:
+    import jax2onnx  # pylint: disable=import-outside-toplevel  # a dev extra, only for --onnx
+    import onnx  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ParameterError(f"--onnx needs jax2onnx and onnx ({e}); pip install 'jax2onnx>=0.12.5,<0.13' "
+                         "onnxruntime") from e
+  separator = separators.get("unet", config)
+  chunk, _ = separate.chunk_samples(separator.config)
+  shape = (1, 2, 1 + separator.n_fft // 2, spectral.n_frames_for(chunk, n_fft=separator.n_fft,
+                                                                 hop_length=separator.hop_length))
+  with _quiet_logger("jax2onnx"):
+    model = jax2onnx.to_onnx(mask_function(separator), [shape], model_name="mssjax_unet_masks",
+                             input_names=["magnitude"], output_names=["masks"])
+  onnx.helper.set_model_props(model, _onnx_metadata(separator, chunk))
+  path = pathlib.Path(path)
+  with fileio.atomic_path(path) as temporary:
+    onnx.save(model, str(temporary))
+  difference = check_masks_onnx(path, separator, shape) if check else float("nan")
+  return OnnxResult(path, path.stat().st_size, shape, difference)
+
+
+def check_masks_onnx(path: str | pathlib.Path, separator: separator_lib.UNetSeparator, shape: tuple[int, ...], *,
+                     seed: int = 0) -> float:
+  """Largest absolute difference of the ONNX masks (onnxruntime, CPU) from the JAX model's.
+
+  The magnitude is that of a random stereo chunk (`mssjax.spectral.stft` of
+  Gaussian noise at -20 dB), so the network sees spectrogram-like inputs.
+
+  Raises:
+    ParameterError: onnxruntime is not installed, or the difference exceeds `ONNX_TOLERANCE`.
+  """
+  try:
+    import onnxruntime  # pylint: disable=import-outside-toplevel  # a dev extra
+  except ImportError as e:
+    raise ParameterError(f"checking the ONNX masks needs onnxruntime ({e})") from e
+  n = separator.hop_length * (shape[-1] - 1)
+  noise = 0.1 * np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
+  magnitude = np.asarray(jnp.abs(spectral.stft(noise, n_fft=separator.n_fft, hop_length=separator.hop_length)))
+  magnitude = magnitude[None, ..., :shape[-1]]
+  options = onnxruntime.SessionOptions()
+  options.log_severity_level = 3  # errors only (not its notes on unused initialisers)
+  session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+  got = session.run(["masks"], {"magnitude": magnitude})[0]
+  want = np.asarray(jax.jit(mask_function(separator))(magnitude))
+  difference = float(np.max(np.abs(got - want)))
+  if not difference <= ONNX_TOLERANCE:
+    raise ParameterError(f"{path}: the ONNX masks differ from the JAX model's by {difference:.3g} "
+                         f"(more than {ONNX_TOLERANCE})")
+  return difference
