@@ -10,6 +10,7 @@ import pytest
 
 from mssjax import TARGETS, audio, evaluate_lib
 from mssjax.errors import ParameterError
+from mssjax.data import load_tracks
 from mssjax.metrics import bss_eval_v4, store
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,7 +54,6 @@ def test_offline_run_writes_museval_json_tables_and_report(first_run):
 
 def test_json_holds_bss_eval_v4_of_the_estimates(first_run):
   workdir, _ = first_run
-  from mssjax.data import load_tracks  # pylint: disable=import-outside-toplevel
   track = load_tracks(workdir / "songs", subset="test")[0]
   refs = np.transpose(track.targets(), (0, 2, 1))
   mix = np.repeat(track.mixture().T[None], 4, axis=0)
@@ -128,3 +128,63 @@ def test_entry_point_runs(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert "1 evaluated, 0 skipped, 0 failed" in out.stdout
   assert (tmp_path / "wd" / "report" / "index.html").exists()
+
+
+# --- the whole path against museval on the musdb package's decode ------------------------------------
+
+FIELD_TRACK = "Cristina Vane - So Easy"
+FIELD_TOL = 0.01  # dB, every frame of every metric; measured 6e-4 (the decoders differ by 1 LSB on 0.02 % of samples)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_pipeline_matches_museval_on_musdb_decoded_tracks(musdb_root, tmp_path):
+  """evaluate.py's SDR, SIR, SAR and ISR on real previews equal museval's on what ``musdb`` decodes.
+
+  The estimates evaluate.py saved are scored again by ``museval.eval_mus_track`` on ``musdb.DB``'s
+  tracks: every frame of every metric agrees. Decoding the previews as float (the old reader)
+  moves SIR by several dB on the same estimates; that is checked too, so the test can fail.
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  if shutil.which("ffmpeg") is None:
+    pytest.skip("musdb needs the ffmpeg program")
+  musdb = pytest.importorskip("musdb")
+  museval = pytest.importorskip("museval")
+  root = tmp_path / "musdb"
+  (root / "test").mkdir(parents=True)
+  (root / "test" / f"{FIELD_TRACK}.stem.mp4").symlink_to(musdb_root / "test" / f"{FIELD_TRACK}.stem.mp4")
+  config = _config(root=str(root))
+  config.methods = "irm2,mixture"
+  config.save_estimates = True
+  config.report.enabled = False
+  workdir = tmp_path / "eval"
+  summary = evaluate_lib.evaluate(config, workdir)
+  assert summary["done"] == 2 and not summary["failures"]
+  worst = {m: 0.0 for m in store.JSON_METRICS}
+  float_gap = 0.0
+  for track in musdb.DB(root=str(root), subsets="test"):
+    for method in ("irm2", "mixture"):
+      folder = workdir / method / "estimates" / "test" / track.name
+      estimates = {t: audio.read(folder / f"{t}.wav")[0][0].T for t in TARGETS}
+      assert estimates["vocals"].shape == track.audio.shape == (300032, 2)
+      reference = json.loads(museval.eval_mus_track(track, estimates).json)
+      ours = json.loads((workdir / method / "test" / f"{track.name}.json").read_text())
+      for theirs, mine in zip(reference["targets"], ours["targets"]):
+        assert theirs["name"] == mine["name"] and len(theirs["frames"]) == len(mine["frames"]) == 6
+        for a, b in zip(theirs["frames"], mine["frames"]):
+          for m in store.JSON_METRICS:
+            x, y = a["metrics"][m], b["metrics"][m]
+            assert np.isnan(x) == np.isnan(y), (track.name, method, m)
+            if not np.isnan(x):
+              worst[m] = max(worst[m], abs(x - y))
+      if method == "irm2":  # the old reader's samples: the same estimates scored on a float decode
+        old = load_tracks(root, decoding="float")[0].targets()
+        n = old.shape[-1]
+        refs, ests = np.transpose(old, (0, 2, 1)), np.stack([estimates[t][:n] for t in TARGETS])
+        scores = bss_eval_v4(refs, ests)
+        theirs = np.array([[f["metrics"]["SIR"] for f in t["frames"]] for t in reference["targets"]])
+        float_gap = np.nanmax(np.abs(scores["SIR"] - theirs))
+  print(f"largest frame difference to museval on musdb's decode (dB): {worst}; "
+        f"SIR on a float decode: {float_gap:.2f} dB away")
+  assert max(worst.values()) < FIELD_TOL, worst
+  assert float_gap > 1.0
