@@ -6,6 +6,8 @@
 
 This file is intentionally kept short: the work is done by
 `mssjax.evaluate_lib.evaluate`. Re-running with the same workdir skips finished tracks.
+With --multihost every process runs the same command on a shared workdir (see
+mssjax.distributed) and evaluates its share of the tracks.
 A bad setting is one ``error:`` line (exit 2; tracebacks with --debug); the exit
 status is 1 if any track failed.
 """
@@ -15,13 +17,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mssjax import compilation_cache, evaluate_lib
+from mssjax import compilation_cache, distributed, evaluate_lib
 from mssjax.errors import USER_ERRORS as ERRORS
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Evaluation config file (configs/evaluate.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Output folder for JSON scores, tables and the report.")
+flags.DEFINE_bool("multihost", False, "Join the other processes first (mssjax.distributed.initialize: "
+                  "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or none on Cloud TPU / "
+                  "SLURM); every process runs the same command with the same shared workdir, takes its "
+                  "share of the tracks, and process 0 writes the tables and the report.")
 flags.DEFINE_bool("debug", False, "Show tracebacks of errors.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -32,6 +38,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   compilation_cache.enable()  # MSSJAX_COMPILATION_CACHE=0 turns it off
   try:
+    if FLAGS.multihost:
+      distributed.initialize()
     summary = evaluate_lib.evaluate(FLAGS.config, FLAGS.workdir)
   except ERRORS as error:
     if FLAGS.debug:

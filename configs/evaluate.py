@@ -38,6 +38,7 @@ def get_config():
   config.window_seconds = 1.0                       # BSSEval window and hop (SiSEC: 1 s)
   config.hop_seconds = 1.0
   config.save_estimates = False                     # DIR/<method>/estimates/<subset>/<track>/*.wav
+  config.score_batch_size = 8                       # tracks of equal length scored in one call, split over devices
   config.progress = True
 
   config.data = ml_collections.ConfigDict()

@@ -9,25 +9,37 @@ reported and the run goes on. At the end it writes the SiSEC tables
 
 With no data root, it first writes a few generated songs (MUSDB18-HQ layout) into
 ``DIR/songs`` and evaluates those, so it runs offline on a fresh machine.
+
+Tracks of equal length are scored in batches of up to ``config.score_batch_size``
+(`mssjax.metrics.batched`: one jitted call, the tracks split over this process's
+devices); the numbers are those of scoring each alone.
+
+With several JAX processes (``evaluate.py --multihost``, `mssjax.distributed`)
+on a shared ``DIR``, process ``p`` of ``P`` takes tracks ``p, p + P, ...``, so
+every result is written by exactly one process; after a barrier, process 0
+gathers the counts and failures and writes the tables and the report.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import pathlib
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
+import jax
 import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio, fileio, separate, separators
+from mssjax import TARGETS, audio, distributed, fileio, separate, separators
 from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 from mssjax.data import Track, generate, load_tracks
-from mssjax.metrics import bss_eval, store
+from mssjax.metrics import batched, bss_eval, store
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +49,10 @@ def resolve_root(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   if config.data.root:
     return pathlib.Path(config.data.root)
   root = pathlib.Path(workdir) / "songs"
-  generate.write_songs(root, n_train=0, n_test=config.data.n_generated, seconds=config.data.seconds,
-                       seed=config.data.seed)
+  if distributed.is_leader():
+    generate.write_songs(root, n_train=0, n_test=config.data.n_generated, seconds=config.data.seconds,
+                         seed=config.data.seed)
+  distributed.barrier("mssjax.evaluate.songs")
   return root
 
 
@@ -80,6 +94,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.subset != "train":
       raise ParameterError(f"data.split={config.data.split!r} needs data.subset='train' (MUSDB18's splits)")
   check_non_negative_int("data.max_tracks", config.data.max_tracks)
+  check_positive_int("score_batch_size", config.score_batch_size)
   check_non_negative_int("report.n_audio_tracks", config.report.n_audio_tracks)
   if config.data.root:
     if not pathlib.Path(config.data.root).is_dir():
@@ -116,6 +131,24 @@ def score_track(references: np.ndarray, estimates: np.ndarray, *, sample_rate: i
   return {t: {m: out[m][i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)}
 
 
+def score_tracks(references: list[np.ndarray], estimates: list[np.ndarray], *, sample_rate: int,
+                 window_seconds: float = 1.0, hop_seconds: float = 1.0) -> list[dict[str, dict[str, np.ndarray]]]:
+  """`score_track` of several tracks of equal length in one call (`mssjax.metrics.batched`).
+
+  Args:
+    references, estimates: per track ``[4, 2, n]`` (every reference of the same ``n``;
+      estimates cut or padded to it).
+
+  Returns:
+    per track, ``{target: {metric: [n_frames]}}``, equal to `score_track`'s.
+  """
+  refs = np.stack([np.transpose(r, (0, 2, 1)) for r in references])
+  ests = np.stack([bss_eval.pad_or_truncate(r, np.transpose(e, (0, 2, 1)))[1] for r, e in zip(refs, estimates)])
+  out = batched.bss_eval_v4_sharded(refs, ests, window=int(window_seconds * sample_rate),
+                                    hop=int(hop_seconds * sample_rate))
+  return [{t: {m: out[m][k, i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)} for k in range(len(refs))]
+
+
 REFERENCE = "reference"
 """The report's folder of a track's true stems and mixture (``report/audio/<track>/reference``)."""
 
@@ -130,12 +163,27 @@ def _save_stems(folder: pathlib.Path, stems: dict[str, np.ndarray], sample_rate:
                  subtype=subtype)
 
 
+class _Separated(NamedTuple):
+  """One (method, track) separated, waiting to be scored."""
+  track: Track
+  estimates: np.ndarray
+  seconds: float
+  keep_audio: bool
+
+
 def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Any,
                  track: Track, *, keep_audio: bool = False) -> pathlib.Path:
   """Separates, scores and stores one (method, track); returns the JSON path."""
   estimates, seconds = separate_track(separator, track)
   scores = score_track(track.targets(), estimates, sample_rate=track.sample_rate,
                        window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
+  return _store(config, workdir, name, separator, _Separated(track, estimates, seconds, keep_audio), scores)
+
+
+def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Any,
+           done: _Separated, scores: dict) -> pathlib.Path:
+  """Writes one (method, track)'s stems (when asked) and its museval JSON; returns the JSON path."""
+  track, estimates, seconds, keep_audio = done
   stems = dict(zip(TARGETS, estimates))
   if config.save_estimates:
     _save_stems(pathlib.Path(workdir) / name / "estimates" / track.subset / fileio.safe_name(track.name), stems,
@@ -174,30 +222,124 @@ def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dic
   return todo
 
 
-def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list
-             ) -> dict[str, Any]:
-  """Every (track, method) without a reusable result; failures are logged and collected, never fatal."""
-  audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
-  failures = []
+def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list,
+             *, audio_tracks: set[str] | None = None) -> dict[str, Any]:
+  """Every (track, method) without a reusable result; failures are logged and collected, never fatal.
+
+  Method by method, consecutive tracks whose references have the same length are
+  scored together, ``config.score_batch_size`` at most (`score_tracks`).
+
+  Args:
+    audio_tracks: the tracks whose audio the report plays (default: the first
+      ``report.n_audio_tracks`` of ``tracks``).
+  """
+  if audio_tracks is None:
+    audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
   todo = _todo(config, workdir, methods, tracks)
-  skipped = len(tracks) * len(methods) - len(todo)
-  bar = tqdm.tqdm(todo, desc="evaluate", unit="track", disable=not config.progress)
-  for track, name in bar:
-    bar.set_postfix_str(f"{name} | {track.name}"[:60])
+  loop = _Loop(config, workdir, tqdm.tqdm(total=len(todo), desc="evaluate", unit="track",
+                                          disable=not config.progress))
+  for name, separator in methods.items():
+    for track in (t for t, n in todo if n == name):
+      loop.bar.set_postfix_str(f"{name} | {track.name}"[:60])
+      done = loop.attempt(name, track, lambda: _separate_for_scoring(workdir, separator, track, audio_tracks))
+      if done is None:
+        continue
+      if loop.pending and (len(loop.pending) == config.score_batch_size
+                           or loop.pending[0].estimates.shape[-1] != done.estimates.shape[-1]):
+        loop.score_pending(name, separator)
+      loop.pending.append(done)
+    loop.score_pending(name, separator)
+  loop.bar.close()
+  return {"done": len(todo) - len(loop.failures), "skipped": len(tracks) * len(methods) - len(todo),
+          "failures": loop.failures}
+
+
+def _separate_for_scoring(workdir: pathlib.Path, separator: Any, track: Track, audio_tracks: set[str]
+                          ) -> _Separated:
+  keep = track.name in audio_tracks
+  if keep:
+    _save_references(workdir, track)
+  estimates, seconds = separate_track(separator, track)
+  return _Separated(track, estimates, seconds, keep)
+
+
+@dataclasses.dataclass
+class _Loop:
+  """`run_loop`'s state: the progress bar, the failures, and the separated tracks waiting to be scored."""
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+  bar: Any
+  failures: list = dataclasses.field(default_factory=list)
+  pending: list = dataclasses.field(default_factory=list)
+
+  def attempt(self, name: str, track: Track, work: Callable[[], Any]) -> Any:
+    """``work()``, or None after recording its exception as the (method, track)'s failure."""
     try:
-      keep = track.name in audio_tracks
-      if keep:
-        _save_references(workdir, track)
-      evaluate_one(config, workdir, name, methods[name], track, keep_audio=keep)
+      return work()
     except Exception as e:  # pylint: disable=broad-except
       msg = f"{type(e).__name__}: {e}"
       log.error("method %s, track %s failed: %s", name, track.name, msg)
-      bar.write(f"FAILED {name} / {track.name}: {msg}")
-      failures.append({"method": name, "track": track.name, "error": msg,
-                       "traceback": traceback.format_exc()})
-    finally:
-      track.clear_cache() if hasattr(track, "clear_cache") else None
-  return {"done": len(todo) - len(failures), "skipped": skipped, "failures": failures}
+      self.bar.write(f"FAILED {name} / {track.name}: {msg}")
+      self.failures.append({"method": name, "track": track.name, "error": msg,
+                            "traceback": traceback.format_exc()})
+      self.done(track)
+      return None
+
+  def done(self, track: Track) -> None:
+    self.bar.update(1)
+    track.clear_cache() if hasattr(track, "clear_cache") else None
+
+  def score_pending(self, name: str, separator: Any) -> None:
+    """Scores the pending tracks (together where there are several) and stores each."""
+    pending, self.pending = self.pending, []
+    if not pending:
+      return
+    config = self.config
+    scores = [None] * len(pending)
+    if len(pending) > 1:
+      try:
+        scores = score_tracks([d.track.targets() for d in pending], [d.estimates for d in pending],
+                              sample_rate=pending[0].track.sample_rate, window_seconds=config.window_seconds,
+                              hop_seconds=config.hop_seconds)
+      except Exception:  # pylint: disable=broad-except
+        log.warning("batched scoring of %d tracks failed; scoring them one by one", len(pending))
+    for done, score in zip(pending, scores):
+      def store_one(done=done, score=score):
+        if score is None:
+          score = score_track(done.track.targets(), done.estimates, sample_rate=done.track.sample_rate,
+                              window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
+        return _store(config, self.workdir, name, separator, done, score)
+      if self.attempt(name, done.track, store_one) is not None:
+        self.done(done.track)
+
+
+def process_share(tracks: list) -> list:
+  """This process's tracks: ``p, p + P, ...`` of ``tracks`` for process ``p`` of ``P``."""
+  return tracks[jax.process_index()::jax.process_count()]
+
+
+def _gather_summaries(workdir: pathlib.Path, summary: dict[str, Any]) -> dict[str, Any]:
+  """Every process's counts and failures, summed, on process 0 (after a barrier); this process's elsewhere.
+
+  Each process writes its summary to ``DIR/.processes/<p>.json`` (a hidden
+  folder: never a result), which process 0 reads and removes.
+  """
+  if jax.process_count() == 1:
+    return summary
+  folder = workdir / ".processes"
+  fileio.write_json(folder / f"{jax.process_index()}.json", summary)
+  distributed.barrier("mssjax.evaluate.results")
+  if not distributed.is_leader():
+    return summary
+  total = {"done": 0, "skipped": 0, "failures": []}
+  for index in range(jax.process_count()):
+    path = folder / f"{index}.json"
+    part = json.loads(path.read_text())
+    total = {"done": total["done"] + part["done"], "skipped": total["skipped"] + part["skipped"],
+             "failures": total["failures"] + part["failures"]}
+    path.unlink()
+  folder.rmdir()
+  return total
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -209,7 +351,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
 
   Returns:
     dict with "done", "skipped", "failures" (list of {method, track, error}),
-    "rows" (the aggregate table) and "report" (path of index.html or None).
+    "rows" (the aggregate table) and "report" (path of index.html or None). With
+    several processes: the totals of all on process 0, which alone writes the
+    tables and the report; elsewhere this process's counts, rows and report None.
 
   Raises:
     ParameterError: unknown methods or empty settings (before any work).
@@ -222,11 +366,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset, split=config.data.split or None)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
-  summary = run_loop(config, workdir, methods, tracks)
+  audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
+  summary = run_loop(config, workdir, methods, process_share(tracks), audio_tracks=audio_tracks)
+  summary = _gather_summaries(workdir, summary)
+  summary["rows"] = summary["report"] = None
+  if not distributed.is_leader():
+    return summary
   fileio.write_json(workdir / "failures.json", summary["failures"])
   names = list(methods)
   summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset)
-  summary["report"] = None
   if config.report.enabled:
     from mssjax import report  # pylint: disable=import-outside-toplevel
     summary["report"] = report.build_report(

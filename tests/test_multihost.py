@@ -208,3 +208,114 @@ def test_processes_read_disjoint_shards_that_cover_the_data(tmp_path):
   expected = np.stack([next(stream)["mixture"] for _ in range(3)])
   shards = [np.load(tmp_path / f"synthetic-{i}.npy") for i in range(2)]
   np.testing.assert_array_equal(np.concatenate(shards, axis=1), expected)
+
+
+# --- evaluation, scoring and separation -------------------------------------------------------------
+
+EVAL_FLAGS = ("--config.methods=irm2,mixture", "--config.data.n_generated=4", "--config.data.seconds=3.0",
+              "--config.report.n_audio_tracks=1", "--config.progress=False")
+
+
+def _evaluate(workdir: pathlib.Path, cache: pathlib.Path) -> list[distributed.LocalProcess]:
+  argv = [sys.executable, "evaluate.py", "--config", "configs/evaluate.py", "--workdir", str(workdir),
+          "--multihost", *EVAL_FLAGS]
+  out = distributed.run_local_cluster(argv, num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO,
+                                      env=_env(cache))
+  for i, process in enumerate(out):
+    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
+  return out
+
+
+def _results(workdir: pathlib.Path) -> dict[str, dict]:
+  return {str(p.relative_to(workdir)): json.loads(p.read_text())["targets"]
+          for p in sorted(workdir.glob("*/test/*.json"))}
+
+
+def test_evaluate_multihost_splits_tracks_and_equals_one_process(tmp_path, cache):
+  workdir = tmp_path / "two_processes"
+  out = _evaluate(workdir, cache)
+  # Process 0 prints the totals, process 1 its own share (tracks 1 and 3): every result written once.
+  assert "8 evaluated, 0 skipped, 0 failed" in out[0].stdout, out[0].stdout
+  assert "4 evaluated, 0 skipped, 0 failed" in out[1].stdout, out[1].stdout
+  assert "report:" in out[0].stdout and "report:" not in out[1].stdout
+  assert (workdir / "results.csv").is_file() and (workdir / "report" / "index.html").is_file()
+  assert json.loads((workdir / "failures.json").read_text()) == [] and not (workdir / ".processes").exists()
+  results = _results(workdir)
+  assert len(results) == 8
+  # One process, tracks scored one by one: the same numbers.
+  sys.path.insert(0, str(REPO))
+  from configs import evaluate as evaluate_config  # pylint: disable=import-outside-toplevel
+  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  config = evaluate_config.get_config()
+  config.update(methods="irm2,mixture", progress=False, score_batch_size=1)
+  config.data.update(n_generated=4, seconds=3.0)
+  config.report.enabled = False
+  evaluate_lib.evaluate(config, tmp_path / "one_process")
+  assert _results(tmp_path / "one_process") == results
+  # A re-run skips every finished track.
+  stamps = {p: p.stat().st_mtime_ns for p in workdir.glob("*/test/*.json")}
+  out = _evaluate(workdir, cache)
+  assert "0 evaluated, 8 skipped, 0 failed" in out[0].stdout, out[0].stdout
+  assert stamps == {p: p.stat().st_mtime_ns for p in workdir.glob("*/test/*.json")}
+
+
+GLOBAL_MESH = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from mssjax import distributed
+    distributed.initialize()
+    import jax
+    from mssjax import separators, sharded
+    from mssjax.metrics import batched
+    sys.path.insert(0, sys.argv[2])
+    from test_multihost import batch_of_tracks
+    mesh = sharded.track_mesh(jax.devices())       # 4 devices over 2 processes
+    assert mesh.size == 4 and sharded.local_device_count(mesh) == 2
+    references, estimates = batch_of_tracks(jax.process_index())
+    scores = batched.bss_eval_v4_sharded(references, estimates, mesh=mesh, window=2000, hop=2000)
+    stems = sharded.separate_tracks(separators.get("hpss_repet"), estimates.sum(1).swapaxes(1, 2), mesh=mesh)
+    np.savez(sys.argv[1] + f"/{jax.process_index()}.npz", **scores, **stems)
+    distributed.barrier("done")
+""")
+
+
+def batch_of_tracks(index: int, n_tracks: int = 3) -> tuple[np.ndarray, np.ndarray]:
+  """Process ``index``'s tracks: references and estimates ``[n_tracks, 4, 20000, 2]`` (float32)."""
+  rng = np.random.default_rng(index)
+  references = rng.standard_normal((n_tracks, 4, 20000, 2)).astype(np.float32)
+  return references, (references + 0.5 * rng.standard_normal(references.shape)).astype(np.float32)
+
+
+def test_sharded_scoring_and_separation_over_two_processes_equal_one_by_one(tmp_path):
+  """3 tracks per process (padded to 4 over 2 processes x 2 devices) in one call each."""
+  out = distributed.run_local_cluster([sys.executable, "-c", GLOBAL_MESH, str(tmp_path), str(REPO / "tests")],
+                                      num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
+  for i, process in enumerate(out):
+    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
+  separator = separators.get("hpss_repet")
+  for index in range(2):
+    got = np.load(tmp_path / f"{index}.npz")
+    references, estimates = batch_of_tracks(index)
+    for k in range(len(references)):
+      alone = bss_eval_v4(references[k], estimates[k], window=2000, hop=2000)
+      for metric, values in alone.items():
+        np.testing.assert_array_equal(got[metric][k], values)
+      stems = separator(estimates[k].sum(0).T)
+      for target, stem in stems.items():
+        np.testing.assert_array_equal(got[target][k], np.asarray(stem))
+
+
+def test_sharded_inputs_are_checked():
+  from mssjax import separators, sharded  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import batched  # pylint: disable=import-outside-toplevel
+  references, estimates = batch_of_tracks(0, n_tracks=1)
+  with pytest.raises(ParameterError, match="references.ndim=3 must be 4"):
+    batched.bss_eval_v4_sharded(references[0], estimates[0])
+  with pytest.raises(ParameterError, match="must match"):
+    batched.bss_eval_v4_sharded(references, estimates[:, :3])
+  with pytest.raises(ParameterError, match=r"must be \[n_tracks, 2, n_samples\]"):
+    sharded.separate_tracks(separators.get("hpss_repet"), np.zeros((2, 6000), np.float32))
+  with pytest.raises(ParameterError, match="is an oracle"):
+    sharded.separate_tracks(separators.get("irm2"), np.zeros((1, 2, 6000), np.float32))

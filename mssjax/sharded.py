@@ -1,0 +1,139 @@
+"""Many tracks of equal length in one jitted call, the track axis split over devices.
+
+A one-axis mesh (``"tracks"``, `track_mesh`) spreads a batch of tracks over
+devices; each device runs the per-track program on its own share under
+`jax.shard_map`, looping over its tracks with ``lax.map`` as the separators
+and BSSEval already do for a batch. No value crosses devices, so each track's
+result is that of running it alone. Used by `separate_tracks` (the
+separators) and `mssjax.metrics.batched` (BSSEval v4).
+
+The track count is padded to a multiple of the device count by repeating the
+last track (zeros could be an invalid input: BSSEval refuses silent
+references); the padding's results are dropped.
+
+The mesh defaults to this process's devices (`jax.local_devices()`): with
+several processes, each process runs the tracks it was given and never waits
+for another's. A mesh over several processes works too, where every process
+passes the same number of tracks (its own) and gets back its own tracks'
+results.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.typing import ArrayLike
+
+from mssjax import TARGETS
+from mssjax.errors import ParameterError
+
+AXIS = "tracks"
+"""The mesh axis the tracks are split over."""
+
+
+def track_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A one-axis ``("tracks",)`` mesh over ``devices`` (default: this process's devices)."""
+  devices = jax.local_devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (AXIS,))
+
+
+def local_device_count(mesh: Mesh) -> int:
+  """How many of ``mesh``'s devices belong to this process."""
+  return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def pad_tracks(x: np.ndarray, multiple: int) -> np.ndarray:
+  """``x`` with its last track (leading row) repeated up to a multiple of ``multiple`` tracks."""
+  n = -(-x.shape[0] // multiple) * multiple
+  if x.shape[0] == n:
+    return x
+  return np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)])
+
+
+def place_tracks(x: np.ndarray, mesh: Mesh) -> jax.Array:
+  """This process's tracks on ``mesh``, split along the leading axis."""
+  sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+  if local_device_count(mesh) == mesh.size:
+    return jax.device_put(x, sharding)
+  return jax.make_array_from_process_local_data(sharding, x)
+
+
+def local_tracks(x: jax.Array) -> np.ndarray:
+  """This process's rows of a track-sharded array, in order, as numpy."""
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+def over_tracks(fn: Callable, mesh: Mesh, n_outputs: int) -> Callable:
+  """``fn`` (a function of track-batched arrays) jit-compiled under `jax.shard_map` over ``mesh``.
+
+  Every input and each of the ``n_outputs`` outputs is split on its leading axis.
+  ``check_vma=False``: the per-track programs build ``lax.map`` / ``scan``
+  carries from constants, which the check would have to be told vary over the
+  mesh axis; they use no collective, so there is nothing for it to protect.
+  """
+  spec = PartitionSpec(AXIS)
+  out_specs = spec if n_outputs == 1 else (spec,) * n_outputs
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=out_specs, check_vma=False))
+
+
+def separate_tracks(separator: Any, mixtures: ArrayLike, references: ArrayLike | None = None, *,
+                    mesh: Mesh | None = None) -> dict[str, np.ndarray]:
+  """A separator on a batch of tracks of equal length, the tracks split over ``mesh``'s devices.
+
+  Args:
+    separator: a `mssjax.separators.Separator` (its per-track ``fn``).
+    mixtures: float32 ``[n_tracks, 2, n_samples]`` (this process's tracks).
+    references: for oracles, the true stems ``[n_tracks, 4, 2, n_samples]``.
+    mesh: a one-axis mesh (`track_mesh`; default: this process's devices).
+
+  Returns:
+    ``{target: float32 [n_tracks, 2, n_samples]}``, each track's stems equal to
+    ``separator(mixture)`` of that track alone.
+
+  Raises:
+    ParameterError: not ``[n_tracks, 2, n_samples]``, or an oracle without references.
+  """
+  mixtures = np.asarray(mixtures, np.float32)
+  if mixtures.ndim != 3 or mixtures.shape[1] != 2 or 0 in mixtures.shape:
+    raise ParameterError(f"mixtures of shape {mixtures.shape} must be [n_tracks, 2, n_samples]")
+  inputs = [mixtures]
+  if separator.needs_references:
+    if references is None:
+      raise ParameterError(f"separator {separator.name!r} is an oracle: pass the true stems as references")
+    references = np.asarray(references, np.float32)
+    if references.shape != (mixtures.shape[0], len(TARGETS)) + mixtures.shape[1:]:
+      raise ParameterError(f"references of shape {references.shape} must be "
+                           f"{(mixtures.shape[0], len(TARGETS)) + mixtures.shape[1:]} for the mixtures")
+    inputs.append(references)
+  mesh = track_mesh() if mesh is None else mesh
+  n_tracks = mixtures.shape[0]
+  placed = [place_tracks(pad_tracks(x, local_device_count(mesh)), mesh) for x in inputs]
+  out = local_tracks(_separate_program(separator, mesh)(*placed))[:n_tracks]
+  return {target: out[:, j] for j, target in enumerate(TARGETS)}
+
+
+_PROGRAMS: dict[tuple[int, Mesh], tuple[Callable, Callable]] = {}
+"""``(id(separator.fn), mesh) -> (separator.fn, program)``: one compiled program per separator and mesh
+(separators hold configs, which are not hashable); the function is kept so its id stays its own."""
+
+
+def _separate_program(separator: Any, mesh: Mesh) -> Callable:
+  fn = separator.fn
+  cached = _PROGRAMS.get((id(fn), mesh))
+  if cached is not None and cached[0] is fn:
+    return cached[1]
+  if separator.needs_references:
+    per_device = lambda mixtures, references: jax.lax.map(lambda pair: fn(*pair), (mixtures, references))
+  else:
+    per_device = lambda mixtures: jax.lax.map(fn, mixtures)
+  program = over_tracks(per_device, mesh, 1)
+  _PROGRAMS[(id(fn), mesh)] = (fn, program)
+  return program
+
+
+__all__ = ["AXIS", "local_device_count", "local_tracks", "over_tracks", "pad_tracks", "place_tracks",
+           "separate_tracks", "track_mesh"]
