@@ -1,0 +1,206 @@
+"""mssjax.losses against museval, mssjax.metrics.bss_eval_v4, a NumPy transcription and finite differences."""
+
+import jax
+import jax.numpy as jnp
+import librosa
+import numpy as np
+import pytest
+
+from mssjax import ParameterError, losses
+from mssjax.metrics import METRICS, bss_eval_v4
+
+museval = pytest.importorskip("museval")
+
+VALUE_TOL = 0.01   # dB: the differentiable BSSEval against the metric function
+
+
+def _coloured(rng, shape, smooth=8):
+  """Band-limited noise (a moving average), closer to music than white noise."""
+  kernel = np.ones(smooth) / smooth
+  return np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), -2, rng.standard_normal(shape))
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+  """Three stereo sources of 3,000 samples and estimates with leakage and noise (float32)."""
+  rng = np.random.default_rng(0)
+  refs = _coloured(rng, (3, 3000, 2)).astype(np.float32)
+  ests = (0.7 * refs + 0.1 * refs.sum(0)[None] + 0.05 * rng.standard_normal(refs.shape)).astype(np.float32)
+  return refs, ests
+
+
+def test_sdr_is_museval_whole_signal_sdr(synthetic):
+  """museval (filters_len 512, v4 images) with win = hop = n: energy of s over that of s_hat - s."""
+  refs, ests = synthetic
+  expected = museval.evaluate(refs, ests, win=refs.shape[1], hop=refs.shape[1])[0][:, 0]
+  np.testing.assert_allclose(np.asarray(losses.sdr(refs, ests)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_sdr_and_si_sdr_are_batched(synthetic, jit):
+  refs, ests = synthetic
+  batch_refs, batch_ests = np.stack([refs, 2 * refs]), np.stack([ests, 2 * ests])
+  for fn in (losses.sdr, losses.si_sdr):
+    f = jax.jit(fn) if jit else fn
+    out = np.asarray(f(batch_refs, batch_ests))
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(out[1], out[0], atol=1e-4)          # both are scale-free in (s, s_hat) jointly
+    np.testing.assert_allclose(out[0], np.asarray(fn(refs, ests)), atol=1e-5)
+
+
+def test_sdr_of_exact_estimate_is_inf_and_eps_keeps_it_finite(synthetic):
+  refs, _ = synthetic
+  assert np.all(np.isinf(np.asarray(losses.sdr(refs, refs))))
+  grad = jax.grad(lambda e: jnp.sum(losses.sdr(refs, e, eps=1e-8)))(jnp.asarray(refs) + 1e-3)
+  assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_si_sdr_is_scale_invariant_and_matches_its_definition(synthetic):
+  refs, ests = synthetic
+  r, e = refs.astype(np.float64), ests.astype(np.float64)
+  alpha = np.sum(e * r, axis=(1, 2), keepdims=True) / np.sum(r ** 2, axis=(1, 2), keepdims=True)
+  expected = 10 * np.log10(np.sum((alpha * r) ** 2, axis=(1, 2)) / np.sum((e - alpha * r) ** 2, axis=(1, 2)))
+  np.testing.assert_allclose(np.asarray(losses.si_sdr(refs, ests)), expected, atol=1e-3)
+  np.testing.assert_allclose(np.asarray(losses.si_sdr(refs, 0.1 * ests)), expected, atol=1e-3)
+  zero_mean = np.asarray(losses.si_sdr(refs + 0.5, ests + 0.5, zero_mean=True))
+  np.testing.assert_allclose(zero_mean, np.asarray(losses.si_sdr(refs, ests, zero_mean=True)), atol=1e-3)
+
+
+def _mrstft_numpy(refs, ests, fft_sizes, hop_lengths, win_lengths, eps=1e-8):
+  """auraloss's MultiResolutionSTFTLoss per source, transcribed with librosa (zero padding)."""
+  total = 0.0
+  for n_fft, hop, win in zip(fft_sizes, hop_lengths, win_lengths):
+    def mag(x):
+      spec = librosa.stft(np.swapaxes(x, -1, -2).astype(np.float64), n_fft=n_fft, hop_length=hop,
+                          win_length=win, window="hann", center=True, pad_mode="constant")
+      return np.sqrt(np.maximum(np.abs(spec) ** 2, eps))
+    m, m_hat = mag(refs), mag(ests)
+    axes = (-3, -2, -1)
+    total = total + (np.sqrt(np.sum((m - m_hat) ** 2, axis=axes)) / np.sqrt(np.sum(m ** 2, axis=axes))
+                     + np.mean(np.abs(np.log(m) - np.log(m_hat)), axis=axes))
+  return total / len(fft_sizes)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(fft_sizes=(256,), hop_lengths=(64,), win_lengths=(256,))])
+def test_multi_resolution_stft_matches_numpy_transcription(synthetic, settings):
+  refs, ests = synthetic
+  defaults = dict(fft_sizes=(1024, 2048, 512), hop_lengths=(120, 240, 50), win_lengths=(600, 1200, 240))
+  expected = _mrstft_numpy(refs, ests, **{**defaults, **settings})
+  actual = np.asarray(jax.jit(lambda r, e: losses.multi_resolution_stft(r, e, **settings))(refs, ests))
+  assert actual.shape == (3,)
+  np.testing.assert_allclose(actual, expected, rtol=1e-4)
+  assert np.allclose(np.asarray(losses.multi_resolution_stft(refs, refs, **settings)), 0.0, atol=1e-6)
+
+
+def test_multi_resolution_stft_rejects_mismatched_resolutions(synthetic):
+  refs, ests = synthetic
+  with pytest.raises(ParameterError, match="must be non-empty and of equal length"):
+    losses.multi_resolution_stft(refs, ests, fft_sizes=(512, 256), hop_lengths=(128,), win_lengths=(512,))
+
+
+@pytest.mark.parametrize("window,hop", [(1200, 700), (3000, 3000)])
+def test_bss_eval_v4_values_equal_the_metric(synthetic, window, hop):
+  refs, ests = synthetic
+  expected = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=32)
+  actual = losses.bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=32)
+  for name, value in zip(METRICS, actual):
+    np.testing.assert_allclose(np.asarray(value), expected[name], atol=VALUE_TOL, err_msg=name)
+
+
+def _silent_first_window(refs):
+  refs = refs.copy()
+  refs[1, :1000] = 0                                            # window 0 silent: NaN for every source
+  return refs
+
+
+def test_bss_eval_v4_is_batched_and_silent_windows_are_nan(synthetic):
+  refs, ests = synthetic
+  refs_silent = _silent_first_window(refs)
+  out = losses.bss_eval_v4(np.stack([refs, refs_silent]), np.stack([ests, ests]), window=1000, hop=1000,
+                           filters_len=32)
+  assert out.sir.shape == (2, 3, 3)
+  for track, track_refs in enumerate((refs, refs_silent)):
+    expected = bss_eval_v4(track_refs, ests, window=1000, hop=1000, filters_len=32)
+    for name, value in zip(METRICS, out):
+      np.testing.assert_allclose(np.asarray(value[track]), expected[name], atol=VALUE_TOL, err_msg=name)
+  assert np.all(np.isnan(np.stack(out)[:, 1, :, 0]))
+
+
+def test_bss_eval_v4_gradient_is_float32_in_a_float32_program_and_zero_in_silent_windows(synthetic):
+  refs, ests = synthetic
+  refs_silent = _silent_first_window(refs)
+  with jax.enable_x64(False):
+    grad = jax.jit(jax.grad(lambda e: jnp.nansum(jnp.stack(losses.bss_eval_v4(
+        refs_silent, e, window=1000, hop=1000, filters_len=16)))))(ests)
+  assert grad.dtype == np.float32 and np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.fixture(scope="module")
+def float64_case():
+  """Two stereo sources of 400 samples in float64, the four metric sums and their jitted VJP (one compile each)."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(1)
+    refs = _coloured(rng, (2, 400, 2))
+    ests = 0.8 * refs + 0.2 * refs[::-1] + 0.1 * rng.standard_normal(refs.shape)
+
+    def sums(r, e):
+      out = losses.bss_eval_v4(r, e, window=200, hop=100, filters_len=8, framewise_dtype="float64")
+      return jnp.stack([jnp.sum(m) for m in out])
+
+    def pullback(r, e, cotangent):
+      return jax.vjp(sums, r, e)[1](cotangent)
+
+    return refs, ests, jax.jit(sums), jax.jit(pullback)
+
+
+@pytest.mark.parametrize("argument", ["estimates", "references"])
+def test_bss_eval_v4_gradient_matches_finite_differences_in_float64(float64_case, argument):
+  """Each metric's gradient (SDR, ISR, SIR, SAR) along random directions, central differences with step 1e-6."""
+  refs, ests, sums, pullback = float64_case
+  which = ("references", "estimates").index(argument)
+  step = 1e-6
+  with jax.enable_x64(True):
+    for seed in range(2):
+      direction = np.random.default_rng(10 + seed).standard_normal(refs.shape)
+      shift = [np.zeros_like(refs), np.zeros_like(refs)]
+      shift[which] = step * direction
+      fd = (np.asarray(sums(refs + shift[0], ests + shift[1])) - np.asarray(sums(refs - shift[0], ests - shift[1]))) / (2 * step)
+      for index, name in enumerate(METRICS):
+        grad = np.asarray(pullback(refs, ests, jnp.eye(4)[index])[which])
+        assert abs(float(np.sum(grad * direction)) - fd[index]) <= 1e-6 * max(1.0, abs(fd[index])), (name, seed)
+
+
+@pytest.mark.slow
+def test_adjoint_and_autodiff_gradients_agree():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    refs = _coloured(rng, (2, 400, 2))
+    ests = 0.8 * refs + 0.2 * refs[::-1] + 0.1 * rng.standard_normal(refs.shape)
+    grads = {g: np.asarray(jax.grad(lambda e: jnp.sum(losses.bss_eval_v4(
+        refs, e, window=400, hop=400, filters_len=8, gradient=g).sir))(ests)) for g in losses.GRADIENTS}
+  np.testing.assert_allclose(grads["adjoint"], grads["autodiff"], rtol=1e-7, atol=1e-9)
+
+
+def test_autodiff_gradient_needs_x64(synthetic):
+  refs, ests = synthetic
+  with jax.enable_x64(False), pytest.raises(ParameterError, match='gradient="autodiff" needs jax_enable_x64'):
+    losses.bss_eval_v4(refs, ests, gradient="autodiff")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(window=0), "window=0 must be a positive integer"),
+    (dict(filters_len=5000), "n_samples=3000 must be at least filters_len=5000"),
+    (dict(gradient="fd"), "gradient='fd' is not known"),
+    (dict(framewise_dtype="float16"), "framewise_dtype='float16' is not known"),
+])
+def test_bss_eval_v4_rejects_bad_settings(synthetic, kwargs, match):
+  refs, ests = synthetic
+  with pytest.raises(ParameterError, match=match):
+    losses.bss_eval_v4(refs, ests, **kwargs)
+
+
+def test_shapes_must_match(synthetic):
+  refs, ests = synthetic
+  for fn in (losses.sdr, losses.si_sdr, losses.multi_resolution_stft, losses.bss_eval_v4):
+    with pytest.raises(ParameterError, match="must match"):
+      fn(refs, ests[:, :2000])
