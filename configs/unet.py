@@ -43,7 +43,12 @@ def get_config():
   config.model.bandwidth_hz = 16_000  # bins above reuse the top bin's mask (as Open-Unmix)
   config.model.stats_batches = 8  # batches for the input normalisation's initial statistics
 
+  # mssjax.train_lib.LOSS_KINDS; weights add WAVEFORM_TERMS (negative SDR/SI-SDR/ISR/SIR/SAR in dB,
+  # the multi-resolution STFT distance) to the main term, e.g. --config.loss.weights.sir=0.01.
   config.loss = ml_collections.ConfigDict(dict(kind="l1", domain="magnitude"))
+  config.loss.weights = ml_collections.ConfigDict(
+      dict(sdr=0.0, si_sdr=0.0, multi_resolution_stft=0.0, isr=0.0, sir=0.0, sar=0.0))
+  config.loss.filters_len = 512  # BSSEval's distortion filters, for the isr/sir/sar terms
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adamw"

@@ -204,3 +204,75 @@ def test_shapes_must_match(synthetic):
   for fn in (losses.sdr, losses.si_sdr, losses.multi_resolution_stft, losses.bss_eval_v4):
     with pytest.raises(ParameterError, match="must match"):
       fn(refs, ests[:, :2000])
+
+
+# --- in training (mssjax.train_lib) -----------------------------------------------------------------
+
+
+def _tiny(**loss):
+  from configs import unet_tiny  # pylint: disable=import-outside-toplevel
+  config = unet_tiny.get_config()
+  for key, value in loss.items():
+    node = config.loss
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+  from mssjax.data import loaders  # pylint: disable=import-outside-toplevel
+  return next(loaders.make_train_iterator(_tiny()))
+
+
+def test_default_loss_is_unchanged():
+  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  spec = train_lib.loss_spec(_tiny())
+  assert (spec.kind, spec.domain, spec.weights) == ("l1", "magnitude", ())
+
+
+@pytest.mark.parametrize("loss", [
+    pytest.param({"kind": "sdr", "weights.si_sdr": 0.5, "weights.multi_resolution_stft": 0.5},
+                 marks=pytest.mark.slow),
+    {"weights.sdr": 0.05, "weights.sir": 0.05, "filters_len": 16},
+])
+def test_training_steps_with_waveform_terms_lower_the_loss(tiny_batch, loss):
+  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  config = _tiny(**loss)
+  mesh = train_lib.make_mesh()
+  state = train_lib.create_train_state(config, jax.random.key(0), stats_batches=[tiny_batch])
+  step = train_lib.parallel_train_step(mesh)
+  values = []
+  for i in range(4):
+    state, metrics = step(state, train_lib.shard_batch(tiny_batch, mesh), jax.random.key(i))
+    values.append(float(metrics["loss"]))
+    assert np.isfinite(values[-1]) and np.isfinite(float(metrics["grad_norm"])) and bool(metrics["params_finite"])
+  assert values[-1] < values[0], values
+
+
+@pytest.mark.slow
+def test_sir_term_skips_silent_and_mono_chunks_with_finite_gradients(tiny_batch):
+  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  config = _tiny(kind="sir", filters_len=16)
+  batch = {k: np.array(v) for k, v in tiny_batch.items()}
+  batch["targets"][0, 0] = 0                                          # a silent target
+  batch["targets"][1, 1, 1] = batch["targets"][1, 1, 0]               # an exactly mono one
+  batch["mixture"] = batch["targets"].sum(1)
+  state = train_lib.create_train_state(config, jax.random.key(0), stats_batches=[batch])
+  loss, grads = jax.jit(jax.value_and_grad(
+      lambda p: train_lib.compute_loss(state.graphdef, p, batch, state.loss)))(state.params)
+  assert float(loss) == 0.0                                           # both chunks left out
+  assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("kind", "sdri", "loss.kind='sdri' is not known"),
+    ("weights.sir", -1.0, "loss.weights.sir=-1.0 must be >= 0"),
+    ("filters_len", 0, "loss.filters_len=0 must be a positive integer"),
+])
+def test_bad_loss_settings_fail_before_training(key, value, match):
+  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ParameterError, match=match):
+    train_lib.check_config(_tiny(**{key: value}))
