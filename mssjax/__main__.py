@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
   export.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                       help="storage of floating-point parameters (default float32)")
   _add_export_parser(commands)
+  from mssjax import score  # pylint: disable=import-outside-toplevel
+  score.add_arguments(commands.add_parser(
+      "score", help="score a folder of estimates (<track>/<target>.wav) against MUSDB18 with BSSEval v4"))
   return parser
 
 
@@ -83,6 +86,8 @@ def _add_export_parser(commands: argparse._SubParsersAction) -> None:
   portable.add_argument("--platforms", default="cpu,cuda",
                         help="comma-separated platforms to lower for (default cpu,cuda; no GPU needed)")
   portable.add_argument("--onnx", metavar="FILE", help="also write the network's mask estimator as ONNX (unet)")
+  portable.add_argument("--onnx-separator", metavar="FILE",
+                        help="also write the network's whole chunk separator (STFT, masks, iSTFT) as ONNX (unet)")
   portable.set_defaults(**{flag: None for flag in SHORTHANDS})
 
 
@@ -156,14 +161,18 @@ def export_separator_command(args: argparse.Namespace) -> int:
   """Runs ``export``: the module and its JSON, then the ONNX masks if asked for."""
   from mssjax import export  # pylint: disable=import-outside-toplevel
   platforms = export.check_platforms([p.strip() for p in args.platforms.split(",") if p.strip()])
-  if args.onnx and args.method != "unet":
-    raise ParameterError(f"--onnx converts the network's mask estimator; method={args.method!r} has none")
+  if (args.onnx or args.onnx_separator) and args.method != "unet":
+    raise ParameterError(f"--onnx and --onnx-separator convert the network; method={args.method!r} has none")
   config = method_config(args)
   result = export.export_separator(args.method, args.out, config=config, platforms=platforms)
   print(f"{result.module} ({result.module_bytes / 1e6:.2f} MB, {', '.join(platforms)}) and {result.metadata}")
   if args.onnx:
     onnx = export.export_masks_onnx(args.onnx, config=config)
     print(f"{onnx.path} ({onnx.size_bytes / 1e6:.2f} MB, magnitude {list(onnx.input_shape)} -> masks; "
+          f"onnxruntime vs JAX: max abs difference {onnx.max_abs_difference:.2e})")
+  if args.onnx_separator:
+    onnx = export.export_separator_onnx(args.onnx_separator, config=config)
+    print(f"{onnx.path} ({onnx.size_bytes / 1e6:.2f} MB, mixture {list(onnx.input_shape)} -> stems; "
           f"onnxruntime vs JAX: max abs difference {onnx.max_abs_difference:.2e})")
   return 0
 
@@ -178,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       return export_command(args)
     if args.command == "export":
       return export_separator_command(args)
+    if args.command == "score":
+      from mssjax import score  # pylint: disable=import-outside-toplevel
+      return score.run(args)
   except USER_ERRORS as error:
     if args.debug:
       traceback.print_exc()

@@ -234,12 +234,7 @@ def export_masks_onnx(path: str | pathlib.Path, *,
     ParameterError: jax2onnx or onnxruntime not installed, or the check
       differs by more than `ONNX_TOLERANCE`.
   """
-  try:
-    import jax2onnx  # pylint: disable=import-outside-toplevel  # a dev extra, only for --onnx
-    import onnx  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ParameterError(f"--onnx needs jax2onnx and onnx ({e}); pip install 'jax2onnx>=0.12.5,<0.13' "
-                         "onnxruntime") from e
+  jax2onnx, onnx = _onnx_modules()
   separator = separators.get("unet", config)
   chunk, _ = separate.chunk_samples(separator.config)
   shape = (1, 2, 1 + separator.n_fft // 2, spectral.n_frames_for(chunk, n_fft=separator.n_fft,
@@ -255,6 +250,121 @@ def export_masks_onnx(path: str | pathlib.Path, *,
   return OnnxResult(path, path.stat().st_size, shape, difference)
 
 
+def _dft_kernels(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+  """``cos`` and ``sin`` of ``2 pi k t / n_fft``, float32 ``[1 + n_fft // 2, n_fft]`` (angles exact in integers)."""
+  k, t = np.arange(1 + n_fft // 2)[:, None], np.arange(n_fft)[None, :]
+  angle = 2 * np.pi * ((k * t) % n_fft) / n_fft
+  return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+
+
+def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> Callable[[jax.Array], jax.Array]:
+  """The network's chunk separator ``[2, chunk] -> [4, 2, chunk]`` in real arithmetic, for ONNX.
+
+  The transforms of `mssjax.spectral` (plain masking: ``wiener_iterations=0``)
+  with their FFTs written as products with DFT matrices, which ONNX has
+  (MatMul) and jax2onnx converts:
+
+  1. the mixture is zero-padded by ``n_fft // 2`` and cut into windowed
+     frames by `mssjax.spectral`'s own framing (``_frame``);
+  2. real and imaginary parts: ``frames @ cos^T`` and ``-frames @ sin^T``
+     (the ``rfft``); the network's masks scale both;
+  3. the ``irfft`` of the masked spectra: ``(g re) @ cos - (g im) @ sin`` with
+     ``g = 1 / n_fft`` at DC and Nyquist and ``2 / n_fft`` between, windowed,
+     overlap-added by spectral's ``_overlap_add``, trimmed and divided by
+     the window-sum-square exactly as `mssjax.spectral.istft` does.
+
+  Raises:
+    ParameterError: a network with ``wiener_iterations > 0`` (the EM filter
+      stays in JAX).
+  """
+  if separator.wiener_iterations:
+    raise ParameterError(f"wiener_iterations={separator.wiener_iterations}: the ONNX separator does plain "
+                         "masking only; export with --set wiener_iterations=0")
+  n_fft, hop = separator.n_fft, separator.hop_length
+  cos, sin = _dft_kernels(n_fft)
+  weights = np.full((1 + n_fft // 2, 1), 2.0 / n_fft, np.float32)
+  weights[0] = weights[-1] = 1.0 / n_fft  # n_fft is even (checked by the model's STFT settings)
+  n_frames = spectral.n_frames_for(chunk, n_fft=n_fft, hop_length=hop)
+  # pylint: disable=protected-access  # the one framing, overlap-add and normaliser of mssjax.spectral
+  win, inv = spectral._istft_normaliser("hann", None, n_fft, hop, n_frames, n_fft // 2, chunk)
+  win32 = win.astype(np.float32)
+  masks_of = mask_function(separator)
+
+  def separate_chunk(mixture):
+    x = jnp.pad(mixture, ((0, 0), (n_fft // 2, n_fft // 2)))
+    frames = spectral._frame(x, jnp.asarray(win32), hop)  # [2, frames, n_fft]
+    real = jnp.einsum("ctn,kn->ckt", frames, cos)  # [2, bins, frames]; one copy of each matrix in the graph
+    imag = -jnp.einsum("ctn,kn->ckt", frames, sin)
+    masks = masks_of(jnp.sqrt(real ** 2 + imag ** 2)[None])[0]  # [4, 2, bins, frames]
+    real, imag = masks * real * weights, masks * imag * weights
+    out = (jnp.einsum("sckt,kn->sctn", real, cos) - jnp.einsum("sckt,kn->sctn", imag, sin)) * win32
+    y = spectral._overlap_add(out, hop)[..., n_fft // 2:n_fft // 2 + chunk]
+    return y * inv.astype(np.float32)
+
+  return separate_chunk
+
+
+def export_separator_onnx(path: str | pathlib.Path, *,
+                          config: ml_collections.ConfigDict | Mapping[str, Any] | None = None,
+                          check: bool = True) -> OnnxResult:
+  """The network's whole chunk separator as ONNX: mixture ``[2, chunk]`` -> stems ``[4, 2, chunk]``.
+
+  The STFT and iSTFT are products with DFT matrices (`real_chunk_function`),
+  so the graph needs no complex tensors. With ``check``, its stems on a
+  noise chunk are compared with the jitted JAX chunk separator's.
+
+  Raises:
+    ParameterError: jax2onnx, onnx or onnxruntime missing, a network with a
+      Wiener filter, or a check that differs by more than `ONNX_TOLERANCE`.
+  """
+  jax2onnx, onnx = _onnx_modules()
+  separator = separators.get("unet", config)
+  chunk, _ = separate.chunk_samples(separator.config)
+  fn = real_chunk_function(separator, chunk)
+  with _quiet_logger("jax2onnx"):
+    model = jax2onnx.to_onnx(fn, [(2, chunk)], model_name="mssjax_unet_separator", input_names=["mixture"],
+                             output_names=["stems"])
+  onnx.helper.set_model_props(model, _onnx_metadata(separator, chunk))
+  path = pathlib.Path(path)
+  with fileio.atomic_path(path) as temporary:
+    onnx.save(model, str(temporary))
+  difference = float("nan")
+  if check:
+    mixture = 0.1 * np.random.default_rng(0).standard_normal((2, chunk)).astype(np.float32)
+    got = _onnx_session(path).run(["stems"], {"mixture": mixture})[0]
+    want = np.asarray(jax.jit(chunk_function(separator))(mixture))
+    difference = _checked_difference(path, got, want, what="stems")
+  return OnnxResult(path, path.stat().st_size, (2, chunk), difference)
+
+
+def _onnx_modules():
+  try:
+    import jax2onnx  # pylint: disable=import-outside-toplevel  # a dev extra, only for --onnx
+    import onnx  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ParameterError(f"ONNX export needs jax2onnx and onnx ({e}); pip install 'jax2onnx>=0.12.5,<0.13' "
+                         "onnxruntime") from e
+  return jax2onnx, onnx
+
+
+def _onnx_session(path):
+  try:
+    import onnxruntime  # pylint: disable=import-outside-toplevel  # a dev extra
+  except ImportError as e:
+    raise ParameterError(f"checking an ONNX file needs onnxruntime ({e})") from e
+  options = onnxruntime.SessionOptions()
+  options.log_severity_level = 3  # errors only (not its notes on unused initialisers)
+  return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _checked_difference(path, got, want, *, what):
+  difference = float(np.max(np.abs(got - want)))
+  if not difference <= ONNX_TOLERANCE:
+    raise ParameterError(f"{path}: the ONNX {what} differ from the JAX model's by {difference:.3g} "
+                         f"(more than {ONNX_TOLERANCE})")
+  return difference
+
+
 def check_masks_onnx(path: str | pathlib.Path, separator: separator_lib.UNetSeparator, shape: tuple[int, ...], *,
                      seed: int = 0) -> float:
   """Largest absolute difference of the ONNX masks (onnxruntime, CPU) from the JAX model's.
@@ -265,21 +375,10 @@ def check_masks_onnx(path: str | pathlib.Path, separator: separator_lib.UNetSepa
   Raises:
     ParameterError: onnxruntime is not installed, or the difference exceeds `ONNX_TOLERANCE`.
   """
-  try:
-    import onnxruntime  # pylint: disable=import-outside-toplevel  # a dev extra
-  except ImportError as e:
-    raise ParameterError(f"checking the ONNX masks needs onnxruntime ({e})") from e
   n = separator.hop_length * (shape[-1] - 1)
   noise = 0.1 * np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
   magnitude = np.asarray(jnp.abs(spectral.stft(noise, n_fft=separator.n_fft, hop_length=separator.hop_length)))
   magnitude = magnitude[None, ..., :shape[-1]]
-  options = onnxruntime.SessionOptions()
-  options.log_severity_level = 3  # errors only (not its notes on unused initialisers)
-  session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-  got = session.run(["masks"], {"magnitude": magnitude})[0]
+  got = _onnx_session(path).run(["masks"], {"magnitude": magnitude})[0]
   want = np.asarray(jax.jit(mask_function(separator))(magnitude))
-  difference = float(np.max(np.abs(got - want)))
-  if not difference <= ONNX_TOLERANCE:
-    raise ParameterError(f"{path}: the ONNX masks differ from the JAX model's by {difference:.3g} "
-                         f"(more than {ONNX_TOLERANCE})")
-  return difference
+  return _checked_difference(path, got, want, what="masks")

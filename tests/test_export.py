@@ -34,7 +34,7 @@ def unet_artifact(tmp_path_factory):
   """The shipped network exported by the command line (module, JSON, ONNX masks)."""
   folder = tmp_path_factory.mktemp("unet")
   assert main(["export", "--method", "unet", "-o", str(folder / "unet.jaxexport"),
-               "--onnx", str(folder / "masks.onnx")]) == 0
+               "--onnx", str(folder / "masks.onnx"), "--onnx-separator", str(folder / "separator.onnx")]) == 0
   return folder / "unet.jaxexport"
 
 
@@ -133,6 +133,32 @@ def test_onnx_masks_equal_the_jax_model_on_a_song(unet_artifact, song):
   assert np.max(np.abs(got - want)) <= export.ONNX_TOLERANCE
   properties = {p.key: p.value for p in onnx.load(str(unet_artifact.parent / "masks.onnx")).metadata_props}
   assert properties["n_fft"] == str(unet.n_fft) and properties["targets"] == ",".join(TARGETS)
+
+
+@pytest.mark.realdata
+def test_onnx_separator_by_overlap_add_equals_separate(unet_artifact, song, mixture_example, tmp_path):
+  """The whole network (DFT-matrix STFT, masks, iSTFT) in onnxruntime, joined by the loader's overlap-add."""
+  onnxruntime = pytest.importorskip("onnxruntime")
+  session = onnxruntime.InferenceSession(str(unet_artifact.parent / "separator.onnx"),
+                                         providers=["CPUExecutionProvider"])
+  meta = exported.read_metadata(unet_artifact)
+  got = exported.overlap_add(lambda chunk: session.run(["stems"], {"mixture": chunk})[0], song,
+                             chunk_samples=meta.chunk_samples, overlap_samples=meta.overlap_samples)
+  want = _separate_command(mixture_example, tmp_path / "separated")
+  assert np.max(np.abs(got - want)) <= export.ONNX_TOLERANCE
+
+
+def test_real_arithmetic_transforms_equal_spectral():
+  """The ONNX separator's DFT matrices, framing and normaliser give `spectral.stft` / `istft`'s chunk (a tiny net)."""
+  unet = separators.get("unet")
+  chunk = 3 * unet.hop_length + 17
+  x = 0.1 * np.random.default_rng(1).standard_normal((2, chunk)).astype(np.float32)
+  got = np.asarray(jax.jit(export.real_chunk_function(unet, chunk))(x))
+  want = np.asarray(jax.jit(export.chunk_function(unet))(x))
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_allclose(got.sum(axis=0), x, atol=1e-5)  # softmax masks: the stems add up to the mixture
+  with pytest.raises(ParameterError, match="wiener_iterations=1"):
+    export.real_chunk_function(separators.get("unet", {"wiener_iterations": 1}), chunk)
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +269,7 @@ def test_bad_mixtures_are_errors(mixture_artifact):
 @pytest.mark.parametrize("argv,message", [
     (["--method", "irm2"], "is an oracle"),
     (["--method", "hpss_repet", "--onnx", "x.onnx"], "has none"),
+    (["--method", "nmf", "--onnx-separator", "x.onnx"], "has none"),
     (["--platforms", "gpu"], "platform='gpu' is not known"),
     (["--method", "nope"], "separator='nope' is not known"),
     (["--method", "hpss_repet", "--set", "chunk_seconds=-1"], "chunk_seconds=-1"),
