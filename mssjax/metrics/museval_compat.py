@@ -35,7 +35,7 @@ from mssjax import TARGETS
 from mssjax.errors import ParameterError
 from mssjax.metrics import bss_eval, store
 
-__all__ = ["evaluate", "eval_mus_track", "TrackScores"]
+__all__ = ["evaluate", "eval_mus_track", "score_targets", "TrackScores"]
 
 MODES = ("v4",)
 
@@ -135,6 +135,48 @@ def _rate_of(track: Any) -> int:
   return int(track.rate if hasattr(track, "rate") else track.sample_rate)
 
 
+def score_targets(references: Mapping[str, Any], estimates: Mapping[str, Any], *, rate: int, win: float = 1.0,
+                  hop: float = 1.0, mode: str = "v4", what: str = "track") -> dict[str, dict[str, np.ndarray]]:
+  """Scores named targets together as ``museval.eval_mus_track`` groups them.
+
+  Args:
+    references: ``{target: [n_samples, n_channels] array}``, or a callable
+      returning it (called only for the targets scored).
+    estimates: ``{target: [m_samples, n_channels] array}`` for the same targets.
+    rate: the sample rate (Hz); ``win`` and ``hop`` are in seconds.
+    what: the track's name, for error messages.
+
+  Returns:
+    ``{target: {metric: [n_windows]}}`` in museval's target order.
+
+  Raises:
+    ParameterError: fewer than two targets (unless vocals and accompaniment),
+      or anything `evaluate` raises.
+  """
+  names = [n for n in references if n in estimates]
+  with_accompaniment = "vocals" in names and "accompaniment" in names
+  sources = [n for n in names if n != "accompaniment"] if with_accompaniment else names
+  if len(sources) < 2 and not with_accompaniment:
+    raise ParameterError(f"{what}: at least two estimates of the track's targets are needed to score, "
+                         f"got {sorted(estimates)}")
+
+  def reference(n):
+    x = references[n]
+    return x() if callable(x) else x
+
+  def score(group):
+    out = evaluate([reference(n) for n in group], [np.asarray(estimates[n]) for n in group],
+                   win=int(win * rate), hop=int(hop * rate), mode=mode)
+    return {n: dict(zip(bss_eval.METRICS, (m[i] for m in out))) for i, n in enumerate(group)}
+
+  scores = {}
+  if len(sources) >= 2:
+    scores.update({n: v for n, v in score(sources).items() if not (n == "vocals" and with_accompaniment)})
+  if with_accompaniment:
+    scores.update(score(["vocals", "accompaniment"]))
+  return scores
+
+
 def eval_mus_track(track: Any, user_estimates: Mapping[str, Any], output_dir: str | os.PathLike | None = None,
                    mode: str = "v4", win: float = 1.0, hop: float = 1.0) -> TrackScores:
   """Scores a track's estimates as ``museval.eval_mus_track`` does.
@@ -157,23 +199,9 @@ def eval_mus_track(track: Any, user_estimates: Mapping[str, Any], output_dir: st
       or anything `evaluate` raises.
   """
   names = [n for n in _target_names(track) if n in user_estimates]
-  with_accompaniment = "vocals" in names and "accompaniment" in names
-  sources = [n for n in names if n != "accompaniment"] if with_accompaniment else names
-  if len(sources) < 2 and not with_accompaniment:
-    raise ParameterError(f"{track.name}: at least two estimates of the track's targets are needed to score, "
-                         f"got {sorted(user_estimates)}")
-  rate = _rate_of(track)
-  scores = {}
-
-  def score(group):
-    out = evaluate([_reference_of(track, n) for n in group], [np.asarray(user_estimates[n]) for n in group],
-                   win=int(win * rate), hop=int(hop * rate), mode=mode)
-    return {n: dict(zip(bss_eval.METRICS, (m[i] for m in out))) for i, n in enumerate(group)}
-
-  if len(sources) >= 2:
-    scores.update({n: v for n, v in score(sources).items() if not (n == "vocals" and with_accompaniment)})
-  if with_accompaniment:
-    scores.update(score(["vocals", "accompaniment"]))
+  scores = score_targets({n: (lambda n=n: _reference_of(track, n)) for n in names},
+                         {n: user_estimates[n] for n in names}, rate=_rate_of(track), win=win, hop=hop,
+                         mode=mode, what=track.name)
   result = TrackScores(track.name, scores, win=win, hop=hop)
   if output_dir is not None:
     path = pathlib.Path(output_dir) / track.subset / f"{track.name}.json"

@@ -1,0 +1,189 @@
+"""python -m mssjax score: a folder of estimates against MUSDB18 references, as museval scores it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from _musdb_synth import RATE, write_track
+from mssjax import TARGETS, audio, fileio, score
+from mssjax.__main__ import main
+from mssjax.data import load_tracks
+from mssjax.errors import DataError, ParameterError
+from mssjax.metrics import bss_eval_v4, store
+
+N = RATE  # 1 s songs
+
+
+def _noise_stems(seed):
+  """Four stereo noise stems on the 16-bit grid (tones would make BSSEval's Gram matrix singular)."""
+  rng = np.random.default_rng(seed)
+  stems = {t: np.rint(0.05 * 32768 * rng.standard_normal((2, N))).astype(np.float32) / 32768 for t in TARGETS}
+  stems["mixture"] = sum(stems[t] for t in TARGETS)
+  return stems
+
+
+def _root(tmp_path, names=("A - One", "B - Two", "C - Three")):
+  root = tmp_path / "root"
+  for seed, name in enumerate(names):
+    write_track(root, "test", name, _noise_stems(seed))
+  return root
+
+
+def _estimates(root, out, *, nested=False, skip=()):
+  """Noisy copies of the references, written as 16-bit wavs the way separators write them."""
+  rng = np.random.default_rng(1)
+  for track in load_tracks(root):
+    if track.name in skip:
+      continue
+    folder = out / ("test" if nested else "") / fileio.safe_name(track.name)  # as mssjax separate names it
+    targets = track.targets()
+    for i, (target, x) in enumerate(zip(TARGETS, targets)):  # leakage from the next target, and noise
+      leak = 0.3 * targets[(i + 1) % 4]
+      audio.save(folder / f"{target}.wav", x + leak + 0.05 * rng.standard_normal(x.shape), subtype="PCM_16")
+  return out
+
+
+def _expected(root, estimates_dir, name):
+  track, = [t for t in load_tracks(root) if t.name == name]
+  ests = np.stack([audio.read(estimates_dir / name / f"{t}.wav")[0][0] for t in TARGETS])
+  return bss_eval_v4(np.transpose(track.targets(), (0, 2, 1)), np.transpose(ests, (0, 2, 1)), window=RATE // 4,
+                     hop=RATE // 4)
+
+
+def test_score_writes_museval_json_tables_report_and_resumes(tmp_path):
+  root = _root(tmp_path)
+  estimates = _estimates(root, tmp_path / "demucs")
+  out = tmp_path / "out"
+  summary = score.score(estimates, root, out, window_seconds=0.25, hop_seconds=0.25, progress=False,
+                        report_tracks=1)
+  assert [o.status for o in summary["outcomes"]] == ["scored"] * 3 and summary["method"] == "demucs"
+  document = json.loads((out / "demucs" / "test" / "B - Two.json").read_text())
+  expected = _expected(root, estimates, "B - Two")
+  for i, target in enumerate(document["targets"]):
+    assert target["name"] == TARGETS[i]
+    for m in store.JSON_METRICS:
+      np.testing.assert_allclose([f["metrics"][m] for f in target["frames"]], expected[m][i], atol=1e-4)
+  assert len(summary["rows"]) == 4 and (out / "results.md").is_file() and summary["report"].is_file()
+  assert (out / "report" / "audio" / "A - One" / "demucs" / "vocals.wav").is_file()
+  museval = pytest.importorskip("museval")
+  methods = museval.MethodStore()
+  methods.add_eval_dir(out / "demucs")
+  assert set(methods.df["target"]) == set(TARGETS)
+  stamp = (out / "demucs" / "test" / "B - Two.json").stat().st_mtime_ns
+  again = score.score(estimates, root, out, window_seconds=0.25, hop_seconds=0.25, progress=False, report=False)
+  assert [o.status for o in again["outcomes"]] == ["done"] * 3
+  assert (out / "demucs" / "test" / "B - Two.json").stat().st_mtime_ns == stamp
+  x = audio.read(estimates / "B - Two" / "bass.wav")[0][0]
+  audio.save(estimates / "B - Two" / "bass.wav", 0.5 * x, subtype="PCM_16")  # new estimates: scored again
+  third = score.score(estimates, root, out, window_seconds=0.25, hop_seconds=0.25, progress=False, report=False)
+  assert [o.status for o in third["outcomes"]] == ["done", "scored", "done"]
+
+
+def test_score_reads_subset_folders_safe_names_and_other_formats(tmp_path):
+  root = tmp_path / "root"
+  write_track(root, "test", "AC\\DC - Song", _noise_stems(3))
+  write_track(root, "test", "Other - Song", _noise_stems(4))
+  estimates = _estimates(root, tmp_path / "est", nested=True)
+  safe = fileio.safe_name("AC\\DC - Song")
+  assert safe != "AC\\DC - Song" and (estimates / "test" / safe).is_dir()
+  for target in TARGETS:  # flac estimates for one track
+    path = estimates / "test" / "Other - Song" / f"{target}.wav"
+    x, rate = soundfile.read(path)
+    soundfile.write(path.with_suffix(".flac"), x, rate)
+    path.unlink()
+  summary = score.score(estimates, root, tmp_path / "out", method="x", window_seconds=0.25, hop_seconds=0.25,
+                        progress=False, report=False)
+  assert [o.status for o in summary["outcomes"]] == ["scored", "scored"]
+
+
+def test_score_isolates_bad_tracks_and_fits_lengths_like_museval(tmp_path, capsys):
+  root = _root(tmp_path, names=("A - One", "B - Two", "C - Three", "D - Four", "E - Five", "F - Six"))
+  estimates = _estimates(root, tmp_path / "est")
+  (estimates / "A - One" / "drums.wav").unlink()                               # a missing target
+  (estimates / "B - Two" / "bass.wav").write_bytes(b"not audio")               # unreadable
+  x = audio.read(estimates / "C - Three" / "other.wav")[0][0]
+  audio.save(estimates / "C - Three" / "other.wav", x, sample_rate=48000)      # another rate
+  audio.save(estimates / "D - Four" / "vocals.wav", x[:1])                     # mono
+  long = audio.read(estimates / "E - Five" / "vocals.wav")[0][0]
+  audio.save(estimates / "E - Five" / "vocals.wav", np.pad(long, ((0, 0), (0, 300))), subtype="PCM_16")
+  audio.save(estimates / "F - Six" / "vocals.wav", long[:, :-100], subtype="PCM_16")
+  shutil.copytree(estimates / "F - Six", estimates / "Z - Unknown")            # no reference
+  code = main(["score", str(estimates), "--root", str(root), "-o", str(tmp_path / "out"), "--quiet",
+               "--window-seconds", "0.25", "--hop-seconds", "0.25", "--no-report"])
+  assert code == 1
+  err = capsys.readouterr().err
+  for line in ("A - One: " + str(estimates / "A - One") + ": missing estimate(s) of drums",
+               "B - Two: " + str(estimates / "B - Two" / "bass.wav"),
+               "sample rate 48000 Hz, the reference's is 44100 Hz",
+               "D - Four: " + str(estimates / "D - Four" / "vocals.wav") + ": 1 channel(s), the reference has 2",
+               "Z - Unknown: " + str(estimates / "Z - Unknown") + ": no reference track of that name"):
+    assert line in err, line
+  written = sorted(p.name for p in (tmp_path / "out" / "est" / "test").glob("*.json"))
+  assert written == ["E - Five.json", "F - Six.json"]
+  meta = json.loads(store.meta_path(tmp_path / "out", "est", "test", "E - Five").read_text())
+  assert meta["notes"] == [f"vocals: {N + 300} samples, the reference {N}: cut at the end (as museval)"]
+  meta = json.loads(store.meta_path(tmp_path / "out", "est", "test", "F - Six").read_text())
+  assert "zero-padded at the end" in meta["notes"][0]
+  assert not list((tmp_path / "out").rglob("*.partial"))
+
+
+def test_score_refuses_bad_settings_before_any_work(tmp_path):
+  root = _root(tmp_path, names=("A - One",))
+  estimates = _estimates(root, tmp_path / "est")
+  with pytest.raises(ParameterError, match="target='piano' is not known"):
+    score.score(estimates, root, tmp_path / "out", targets=["vocals", "piano"], progress=False)
+  with pytest.raises(ParameterError, match="at least two targets"):
+    score.score(estimates, root, tmp_path / "out", targets=["vocals"], progress=False)
+  with pytest.raises(DataError, match="estimates folder not found"):
+    score.score(tmp_path / "nothing", root, tmp_path / "out", progress=False)
+  assert not (tmp_path / "out").exists()
+
+
+def test_score_vocals_accompaniment(tmp_path):
+  root = _root(tmp_path, names=("A - One",))
+  track, = load_tracks(root)
+  folder = tmp_path / "est" / "A - One"
+  stems = track.stems()
+  audio.save(folder / "vocals.wav", stems["vocals"] * 0.9)
+  audio.save(folder / "accompaniment.wav", stems["drums"] + stems["bass"] + stems["other"] * 0.5)
+  summary = score.score(tmp_path / "est", root, tmp_path / "out", targets=["vocals", "accompaniment"],
+                        window_seconds=0.25, hop_seconds=0.25, progress=False, report=False)
+  assert [o.status for o in summary["outcomes"]] == ["scored"]
+  assert {r["target"] for r in summary["rows"]} == {"vocals", "accompaniment"}
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_score_real_previews_matches_museval_eval_mus_dir(musdb_root, tmp_path):
+  """The command on real previews gives museval.eval_mus_dir's JSON (musdb's own decode) frame by frame."""
+  if shutil.which("ffmpeg") is None:
+    pytest.skip("musdb needs the ffmpeg program")
+  musdb = pytest.importorskip("musdb")
+  museval = pytest.importorskip("museval")
+  name = "Georgia Wonder - Siren"
+  root = tmp_path / "root"
+  (root / "test").mkdir(parents=True)
+  (root / "test" / f"{name}.stem.mp4").symlink_to(musdb_root / "test" / f"{name}.stem.mp4")
+  track, = load_tracks(root)
+  mixture = track.mixture()
+  folder = tmp_path / "est" / "test" / name
+  for target, x in zip(TARGETS, track.targets()):  # a crude separator: reference plus some mixture
+    audio.save(folder / f"{target}.wav", 0.8 * x + 0.1 * mixture, subtype="PCM_16")
+  summary = score.score(tmp_path / "est", root, tmp_path / "ours", method="crude", progress=False, report=False)
+  assert [o.status for o in summary["outcomes"]] == ["scored"]
+  museval.eval_mus_dir(musdb.DB(root=str(root), subsets="test"), str(tmp_path / "est"), str(tmp_path / "theirs"))
+  theirs = json.loads((tmp_path / "theirs" / "test" / f"{name}.json").read_text())
+  ours = json.loads((tmp_path / "ours" / "crude" / "test" / f"{name}.json").read_text())
+  worst = 0.0
+  for a, b in zip(ours["targets"], theirs["targets"]):
+    assert a["name"] == b["name"]
+    for fa, fb in zip(a["frames"], b["frames"], strict=True):
+      for m in store.JSON_METRICS:
+        x, y = fa["metrics"][m], fb["metrics"][m]
+        assert (x is None or np.isnan(x)) == (y is None or np.isnan(y))
+        if y is not None and not np.isnan(y):
+          worst = max(worst, abs(x - y))
+  assert worst < 0.01, worst
