@@ -53,7 +53,8 @@ from mssjax import config as config_lib
 from mssjax.errors import ParameterError, check_choice, check_positive_int
 from mssjax.models import separator as separator_lib
 
-__all__ = ["Separator", "names", "get", "make_config", "default_config", "hpss_repet_config", "nmf_config"]
+__all__ = ["Separator", "names", "get", "make_config", "default_config", "hpss_repet_config", "nmf_config",
+           "bass_ownership"]
 
 @dataclasses.dataclass(frozen=True)
 class Separator:
@@ -161,14 +162,16 @@ def nmf_config() -> ml_collections.ConfigDict:
   config.sample_rate = 44100
   config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
   config.hpss = ml_collections.ConfigDict(dict(kernel_size=(17, 17), power=2.0, margin=1.0))
-  # beta-NMF (Fevotte & Idier 2011) with multiplicative updates
-  config.nmf = ml_collections.ConfigDict(dict(
-      harmonic_components=48, percussive_components=8, beta=2.0, n_iter=100))
-  # frequency bands [low, high) in Hz where each target's components hold their energy
-  config.bands = ml_collections.ConfigDict(dict(bass=(0.0, 200.0), vocals=(200.0, 4000.0),
-                                                other=(4000.0, 22050.0)))
-  config.band_weights = ml_collections.ConfigDict(dict(bass=1.0, vocals=1.0, other=1.0))
-  # exponent of the Wiener-like masks from the reconstructions
+  # vocals: REPET-SIM foreground above the cut-off, as hpss_repet
+  config.bass_cutoff_hz = 200.0
+  config.repet = ml_collections.ConfigDict(dict(
+      n_neighbors=100, min_distance=1.0, threshold=0.0, selection="peaks", power=2.0, margin=(1.0, 1.0)))
+  config.vocal_residue = 1.0
+  # beta-NMF (Fevotte & Idier 2011) of the harmonic background, multiplicative updates
+  config.nmf = ml_collections.ConfigDict(dict(n_components=32, beta=2.0, n_iter=100))
+  # a basis goes to bass when at least this share of its energy lies below the cut-off, else to other
+  config.bass_share = 0.5
+  # exponent of the Wiener-like bass / other split from the reconstructions
   config.mask_power = 1.0
   config.wiener_iterations = 1
   _add_chunking(config)
@@ -265,15 +268,30 @@ def _repet_foreground(S, config, hop):
   return fg
 
 
-def _hpss_repet_masks(S, config):
-  """``[4, 2, F, T]`` masks (vocals, drums, bass, other) that sum to one."""
-  n_fft, hop = int(config.stft.n_fft), int(config.stft.hop_length)
-  mask_h, mask_p = _hpss_masks(S, config)
-  low = spectral.band_mask(sample_rate=config.sample_rate, n_fft=n_fft, high_hz=float(config.bass_cutoff_hz))
-  high = 1.0 - low
-  harmonic, percussive = S * mask_h, S * mask_p
+def _voice_masks(harmonic, percussive, high, config, hop):
+  """``(voice_h, voice_p)``: REPET-SIM foreground masks of each HPSS part above the bass cut-off.
+
+  ``voice_p`` (the non-repeating part of the percussive part: consonants,
+  vocal onsets) is scaled by ``config.vocal_residue``.
+  """
   voice_h = high * _repet_foreground(harmonic * high, config, hop)
   voice_p = high * _repet_foreground(percussive * high, config, hop) * float(config.vocal_residue)
+  return voice_h, voice_p
+
+
+def _bass_band(config):
+  """``(low, high)`` ``[F, 1]`` masks below and above ``config.bass_cutoff_hz``."""
+  low = spectral.band_mask(sample_rate=config.sample_rate, n_fft=int(config.stft.n_fft),
+                           high_hz=float(config.bass_cutoff_hz))
+  return low, 1.0 - low
+
+
+def _hpss_repet_masks(S, config):
+  """``[4, 2, F, T]`` masks (vocals, drums, bass, other) that sum to one."""
+  hop = int(config.stft.hop_length)
+  mask_h, mask_p = _hpss_masks(S, config)
+  low, high = _bass_band(config)
+  voice_h, voice_p = _voice_masks(S * mask_h, S * mask_p, high, config, hop)
   # HPSS masks with margin 1 sum to one: split each part once more.
   stems = {
       "vocals": mask_h * voice_h + mask_p * voice_p,
@@ -296,40 +314,57 @@ def _hpss_repet(config):
 # nmf.
 
 
-def _band_shares(W, config):
-  """``[r, 3]`` share of each basis' energy in the bass, vocal and other bands."""
-  n_fft = int(config.stft.n_fft)
-  freqs = jnp.asarray(spectral.fft_frequencies(sample_rate=config.sample_rate, n_fft=n_fft))
-  energy = W ** 2  # [F, r]
-  shares = []
-  for target in ("bass", "vocals", "other"):
-    low, high = config.bands[target]
-    band = ((freqs >= low) & (freqs < high)).astype(W.dtype)
-    shares.append(band @ energy)
-  shares = jnp.stack(shares, axis=-1)
-  return shares * jnp.asarray([float(config.band_weights[t]) for t in ("bass", "vocals", "other")])
+def bass_ownership(W: jax.Array, *, sample_rate: float, n_fft: int, cutoff_hz: float,
+                   share: float) -> jax.Array:
+  """``[r]`` 1.0 for the bases that hold at least ``share`` of their energy below ``cutoff_hz``, else 0.0.
+
+  A bass note's basis holds its fundamental (and most of its energy) below
+  the cut-off and its overtones above it; a guitar or piano basis holds most
+  of its energy above. The owner of the whole basis takes its overtones too.
+
+  Args:
+    W: bases ``[n_bins, r]`` of an STFT of ``n_fft`` points at ``sample_rate``.
+    sample_rate, n_fft: the STFT's rate (Hz) and size.
+    cutoff_hz: the top of the bass band.
+    share: the least share of a basis' energy (``W ** 2``) in the band.
+  """
+  freqs = jnp.asarray(spectral.fft_frequencies(sample_rate=sample_rate, n_fft=n_fft))
+  energy = W ** 2
+  low = jnp.sum(jnp.where((freqs < cutoff_hz)[:, None], energy, 0.0), axis=0)
+  return (low >= share * jnp.maximum(jnp.sum(energy, axis=0), _TINY)).astype(W.dtype)
+
+
+_TINY = 1e-12
 
 
 def _nmf_masks(S, config):
-  """``[4, 2, F, T]`` Wiener-like masks (power ``config.mask_power``) that sum to one."""
+  """``[4, 2, F, T]`` masks (vocals, drums, bass, other) that sum to one."""
+  hop, n = int(config.stft.hop_length), config.nmf
   mask_h, mask_p = _hpss_masks(S, config)
-  keys = jax.random.split(jax.random.PRNGKey(int(config.seed)), 2)
-  n = config.nmf
-  W_h, H_h = decompose.nmf(jnp.mean(S * mask_h, axis=0), n_components=int(n.harmonic_components), beta=float(n.beta),
-                           n_iter=int(n.n_iter), key=keys[0])
-  W_p, H_p = decompose.nmf(jnp.mean(S * mask_p, axis=0), n_components=int(n.percussive_components),
-                           beta=float(n.beta), n_iter=int(n.n_iter), key=keys[1])
-  owner = jax.nn.one_hot(jnp.argmax(_band_shares(W_h, config), axis=-1), 3, dtype=S.dtype)  # [r, 3]
-  # reconstruction of each harmonic target: sum_k W_k H_k over its components
-  harmonic = jnp.einsum("fk,kt,kj->jft", W_h, H_h, owner)  # bass, vocals, other
-  models = {"bass": harmonic[0], "vocals": harmonic[1], "other": harmonic[2], "drums": W_p @ H_p}
-  return spectral.ratio_masks(_stack_targets(models), power=float(config.mask_power))[:, None]
+  low, high = _bass_band(config)
+  voice_h, voice_p = _voice_masks(S * mask_h, S * mask_p, high, config, hop)
+  background = mask_h * (1.0 - voice_h)  # the harmonic part that is not the voice
+  W, H = decompose.nmf(jnp.mean(S * background, axis=0), n_components=int(n.n_components), beta=float(n.beta),
+                       n_iter=int(n.n_iter), key=jax.random.PRNGKey(int(config.seed)))
+  bass = bass_ownership(W, sample_rate=config.sample_rate, n_fft=int(config.stft.n_fft),
+                        cutoff_hz=float(config.bass_cutoff_hz), share=float(config.bass_share))
+  models = jnp.stack([W @ (bass[:, None] * H), W @ ((1.0 - bass)[:, None] * H)])  # bass, other: [2, F, T]
+  split = spectral.ratio_masks(models, power=float(config.mask_power))[:, None]  # [2, 1, F, T]
+  # below the cut-off all is bass, as in hpss_repet; above it the bass bases take their overtones
+  split = jnp.stack([low + high * split[0], high * split[1]])
+  stems = {
+      "vocals": mask_h * voice_h + mask_p * voice_p,
+      "drums": mask_p * (1.0 - voice_p),
+      "bass": background * split[0],
+      "other": background * split[1],
+  }
+  return _stack_targets(stems)
 
 
 def _nmf(config):
   def separate(mixture):
     X = _analyse(mixture, config)
-    masks = jnp.broadcast_to(_nmf_masks(jnp.abs(X), config), (len(TARGETS),) + X.shape)
+    masks = _nmf_masks(jnp.abs(X), config)
     return _synthesise(_apply_masks(masks, X, config), mixture, config)
   return separate
 

@@ -23,7 +23,7 @@ def _small(name):
   if "repet" in config:
     config.repet.min_distance = 0.05
   if "nmf" in config:
-    config.nmf.n_iter, config.nmf.harmonic_components, config.nmf.percussive_components = 20, 8, 4
+    config.nmf.n_iter, config.nmf.n_components = 20, 8
   return config
 
 
@@ -189,18 +189,59 @@ def test_config_files_are_what_the_tools_build_from():
   assert built["nmf"].config.to_dict() == separators.nmf_config().to_dict()
 
 
-def test_nmf_band_ownership():
-  """A basis goes to the target whose band holds most of its (weighted) energy."""
-  config = separators.nmf_config()
-  freqs = np.fft.rfftfreq(config.stft.n_fft, 1 / config.sample_rate)
-  bumps = [(100.0, 20.0), (1000.0, 20.0), (4100.0, 300.0), (150.0, 20.0), (3000.0, 20.0)]  # b, v, o (mostly), b, v
-  W = np.stack([np.exp(-0.5 * ((freqs - f) / width) ** 2) for f, width in bumps], axis=1).astype(np.float32)
-  shares = np.asarray(separators._band_shares(W, config))  # pylint: disable=protected-access
-  assert shares.shape == (5, 3)
-  np.testing.assert_array_equal(np.argmax(shares, axis=1), [0, 1, 2, 0, 1])
-  config.band_weights.other = 0.3  # a weight moves the decision
-  np.testing.assert_array_equal(np.argmax(np.asarray(separators._band_shares(W, config)), axis=1),
-                                [0, 1, 1, 0, 1])
+def _bumps(freqs, bumps):
+  """Bases ``[n_bins, r]``: each a sum of Gaussian bumps ``(centre Hz, width Hz, height)``."""
+  return np.stack([sum(h * np.exp(-0.5 * ((freqs - f) / w) ** 2) for f, w, h in basis) for basis in bumps],
+                  axis=1).astype(np.float32)
+
+
+def test_bass_ownership():
+  """A basis goes to bass when enough of its energy lies below the cut-off, overtones and all."""
+  freqs = np.fft.rfftfreq(4096, 1 / 44100)
+  W = _bumps(freqs, [
+      [(80.0, 10.0, 1.0), (160.0, 10.0, 0.6), (240.0, 10.0, 0.4)],  # a bass note and its overtones
+      [(300.0, 10.0, 1.0), (600.0, 10.0, 0.5)],  # a guitar note: all above 200 Hz
+      [(150.0, 10.0, 0.5), (450.0, 10.0, 1.0), (900.0, 10.0, 1.0)],  # a low piano note: 11% below
+  ])
+  own = lambda share, cutoff=200.0: np.asarray(separators.bass_ownership(
+      W, sample_rate=44100, n_fft=4096, cutoff_hz=cutoff, share=share))
+  np.testing.assert_array_equal(own(0.5), [1.0, 0.0, 0.0])
+  np.testing.assert_array_equal(own(0.1), [1.0, 0.0, 1.0])  # a lower share moves the decision
+  np.testing.assert_array_equal(own(0.5, cutoff=100.0), [1.0, 0.0, 0.0])  # 1 / 1.52 of the bass below 100 Hz
+  np.testing.assert_array_equal(own(0.7, cutoff=100.0), [0.0, 0.0, 0.0])
+  assert own(0.5).dtype == np.float32
+  silent = np.asarray(separators.bass_ownership(np.zeros((2049, 2), np.float32), sample_rate=44100, n_fft=4096,
+                                                cutoff_hz=200.0, share=0.5))
+  np.testing.assert_array_equal(silent, [0.0, 0.0])  # an empty basis owns nothing
+
+
+def _band_energy(x, low_hz, high_hz):
+  spectrum = np.abs(np.fft.rfft(np.asarray(x), axis=-1)) ** 2
+  freqs = np.fft.rfftfreq(x.shape[-1], 1 / 44100)
+  return float(np.sum(spectrum[..., (freqs >= low_hz) & (freqs < high_hz)]))
+
+
+def test_nmf_gives_the_bass_its_overtones():
+  """A bass note's overtone above the cut-off goes to bass, a tone in the same band with no low partner to other."""
+  n = 2 * 44100
+  t = np.arange(n) / 44100
+  gate = (np.sin(2 * np.pi * 1.5 * t) > 0).astype(np.float32)  # notes that come and go: one NMF component each
+  bass = gate * (0.5 * np.sin(2 * np.pi * 65 * t) + 0.3 * np.sin(2 * np.pi * 260 * t))
+  other = (1 - gate) * 0.3 * np.sin(2 * np.pi * 330 * t)
+  mixture = np.stack([bass + other, bass + other]).astype(np.float32)
+  config = _small("nmf")
+  config.stft.n_fft, config.stft.hop_length = 4096, 1024  # 65 Hz and 260 Hz in bins of 10.8 Hz
+  config.update(dict(bass_share=0.5, wiener_iterations=0))
+  config.nmf.n_iter = 50
+  stems = separators.get("nmf", config)(mixture)
+  overtone = [_band_energy(stems[target], 240.0, 280.0) for target in TARGETS]
+  assert overtone[TARGETS.index("bass")] > 0.7 * sum(overtone), dict(zip(TARGETS, overtone))
+  tone = [_band_energy(stems[target], 310.0, 350.0) for target in TARGETS]
+  assert tone[TARGETS.index("other")] > 0.7 * sum(tone), dict(zip(TARGETS, tone))
+  config.bass_share = 1.01  # no basis is bass: the overtone goes to other, as in hpss_repet
+  stems = separators.get("nmf", config)(mixture)
+  overtone = [_band_energy(stems[target], 240.0, 280.0) for target in TARGETS]
+  assert overtone[TARGETS.index("other")] > 0.7 * sum(overtone), dict(zip(TARGETS, overtone))
 
 
 _INSTALLED_CHECK = textwrap.dedent("""
@@ -210,7 +251,7 @@ _INSTALLED_CHECK = textwrap.dedent("""
     from mssjax import separators
     assert pathlib.Path(mssjax.__file__).parent == pathlib.Path(sys.argv[1]) / "mssjax", mssjax.__file__
     assert importlib.util.find_spec("configs") is None
-    assert separators.get("nmf").config.nmf.harmonic_components == 48
+    assert separators.get("nmf").config.nmf.n_components == 32
     sep = separators.get("hpss_repet")
     x = np.random.default_rng(0).standard_normal((2, 20 * 1024)).astype(np.float32)
     stems = sep(x)
