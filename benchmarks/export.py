@@ -114,7 +114,9 @@ def bench_onnx(folder):
   unet = separators.get("unet")
   samples, _ = separate.chunk_samples(unet.config)
   magnitude = np.asarray(jnp.abs(spectral.stft(_chunk(samples), n_fft=unet.n_fft, hop_length=unet.hop_length)))[None]
-  session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+  options = onnxruntime.SessionOptions()
+  options.log_severity_level = 3  # errors only
+  session = onnxruntime.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
   runtime = time_call(lambda: session.run(["masks"], {"magnitude": magnitude})[0], rounds=ROUNDS)
   masks = jax.jit(export.mask_function(unet))
   ours = time_call(lambda: masks(magnitude), rounds=ROUNDS)
