@@ -1,10 +1,10 @@
-"""Portable separators: a `jax.export` module of the chunk separator, and the network's masks as ONNX.
+"""Portable separators: a `jax.export` module of the chunk separator, and the network as ONNX.
 
 ``python -m mssjax export --method unet -o OUT`` (`export_separator`) writes
 
 1. ``OUT``: the chunk separator of `mssjax.separate`, mixture ``[2, chunk]``
    float32 -> stems ``[4, 2, chunk]``, traced once and serialised as StableHLO
-   by `jax.export` (Necula et al., the JAX export docs): the STFT, the masks
+   by `jax.export` (see JAX's "Exporting and serialization" guide): the STFT, the masks
    (or the whole network, its weights as constants) and the iSTFT are inside;
    it is lowered for every platform asked for (CPU and CUDA by default; no GPU
    is needed to lower for CUDA), and on CPU it runs the same blocked transforms
@@ -20,22 +20,28 @@ The module's length is fixed at the method's chunk (``chunk_seconds`` of its
 config), not symbolic: `jax.export` cannot lower these separators for a
 symbolic ``n`` because (a) `mssjax.spectral` picks its CPU block size and
 computes the iSTFT's window-sum-square normaliser in numpy for a concrete
-frame count, (b) the U-Net's skip connections concatenate the strided
-encoder's output (length ``ceil((t + (-t mod 2^depth)) / 2^k)``) with the
-decoder's, which the symbolic shape checker cannot prove equal, and (c)
+frame count, (b) the U-Net pads time to a multiple of ``2^depth`` and its
+skip connections then concatenate encoder and decoder outputs whose symbolic
+lengths jax cannot prove equal (``UNet._unet`` fails to concatenate), and (c)
 `mssjax.decompose.hpss` compares its kernel with the frame count. The
 loader zero-pads the last chunk, as `mssjax.separate` does, so a fixed length
 costs nothing in equality.
 
-``--onnx FILE`` (`export_masks_onnx`, the network only) converts the mask
-estimator, magnitude ``[1, 2, bins, frames]`` -> masks ``[1, 4, 2, bins,
-frames]``, with jax2onnx and checks it with onnxruntime against the JAX model
-(`check_masks_onnx`). The STFT stays outside the ONNX graph: ONNX has no
-complex tensors, and jax2onnx's FFT rules pack the complex result of
-``rfft`` into a trailing axis of two that its ``abs`` and ``irfft`` rules do not
-accept (``|rfft(x)|``: a broadcast error at conversion; ``irfft``: "IRFFT
-requires complex64 or complex128 input"). The graph's inputs are the
-magnitudes of `mssjax.spectral.stft` (n_fft and hop in its metadata).
+ONNX, for the network only (jax2onnx, checked with onnxruntime against JAX):
+
+- ``--onnx FILE`` (`export_masks_onnx`): the mask estimator, magnitude
+  ``[1, 2, bins, frames]`` -> masks ``[1, 4, 2, bins, frames]``, its input the
+  magnitude of `mssjax.spectral.stft` (n_fft and hop in its metadata);
+- ``--onnx-separator FILE`` (`export_separator_onnx`): the whole chunk
+  separator, mixture ``[2, chunk]`` -> stems ``[4, 2, chunk]``. ONNX has no
+  complex tensors; jax2onnx (0.12.5 and 0.17.1 alike) packs the complex result
+  of ``rfft`` into a trailing axis of two, which its other rules mishandle:
+  ``|rfft(x)|`` converts to a graph whose output keeps that axis, a transpose
+  of the packed spectrum fails in onnxruntime (perm size does not match the
+  rank), and ``irfft`` does not convert ("IRFFT requires complex64 or
+  complex128 input"). So the transforms are written as
+  products with DFT matrices (`real_chunk_function`); every operator then
+  converts.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from mssjax.models import separator as separator_lib
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 ONNX_TOLERANCE = 1e-4
-"""The largest difference of the ONNX masks from the JAX model's that `check_masks_onnx` accepts."""
+"""The largest difference of an ONNX file's outputs (masks, stems) from the JAX model's that the checks accept."""
 
 
 class ExportResult(NamedTuple):
@@ -181,7 +187,8 @@ def export_separator(method: str, path: str | pathlib.Path, *,
 
 
 class OnnxResult(NamedTuple):
-  """What `export_masks_onnx` wrote: the file, its size, its input shape and the check's difference."""
+  """What `export_masks_onnx` / `export_separator_onnx` wrote: the file, its size, its input shape and the
+  check's largest absolute difference from JAX (NaN when not checked)."""
 
   path: pathlib.Path
   size_bytes: int
@@ -275,15 +282,17 @@ def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> C
 
   Raises:
     ParameterError: a network with ``wiener_iterations > 0`` (the EM filter
-      stays in JAX).
+      stays in JAX) or an odd ``n_fft``.
   """
   if separator.wiener_iterations:
     raise ParameterError(f"wiener_iterations={separator.wiener_iterations}: the ONNX separator does plain "
                          "masking only; export with --set wiener_iterations=0")
   n_fft, hop = separator.n_fft, separator.hop_length
+  if n_fft % 2:
+    raise ParameterError(f"n_fft={n_fft}: the ONNX separator's inverse DFT weights assume an even n_fft")
   cos, sin = _dft_kernels(n_fft)
   weights = np.full((1 + n_fft // 2, 1), 2.0 / n_fft, np.float32)
-  weights[0] = weights[-1] = 1.0 / n_fft  # n_fft is even (checked by the model's STFT settings)
+  weights[0] = weights[-1] = 1.0 / n_fft  # DC and Nyquist appear once in the full spectrum
   n_frames = spectral.n_frames_for(chunk, n_fft=n_fft, hop_length=hop)
   # pylint: disable=protected-access  # the one framing, overlap-add and normaliser of mssjax.spectral
   win, inv = spectral._istft_normaliser("hann", None, n_fft, hop, n_frames, n_fft // 2, chunk)
