@@ -137,3 +137,20 @@ def test_build_command(root, tmp_path, capsys):
   out = capsys.readouterr().out
   assert status == 0 and "train: 2 examples" in out and "test: 1 examples" in out
   assert len(tfds.data_source("musdb18/hq_float32", split="train", data_dir=str(tmp_path))) == 2
+
+
+@pytest.mark.realdata
+def test_prepared_real_previews_build_as_int16(musdb_root, tmp_path):
+  """The README's path: `prepare` a MUSDB18 folder, then `build --config hq` (int16, exact)."""
+  from mssjax.data import prepare  # pylint: disable=import-outside-toplevel
+  names = sorted(p.name for p in (musdb_root / "test").glob("*.stem.mp4"))[:2]
+  (tmp_path / "root" / "test").mkdir(parents=True)
+  for name in names:
+    (tmp_path / "root" / "test" / name).symlink_to(musdb_root / "test" / name)
+  summary = prepare.prepare(tmp_path / "root", tmp_path / "prepared", prepare.Settings(segment=3.0))
+  assert [r["status"] for r in summary["tracks"]] == ["written", "written"]
+  builder = tfds_musdb.build(tmp_path / "prepared", tmp_path / "tfds", config="hq")
+  records = {r["name"].decode(): r for r in _records(builder.as_data_source("test"))}
+  for track in musdb.load_tracks(tmp_path / "prepared", subset="test"):
+    assert records[track.name]["targets"].dtype == np.int16
+    np.testing.assert_array_equal(tfds_musdb.decode_audio(records[track.name]["targets"]), track.targets())
