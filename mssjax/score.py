@@ -306,6 +306,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
   """Runs ``score``; exit status 1 when any track failed."""
+  from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
+  compilation_cache.enable()
   targets = [t.strip() for t in args.targets.split(",") if t.strip()]
   summary = score(args.estimates, args.root, args.out, subset=args.subset, targets=targets, method=args.method,
                   window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, report=not args.no_report,
