@@ -143,9 +143,9 @@ def local_cluster(argv: Sequence[str], *, num_processes: int, devices_per_proces
   """Starts ``argv`` as the ``num_processes`` processes of a cluster on this machine; ends them on exit.
 
   Every process gets `local_cluster_env` (a fresh port each time) and writes
-  its output to a temporary file (``stdout`` / ``stderr`` attributes of the
-  yielded `subprocess.Popen` s are those files). Leaving the block kills every
-  process still running: no child outlives it.
+  its output to temporary files (the ``out_file`` / ``err_file`` attributes of
+  the yielded `subprocess.Popen` s; `read_output` reads them). Leaving the
+  block kills every process still running: no child outlives it.
 
   This is a test harness for one machine, not a launcher: on a real cluster
   each host starts its own process (see README, "Several devices and hosts").

@@ -226,8 +226,8 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: 
              *, audio_tracks: set[str] | None = None) -> dict[str, Any]:
   """Every (track, method) without a reusable result; failures are logged and collected, never fatal.
 
-  Method by method, consecutive tracks whose references have the same length are
-  scored together, ``config.score_batch_size`` at most (`score_tracks`).
+  Method by method, consecutive tracks whose references have the same length and
+  sample rate are scored together, ``config.score_batch_size`` at most (`score_tracks`).
 
   Args:
     audio_tracks: the tracks whose audio the report plays (default: the first
@@ -245,13 +245,18 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: 
       if done is None:
         continue
       if loop.pending and (len(loop.pending) == config.score_batch_size
-                           or loop.pending[0].estimates.shape[-1] != done.estimates.shape[-1]):
+                           or _batch_key(loop.pending[0]) != _batch_key(done)):
         loop.score_pending(name, separator)
       loop.pending.append(done)
     loop.score_pending(name, separator)
   loop.bar.close()
   return {"done": len(todo) - len(loop.failures), "skipped": len(tracks) * len(methods) - len(todo),
           "failures": loop.failures}
+
+
+def _batch_key(done: _Separated) -> tuple[int, int]:
+  """Tracks are scored together where these agree: the references' length and the sample rate."""
+  return done.track.n_samples, done.track.sample_rate
 
 
 def _separate_for_scoring(workdir: pathlib.Path, separator: Any, track: Track, audio_tracks: set[str]

@@ -78,15 +78,15 @@ def test_cluster_from_env():
     distributed.cluster_from_env({**env, "JAX_NUM_PROCESSES": "two"})
 
 
-def test_half_set_variables_are_one_error_line(tmp_path):
-  env = dict(os.environ, JAX_COORDINATOR_ADDRESS="127.0.0.1:1", JAX_NUM_PROCESSES="", JAX_PROCESS_ID="")
-  import subprocess  # pylint: disable=import-outside-toplevel
-  out = subprocess.run([sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir",
-                        str(tmp_path / "w"), "--multihost"], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=TIMEOUT, check=False)
-  assert out.returncode == 2, out.stderr[-2000:]
-  assert out.stderr.strip().splitlines()[-1].startswith("error: JAX_COORDINATOR_ADDRESS set but")
-  assert not (tmp_path / "w").exists()
+def test_half_set_variables_fail_before_jax_starts(monkeypatch):
+  """train.py and evaluate.py print this as one ``error:`` line (a `ParameterError`, exit 2)."""
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+  monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+  monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+  with pytest.raises(ParameterError, match="JAX_COORDINATOR_ADDRESS set but JAX_NUM_PROCESSES, JAX_PROCESS_ID not"):
+    distributed.initialize()
+  from mssjax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
+  assert issubclass(ParameterError, USER_ERRORS)
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -164,39 +164,8 @@ def test_checkpoint_restores_in_one_process_and_separates(two_process_run):
   assert best.which == "best" and best.step == STEPS
 
 
-SHARDS = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    from mssjax import distributed
-    distributed.initialize()
-    import jax
-    from configs import unet_tiny
-    from mssjax.data import loaders, pipeline
-    assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
-    config = unet_tiny.get_config()
-    config.data.batch_size = 4
-    iterator = loaders.make_train_iterator(config)
-    synthetic = np.stack([next(iterator)["mixture"] for _ in range(3)])        # [3, 2, 2, n]
-    np.save(sys.argv[1] + f"/synthetic-{jax.process_index()}.npy", synthetic)
-    # grain: 8 constant tracks (track t is t + 1 everywhere), one chunk each, augmentations off.
-    data = pipeline.default_config()
-    data.update(batch_size=1, samples_per_track=1, chunk_seconds=0.01, sample_rate=1000)
-    data.augment.update(gain=False, channel_swap=False, remix=False)
-    source = pipeline.ArraySource([np.full((4, 2, 100), t + 1, np.float32) for t in range(8)])
-    loader = pipeline.make_train_loader(data, seed=0, source=source, num_epochs=1)
-    seen = [int(round(float(b["targets"][0, 0, 0, 0]))) - 1 for b in loader]
-    with open(sys.argv[1] + f"/grain-{jax.process_index()}.json", "w") as f:
-      json.dump(seen, f)
-    distributed.barrier("done")
-""")
-
-
-def test_processes_read_disjoint_shards_that_cover_the_data(tmp_path):
-  out = distributed.run_local_cluster([sys.executable, "-c", SHARDS, str(tmp_path)], num_processes=2,
-                                      devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
-  for i, process in enumerate(out):
-    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
-  seen = [json.loads((tmp_path / f"grain-{i}.json").read_text()) for i in range(2)]
+def test_processes_read_disjoint_shards_that_cover_the_data(cluster_checks):
+  seen = [json.loads((cluster_checks / f"grain-{i}.json").read_text()) for i in range(2)]
   assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
   assert sorted(seen[0] + seen[1]) == list(range(8))
   # The synthetic loader: the processes' batches, side by side, are one process's global batches.
@@ -206,7 +175,7 @@ def test_processes_read_disjoint_shards_that_cover_the_data(tmp_path):
   stream = loaders.SyntheticIterator(seconds=config.data.chunk_seconds, batch_size=4, seed=int(config.seed),
                                      sample_rate=config.sample_rate)
   expected = np.stack([next(stream)["mixture"] for _ in range(3)])
-  shards = [np.load(tmp_path / f"synthetic-{i}.npy") for i in range(2)]
+  shards = [np.load(cluster_checks / f"synthetic-{i}.npy") for i in range(2)]
   np.testing.assert_array_equal(np.concatenate(shards, axis=1), expected)
 
 
@@ -252,31 +221,62 @@ def test_evaluate_multihost_splits_tracks_and_equals_one_process(tmp_path, cache
   config.report.enabled = False
   evaluate_lib.evaluate(config, tmp_path / "one_process")
   assert _results(tmp_path / "one_process") == results
-  # A re-run skips every finished track.
+  # A re-run skips every finished track (the results do not depend on the process count).
   stamps = {p: p.stat().st_mtime_ns for p in workdir.glob("*/test/*.json")}
-  out = _evaluate(workdir, cache)
-  assert "0 evaluated, 8 skipped, 0 failed" in out[0].stdout, out[0].stdout
+  summary = evaluate_lib.evaluate(config, workdir)
+  assert (summary["done"], summary["skipped"]) == (0, 8)
   assert stamps == {p: p.stat().st_mtime_ns for p in workdir.glob("*/test/*.json")}
 
 
-GLOBAL_MESH = textwrap.dedent("""
-    import sys
+CLUSTER_CHECKS = textwrap.dedent("""
+    import json, sys
     import numpy as np
     from mssjax import distributed
     distributed.initialize()
     import jax
+    from configs import unet_tiny
     from mssjax import separators, sharded
+    from mssjax.data import loaders, pipeline
     from mssjax.metrics import batched
+    out = sys.argv[1]
+    assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
+    # The synthetic loader's shards.
+    config = unet_tiny.get_config()
+    config.data.batch_size = 4
+    iterator = loaders.make_train_iterator(config)
+    synthetic = np.stack([next(iterator)["mixture"] for _ in range(3)])        # [3, 2, 2, n]
+    np.save(out + f"/synthetic-{jax.process_index()}.npy", synthetic)
+    # grain's: 8 constant tracks (track t is t + 1 everywhere), one chunk each, augmentations off.
+    data = pipeline.default_config()
+    data.update(batch_size=1, samples_per_track=1, chunk_seconds=0.01, sample_rate=1000)
+    data.augment.update(gain=False, channel_swap=False, remix=False)
+    source = pipeline.ArraySource([np.full((4, 2, 100), t + 1, np.float32) for t in range(8)])
+    loader = pipeline.make_train_loader(data, seed=0, source=source, num_epochs=1)
+    seen = [int(round(float(b["targets"][0, 0, 0, 0]))) - 1 for b in loader]
+    with open(out + f"/grain-{jax.process_index()}.json", "w") as f:
+      json.dump(seen, f)
+    # Scoring and separation on a mesh of the 4 devices of both processes.
     sys.path.insert(0, sys.argv[2])
     from test_multihost import batch_of_tracks
-    mesh = sharded.track_mesh(jax.devices())       # 4 devices over 2 processes
+    mesh = sharded.track_mesh(jax.devices())
     assert mesh.size == 4 and sharded.local_device_count(mesh) == 2
     references, estimates = batch_of_tracks(jax.process_index())
     scores = batched.bss_eval_v4_sharded(references, estimates, mesh=mesh, window=2000, hop=2000)
     stems = sharded.separate_tracks(separators.get("hpss_repet"), estimates.sum(1).swapaxes(1, 2), mesh=mesh)
-    np.savez(sys.argv[1] + f"/{jax.process_index()}.npz", **scores, **stems)
+    np.savez(out + f"/sharded-{jax.process_index()}.npz", **scores, **stems)
     distributed.barrier("done")
 """)
+
+
+@pytest.fixture(scope="module")
+def cluster_checks(tmp_path_factory):
+  """Runs `CLUSTER_CHECKS` on 2 processes x 2 devices; returns the folder of their outputs."""
+  folder = tmp_path_factory.mktemp("cluster_checks")
+  out = distributed.run_local_cluster([sys.executable, "-c", CLUSTER_CHECKS, str(folder), str(REPO / "tests")],
+                                      num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
+  for i, process in enumerate(out):
+    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
+  return folder
 
 
 def batch_of_tracks(index: int, n_tracks: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -286,17 +286,13 @@ def batch_of_tracks(index: int, n_tracks: int = 3) -> tuple[np.ndarray, np.ndarr
   return references, (references + 0.5 * rng.standard_normal(references.shape)).astype(np.float32)
 
 
-def test_sharded_scoring_and_separation_over_two_processes_equal_one_by_one(tmp_path):
+def test_sharded_scoring_and_separation_over_two_processes_equal_one_by_one(cluster_checks):
   """3 tracks per process (padded to 4 over 2 processes x 2 devices) in one call each."""
-  out = distributed.run_local_cluster([sys.executable, "-c", GLOBAL_MESH, str(tmp_path), str(REPO / "tests")],
-                                      num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
-  for i, process in enumerate(out):
-    assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
   from mssjax import separators  # pylint: disable=import-outside-toplevel
   from mssjax.metrics import bss_eval_v4  # pylint: disable=import-outside-toplevel
   separator = separators.get("hpss_repet")
   for index in range(2):
-    got = np.load(tmp_path / f"{index}.npz")
+    got = np.load(cluster_checks / f"sharded-{index}.npz")
     references, estimates = batch_of_tracks(index)
     for k in range(len(references)):
       alone = bss_eval_v4(references[k], estimates[k], window=2000, hop=2000)
