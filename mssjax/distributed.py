@@ -84,13 +84,20 @@ def initialize(*, initialization_timeout: int = 300) -> None:
     initialization_timeout: seconds to wait for every process to connect.
 
   Raises:
-    ParameterError: the variables are set only in part or badly.
+    ParameterError: the variables are set only in part or badly, or none is
+      set and JAX finds no cluster.
   """
   cluster = cluster_from_env()
   jax.config.update("jax_cpu_collectives_implementation", CPU_COLLECTIVES)
   if jax.distributed.is_initialized():
     return
-  jax.distributed.initialize(**(cluster or {}), initialization_timeout=int(initialization_timeout))
+  try:
+    jax.distributed.initialize(**(cluster or {}), initialization_timeout=int(initialization_timeout))
+  except ValueError as error:
+    if cluster is not None:
+      raise
+    raise ParameterError(f"no cluster found ({error}): set {', '.join(ENV_VARIABLES)} on every process, or "
+                         "run on Cloud TPU / under SLURM, or leave out --multihost") from error
 
 
 def is_leader() -> bool:

@@ -87,6 +87,14 @@ def test_half_set_variables_fail_before_jax_starts(monkeypatch):
     distributed.initialize()
   from mssjax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
   assert issubclass(ParameterError, USER_ERRORS)
+  # None set and no cluster to detect (jax.distributed.initialize's "Number of processes must be defined").
+  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+  for name in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "KUBERNETES_SERVICE_HOST"):
+    monkeypatch.delenv(name, raising=False)
+  with pytest.raises(ParameterError, match="no cluster found .*: set JAX_COORDINATOR_ADDRESS"):
+    distributed.initialize()
+  import jax  # pylint: disable=import-outside-toplevel
+  assert not jax.distributed.is_initialized()
 
 
 # --- training ---------------------------------------------------------------------------------------
