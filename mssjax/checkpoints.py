@@ -58,12 +58,20 @@ class Managers(NamedTuple):
 def managers(workdir: str | os.PathLike, *, keep: int = 1, create: bool = True) -> Managers:
   """The `Managers` of ``workdir`` (``keep`` latest states are kept; the best is one)."""
   workdir = pathlib.Path(workdir).resolve()
+  # With several processes orbax names its barriers after the step; both managers save the step of a
+  # validation, so each gets its own prefix (one shared name let the two saves' barriers cross and hang).
   latest = ocp.CheckpointManager(
-      workdir / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=int(keep), create=create))
+      workdir / "checkpoints", options=ocp.CheckpointManagerOptions(
+          max_to_keep=int(keep), create=create, multiprocessing_options=_barriers("latest")))
   best = ocp.CheckpointManager(
       workdir / "best", options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_fn=lambda m: m[BEST_METRIC], best_mode="max", create=create))
+          max_to_keep=1, best_fn=lambda m: m[BEST_METRIC], best_mode="max", create=create,
+          multiprocessing_options=_barriers("best")))
   return Managers(latest, best)
+
+
+def _barriers(prefix: str) -> ocp.options.MultiprocessingOptions:
+  return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"mssjax_{prefix}")
 
 
 def save_state(manager: ocp.CheckpointManager, step: int, *, params: Any, opt_state: Any,
