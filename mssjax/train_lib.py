@@ -105,6 +105,8 @@ def _distance(diff: jax.Array, kind: str) -> jax.Array:
 
 
 def _masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
+  """The mean of ``values`` where ``valid`` (broadcast to their shape); 0 where none is."""
+  valid = jnp.broadcast_to(valid, values.shape)
   return jnp.sum(jnp.where(valid, values, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
