@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import subprocess
 import sys
 import textwrap
 import time
@@ -88,13 +90,17 @@ def test_half_set_variables_fail_before_jax_starts(monkeypatch):
   from mssjax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
   assert issubclass(ParameterError, USER_ERRORS)
   # None set and no cluster to detect (jax.distributed.initialize's "Number of processes must be defined").
-  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
-  for name in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "KUBERNETES_SERVICE_HOST"):
-    monkeypatch.delenv(name, raising=False)
-  with pytest.raises(ParameterError, match="no cluster found .*: set JAX_COORDINATOR_ADDRESS"):
-    distributed.initialize()
-  import jax  # pylint: disable=import-outside-toplevel
-  assert not jax.distributed.is_initialized()
+  # In a fresh interpreter: jax.distributed.initialize refuses to run once this one's backends are up.
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_JOB_ID",
+                      "OMPI_MCA_orte_hnp_uri", "KUBERNETES_SERVICE_HOST")}
+  code = ("from mssjax import distributed\nfrom mssjax.errors import ParameterError\n"
+          "try:\n  distributed.initialize()\nexcept ParameterError as e:\n  print('ParameterError:', e)\n"
+          "import jax\nprint('initialized:', jax.distributed.is_initialized())\n")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                       check=True).stdout
+  assert re.search(r"ParameterError: no cluster found .*: set JAX_COORDINATOR_ADDRESS", out), out
+  assert "initialized: False" in out
 
 
 # --- training ---------------------------------------------------------------------------------------
