@@ -168,7 +168,12 @@ TEN_MINUTES = textwrap.dedent("""
     mixture = np.stack([mixture, mixture[::-1].copy()])
     stems = separate.separate_array(model, mixture, sample_rate=44100)
     assert all(s.shape == (2, n) for s in stems.values())
-    print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM: this process's own peak. ru_maxrss is not: Linux carries the high-water mark across
+    # fork/vfork + exec, so it reads at least the parent's resident size (pytest's, gigabytes late
+    # in the suite: a clean-clone run read 5.5 GB here where the child alone peaks far lower).
+    status = open("/proc/self/status").read().split("VmHWM:")
+    peak_kb = float(status[1].split()[0]) if len(status) > 1 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("PEAK_MB", peak_kb / 1024)
 """)
 
 
