@@ -23,7 +23,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.signal
 from jax.typing import ArrayLike
 
 from mssjax import errors
@@ -42,9 +41,23 @@ __all__ = [
 ]
 
 
+def _periodic_hann(n):
+  """``scipy.signal.get_window("hann", n)`` bit for bit, computed as scipy does (general cosine on n + 1 points)."""
+  fac = np.linspace(-np.pi, np.pi, n + 1)
+  win = np.zeros(n + 1)
+  for k, a in enumerate((0.5, 0.5)):
+    win += a * np.cos(k * fac)
+  return win[:-1]
+
+
 @functools.lru_cache(maxsize=64)
 def _window_cached(window, win_length, n_fft):
-  win = scipy.signal.get_window(window, win_length, fftbins=True)
+  if window == "hann" and win_length > 1:
+    # The default window without importing scipy.signal (about 1 s of every process's start-up).
+    win = _periodic_hann(win_length)
+  else:
+    import scipy.signal  # pylint: disable=import-outside-toplevel
+    win = scipy.signal.get_window(window, win_length, fftbins=True)
   return pad_center(np.asarray(win, dtype=np.float64), size=n_fft)
 
 

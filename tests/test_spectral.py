@@ -1,10 +1,14 @@
 """Tests of the spectral core against librosa, and its invariants."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 
 from mssjax import spectral
 from mssjax.errors import ParameterError
@@ -258,7 +262,6 @@ def test_band_mask():
                                                 (4096, 1024, 300), (333, 1500, 5)])
 def test_window_helpers_equal_librosa_bit_for_bit(window, n_fft, hop, n_frames):
   import librosa  # pylint: disable=import-outside-toplevel
-  import scipy.signal  # pylint: disable=import-outside-toplevel
   win = scipy.signal.get_window(window, n_fft // 2 + 1, fftbins=True)
   padded = spectral.pad_center(win, size=n_fft)
   np.testing.assert_array_equal(padded, librosa.util.pad_center(win, size=n_fft))
@@ -266,3 +269,16 @@ def test_window_helpers_equal_librosa_bit_for_bit(window, n_fft, hop, n_frames):
   theirs = librosa.filters.window_sumsquare(window=padded, n_frames=n_frames, hop_length=hop, win_length=n_fft,
                                             n_fft=n_fft, dtype=np.float64)
   np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 511, 2048, 4097])
+def test_default_hann_window_is_scipys_bit_for_bit(n):
+  """The default window is built without importing scipy.signal (process start-up), to the same bits."""
+  theirs = scipy.signal.get_window("hann", n, fftbins=True)
+  np.testing.assert_array_equal(spectral._get_window("hann", n, n), theirs)  # pylint: disable=protected-access
+
+
+def test_importing_mssjax_leaves_scipy_signal_out():
+  code = "import sys, mssjax, mssjax.separators; print('scipy.signal' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+  assert out.stdout.strip() == "False", out.stderr[-2000:]

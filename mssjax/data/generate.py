@@ -27,7 +27,6 @@ import os
 import pathlib
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 import tqdm
 
@@ -155,6 +154,8 @@ def _place(template, positions, gains, n_samples):
   """Sum of ``template`` copies starting at ``positions`` with ``gains`` (sparse convolution)."""
   impulses = np.zeros(n_samples)
   np.add.at(impulses, positions, gains)
+  # Imported here: scipy.signal costs about 1 s of every process's start-up.
+  import scipy.signal  # pylint: disable=import-outside-toplevel
   return scipy.signal.oaconvolve(impulses, template)[:n_samples]
 
 
