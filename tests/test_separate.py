@@ -193,14 +193,28 @@ def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path
   cache = tmp_path / "cache"
   command = [sys.executable, "-m", "mssjax", "separate", str(tmp_path / "song.wav"), "--method", "hpss_repet",
              "-o", str(tmp_path / "out"), "--quiet"]
-  for setting, expect_entries in (("0", False), ("1", True)):
-    env = dict(os.environ, MSSJAX_COMPILATION_CACHE=setting, MSSJAX_COMPILATION_CACHE_DIR=str(cache))
-    out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert (cache.is_dir() and any(cache.iterdir())) == expect_entries
+  env = dict(os.environ, MSSJAX_COMPILATION_CACHE="1", MSSJAX_COMPILATION_CACHE_DIR=str(cache))
+  out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
   entries = sorted(cache.iterdir())
+  assert entries
   out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert out.returncode == 0 and sorted(cache.iterdir()) == entries  # the second process reuses, adds nothing
+
+
+@pytest.mark.parametrize("value,expected", [("0", None), ("off", None), ("No", None), ("1", "explicit"),
+                                            ("", "explicit")])
+def test_the_compilation_cache_setting(monkeypatch, tmp_path, value, expected):
+  """MSSJAX_COMPILATION_CACHE=0 turns the cache off (read by every entry point before it compiles)."""
+  from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv("MSSJAX_COMPILATION_CACHE", value)
+  monkeypatch.setenv("MSSJAX_COMPILATION_CACHE_DIR", str(tmp_path / "explicit"))
+  folder = compilation_cache.cache_dir()
+  assert (folder if folder is None else folder.name) == expected
+  monkeypatch.delenv("MSSJAX_COMPILATION_CACHE_DIR")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  if expected is not None:
+    assert compilation_cache.cache_dir() == tmp_path / "xdg" / "mssjax" / "jax"
 
 
 @pytest.mark.parametrize("storage_dtype", ["float32", "float16"])
