@@ -22,6 +22,9 @@ def get_config():
   """The default experiment config."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # A weights file to start from instead of a random initialisation (fine-tuning): the shipped
+  # mssjax/pretrained/unet.safetensors or an export-weights file of the same config.model and stft.
+  config.init_weights = ""
   config.sample_rate = 44100
   config.num_train_steps = 300_000
   config.log_every = 100

@@ -42,137 +42,15 @@ from flax import nnx, struct
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mssjax import TARGETS, checkpoints, losses, models, separate, spectral
+from mssjax import TARGETS, checkpoints, models, separate, spectral, weights
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
+from mssjax.errors import CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 from mssjax.metrics import sdr
 from mssjax.models import separator as separator_lib
-
-# --- the loss ---------------------------------------------------------------------------------------
-
-WAVEFORM_TERMS = ("sdr", "si_sdr", "multi_resolution_stft", "isr", "sir", "sar")
-"""Losses on the waveforms (through the differentiable iSTFT), from `mssjax.losses`: the negative mean
-SDR, SI-SDR, ISR, SIR or SAR in dB (ISR, SIR and SAR through BSSEval v4's distortion filters, one window
-per chunk), or the multi-resolution STFT distance."""
-LOSS_KINDS = ("l1", "mse") + WAVEFORM_TERMS
-LOSS_DOMAINS = ("magnitude", "time")
-SILENCE = 1e-6
-"""A target quieter than this fraction of its mixture's energy is left out of the dB terms (museval
-leaves silent windows out as NaN); a chunk with such a target, or an exactly mono one (a singular
-Gram matrix), is left out of the ISR, SIR and SAR terms."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-  """What the loss compares (static under jit).
-
-  Attributes:
-    kind: the main term, weight 1: ``"l1"`` or ``"mse"`` (in ``domain``) or
-      one of `WAVEFORM_TERMS`.
-    domain: ``"magnitude"`` (masked mixture magnitude against the target's
-      STFT magnitude, as Open-Unmix) or ``"time"`` (waveforms through the
-      differentiable iSTFT, as Demucs/X-UMX's time-domain term), for ``"l1"``
-      and ``"mse"``.
-    n_fft, hop_length: the STFT settings.
-    weights: ``((term, weight), ...)``: `WAVEFORM_TERMS` added to the main
-      term with these weights (``config.loss.weights``; zero weights left out).
-    filters_len: taps of BSSEval's distortion filters for ISR, SIR and SAR.
-  """
-  kind: str
-  domain: str
-  n_fft: int
-  hop_length: int
-  weights: tuple[tuple[str, float], ...] = ()
-  filters_len: int = 512
-
-
-def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
-  """The `LossSpec` of a config (validated)."""
-  check_choice("loss.kind", config.loss.kind, LOSS_KINDS)
-  check_choice("loss.domain", config.loss.domain, LOSS_DOMAINS)
-  for name in config.loss.weights:
-    check_choice("loss.weights", name, WAVEFORM_TERMS)
-  weights = tuple((name, check_finite(f"loss.weights.{name}", config.loss.weights[name], minimum=0))
-                  for name in WAVEFORM_TERMS if config.loss.weights[name])
-  filters_len = check_positive_int("loss.filters_len", config.loss.filters_len)
-  n_fft, hop_length = models.stft_settings(config)
-  return LossSpec(config.loss.kind, config.loss.domain, n_fft, hop_length, weights, filters_len)
-
-
-def _distance(diff: jax.Array, kind: str) -> jax.Array:
-  return jnp.mean(jnp.abs(diff)) if kind == "l1" else jnp.mean(jnp.square(diff))
-
-
-def _masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
-  """The mean of ``values`` where ``valid`` (broadcast to their shape); 0 where none is."""
-  valid = jnp.broadcast_to(valid, values.shape)
-  return jnp.sum(jnp.where(valid, values, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
-
-
-def _bss_term(name: str, targets: jax.Array, estimates: jax.Array, audible: jax.Array, filters_len: int
-              ) -> jax.Array:
-  """The mean ISR, SIR or SAR (one BSSEval v4 window per chunk) over the chunks it is defined for.
-
-  Left-out chunks are replaced by a fixed noise stand-in, so that no singular system is solved and
-  their gradient is exactly zero.
-  """
-  channels = jnp.einsum("bsnc,bsnd->bscd", targets, targets)
-  eig = jnp.linalg.eigvalsh(channels)
-  valid = jnp.all(audible & (eig[..., 0] > 1e-6 * eig[..., -1]), axis=-1)                   # [B]
-  stand_in = jax.random.normal(jax.random.key(0), targets.shape[1:], targets.dtype)
-  refs = jnp.where(valid[:, None, None, None], targets, stand_in)
-  ests = jnp.where(valid[:, None, None, None], estimates, 0.5 * stand_in + 0.5 * stand_in[::-1])
-  n_samples = targets.shape[-2]
-  metrics = losses.bss_eval_v4(refs, ests, window=n_samples, hop=n_samples, filters_len=filters_len)
-  return -_masked_mean(getattr(metrics, name)[..., 0], valid[:, None])
-
-
-def _waveform_term(name: str, targets: jax.Array, estimates: jax.Array, filters_len: int) -> jax.Array:
-  """One of `WAVEFORM_TERMS` for ``[B, 4, 2, n]`` waveforms."""
-  targets, estimates = jnp.swapaxes(targets, -1, -2), jnp.swapaxes(estimates, -1, -2)   # museval's layout
-  if name == "multi_resolution_stft":
-    return jnp.mean(losses.multi_resolution_stft(targets, estimates))
-  energy = jnp.sum(jnp.square(targets), axis=(-2, -1))
-  audible = energy > SILENCE * jnp.sum(jnp.square(jnp.sum(targets, axis=1)), axis=(-2, -1))[:, None]
-  if name in ("sdr", "si_sdr"):
-    values = getattr(losses, name)(targets, estimates, eps=1e-8)
-    return -_masked_mean(values, audible)
-  return _bss_term(name, targets, estimates, audible, filters_len)
-
-
-def compute_loss(graphdef: nnx.GraphDef, params: dict, batch: Mapping[str, jax.Array], spec: LossSpec
-                 ) -> jax.Array:
-  """The training loss of one batch: the main term plus the weighted waveform terms.
-
-  Args:
-    graphdef, params: the model, split.
-    batch: ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``.
-    spec: a `LossSpec`.
-
-  Returns:
-    float32 scalar.
-  """
-  model = nnx.merge(graphdef, params)
-  mixture_stft = spectral.stft(batch["mixture"], n_fft=spec.n_fft, hop_length=spec.hop_length)
-  masks = model(jnp.abs(mixture_stft))
-  terms = dict(spec.weights)
-  waveform = spec.kind in WAVEFORM_TERMS or spec.domain == "time" or bool(terms)
-  if waveform:
-    waves = spectral.istft(masks * mixture_stft[:, None], n_fft=spec.n_fft, hop_length=spec.hop_length,
-                           length=batch["mixture"].shape[-1])
-  if spec.kind in WAVEFORM_TERMS:
-    terms[spec.kind] = terms.get(spec.kind, 0.0) + 1.0
-    loss = 0.0
-  elif spec.domain == "time":
-    loss = _distance(waves - batch["targets"], spec.kind)
-  else:
-    targets = jnp.abs(spectral.stft(batch["targets"], n_fft=spec.n_fft, hop_length=spec.hop_length))
-    loss = _distance(masks * jnp.abs(mixture_stft)[:, None] - targets, spec.kind)
-  for name, weight in terms.items():
-    loss = loss + weight * _waveform_term(name, batch["targets"], waves, spec.filters_len)
-  return jnp.asarray(loss, jnp.float32)
-
+# The loss (config.loss) lives in mssjax.train_loss; its names stay importable from here.
+from mssjax.train_loss import (  # pylint: disable=unused-import
+    LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
 
 # --- the optimiser ----------------------------------------------------------------------------------
 
@@ -588,14 +466,40 @@ class _Run:
       self.save(self.managers.latest, step, state)
 
 
+def initial_params(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> dict:
+  """The parameters of the weights file ``config.init_weights``, in ``like``'s structure and dtypes.
+
+  Raises:
+    CheckpointError: the file is unreadable (`mssjax.weights.read`), holds a model of another
+      ``config.model``, STFT or sample rate, or its parameters do not fit (the message names the file).
+  """
+  path = config.init_weights
+  stored = weights.read(path)
+  changed = config_lib.differences(
+      {"model": stored.config.model.to_dict(), "stft": models.stft_settings(stored.config),
+       "sample_rate": stored.config.sample_rate},
+      {"model": config.model.to_dict(), "stft": models.stft_settings(config), "sample_rate": config.sample_rate})
+  if changed:
+    raise CheckpointError(f"{path}: init_weights holds a model of another config ({'; '.join(changed[:6])}); "
+                          "train with the file's model, stft and sample_rate settings")
+  return weights.unflatten(stored.params, like, path=path)
+
+
 def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
-  """A fresh state (with input statistics), or the latest checkpoint's; replicated on the mesh."""
+  """A fresh state (with input statistics, or ``config.init_weights``' parameters), or the latest checkpoint's.
+
+  Replicated on the mesh.
+  """
   resuming = run.managers.latest.latest_step() is not None
+  from_file = not resuming and bool(config.get("init_weights"))
   stats = None
-  if not resuming and config.model.stats_batches:
+  if not resuming and not from_file and config.model.stats_batches:
     stats_iterator = loaders.make_train_iterator(config, seed=int(config.seed) + 1)
     stats = [global_batch(next(stats_iterator)) for _ in range(int(config.model.stats_batches))]
   state = create_train_state(config, jax.random.key(int(config.seed)), stats_batches=stats)
+  if from_file:
+    params = jax.tree.map(jnp.asarray, initial_params(config, state.params))
+    state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
     restored = checkpoints.restore_state(
         run.managers.latest, params=state.params, opt_state=state.opt_state,
@@ -629,6 +533,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       (finite) checkpoint is kept.
   """
   check_config(config)
+  if config.get("init_weights"):  # a bad or mismatched file fails before the workdir is touched
+    initial_params(config, models.model_spec(config).abstract_params)
   workdir = pathlib.Path(workdir).resolve()
   mesh = make_mesh()
   check_batch_size(config, mesh)

@@ -278,11 +278,11 @@ def test_bad_loss_settings_fail_before_training(key, value, match):
 
 
 def test_sir_term_is_the_mean_over_the_chunks_it_is_defined_for():
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax import train_loss  # pylint: disable=import-outside-toplevel
   targets = np.swapaxes(_coloured(np.random.default_rng(4), (2, 4, 2000, 2)), -1, -2).astype(np.float32)
   estimates = 0.8 * targets + 0.05 * targets.sum(1, keepdims=True)
   targets[1, 0] = 0                                                   # chunk 1 left out
-  term = float(jax.jit(lambda t, e: train_lib._waveform_term("sir", t, e, 16))(targets, estimates))
+  term = float(jax.jit(lambda t, e: train_loss._waveform_term("sir", t, e, 16))(targets, estimates))
   refs, ests = np.swapaxes(targets[0], -1, -2), np.swapaxes(estimates[0], -1, -2)
   n = refs.shape[-2]
   expected = -np.mean(np.asarray(losses.bss_eval_v4(refs, ests, window=n, hop=n, filters_len=16).sir))

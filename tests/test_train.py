@@ -346,3 +346,23 @@ def test_one_step_on_eight_devices_equals_one_device():
                        capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "EIGHT_OK" in out.stdout
+
+
+def test_training_starts_from_init_weights_and_refuses_another_model(trained, tmp_path):
+  """config.init_weights (fine-tuning): the first step starts from the file's parameters, input statistics too."""
+  from mssjax import weights  # pylint: disable=import-outside-toplevel
+  from mssjax.models import separator  # pylint: disable=import-outside-toplevel
+  path = separator.export_weights(trained[0], tmp_path / "start.safetensors")
+  config = tiny_config()
+  config.update(init_weights=str(path), num_train_steps=2, eval_every=0)
+  config.optim.learning_rate = 1e-30  # the steps leave the parameters where the file put them
+  state = train_lib.train_and_evaluate(config, tmp_path / "finetuned")
+  stored = weights.read(path).params
+  got = weights.flatten(jax.tree.map(np.asarray, state.params))
+  assert sorted(got) == sorted(stored) and int(state.step) == 2
+  for name, value in stored.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-6, atol=1e-12, err_msg=name)
+  config.model.features = (4, 4)
+  with pytest.raises(CheckpointError, match=rf"{path}: init_weights holds a model of another config .*features"):
+    train_lib.train_and_evaluate(config, tmp_path / "other")
+  assert not (tmp_path / "other").exists()
