@@ -2,12 +2,21 @@
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
-# The command-line tools keep compiled programs in the user's cache; tests (and the tools they start)
-# compile afresh unless a test asks for the cache (tests/test_separate.py).
-os.environ["MSSJAX_COMPILATION_CACHE"] = "0"
+from mssjax import compilation_cache
+
+# One persistent compilation cache for the whole run (every xdist worker and every process the tests
+# start: the same separators and training steps are compiled in many of them), in a fresh folder per
+# run, never the user's (~/.cache/mssjax); removed at the end. Tests of the cache itself set their own.
+if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller (or a run without workers); workers inherit it
+  os.environ["MSSJAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mssjax-tests-")
+os.environ["MSSJAX_COMPILATION_CACHE"] = "1"
+COMPILATION_CACHE = pathlib.Path(os.environ["MSSJAX_COMPILATION_CACHE_DIR"])
+compilation_cache.enable()
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 MUSDB_ROOT = SHARED_DATA / "musdb18-7"
@@ -28,3 +37,19 @@ def mixture_example():
   if not MIXTURE_EXAMPLE.is_file():
     pytest.skip(f"example mixture not found at {MIXTURE_EXAMPLE}")
   return MIXTURE_EXAMPLE
+
+
+def pytest_sessionfinish(session):
+  if not hasattr(session.config, "workerinput"):  # the controller (or a run without workers)
+    shutil.rmtree(COMPILATION_CACHE, ignore_errors=True)
+
+
+# The files that take longest (seconds of one idle 2-core run), started first so that the xdist workers
+# finish together (`make test` keeps this order: --no-loadscope-reorder); the others follow in name order.
+LONGEST_FIRST = ("test_losses.py", "test_multihost.py", "test_metrics.py", "test_separate.py", "test_evaluate.py",
+                 "test_train.py", "test_separators.py", "test_export.py", "test_reliability.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
