@@ -12,7 +12,7 @@ Each layout is a fresh set of processes (the devices of a JAX process are fixed 
 `mssjax.sharded.separate_tracks` with the track axis over every device (with two processes each
 passes its half of the tracks to a mesh of all four devices). A first call compiles; the median of
 ``--repeats`` further calls is timed (with two processes, the slower process's). Tracks per second
-and the ratio to ``1 x 1`` are printed, then each process's peak resident memory (``ru_maxrss``).
+and the ratio to ``1 x 1`` are printed, then each process's peak resident memory (``VmHWM``).
 Forced CPU devices share the machine's cores: on a 2-core CPU more than two devices cannot be faster
 than two, and what the figures show there is the cost of the sharding, not a gain.
 """
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from timing import peak_memory_mb  # pylint: disable=wrong-import-position
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -66,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
       fn()
       times.append(time.perf_counter() - start)
     result[f"{name}_s"] = statistics.median(times)
-  result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  result["peak_rss_mb"] = peak_memory_mb()
   distributed.barrier("done")
   print("RESULT " + json.dumps(result), flush=True)
 

@@ -22,7 +22,6 @@ single calls.
 
 import itertools
 import pathlib
-import resource
 import subprocess
 import sys
 import textwrap
@@ -37,7 +36,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from timing import time_call  # pylint: disable=wrong-import-position
+from timing import peak_memory_mb, time_call  # pylint: disable=wrong-import-position
 
 from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
 from mssjax.data import loaders  # pylint: disable=wrong-import-position
@@ -123,8 +122,10 @@ def bench_separation(config, state, seconds=30.0):
 
 
 TEN_MINUTES = textwrap.dedent("""
-    import resource, sys
+    import sys
     sys.path.insert(0, {repo!r})
+    sys.path.insert(0, {repo!r} + "/benchmarks")
+    from timing import peak_memory_mb
     import numpy as np, jax
     from ml_collections import ConfigDict
     from mssjax import models, separate
@@ -135,7 +136,7 @@ TEN_MINUTES = textwrap.dedent("""
     n = 600 * 44100
     song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, n)).astype(np.float32)
     stems = separate.separate_array(model, song)
-    print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print("PEAK_MB", peak_memory_mb())
 """)
 
 
@@ -158,7 +159,7 @@ def main(argv):
   bench_separation(config, state)
   if FLAGS.memory:
     bench_memory(config)
-  print(f"this process peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+  print(f"this process peak memory: {peak_memory_mb():.0f} MB")
 
 
 if __name__ == "__main__":
