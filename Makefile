@@ -39,7 +39,8 @@ demo: $(VENV)/.runtime
 	$(BIN)/python evaluate.py --config configs/evaluate.py --workdir $(WORKDIR)
 
 # Test files are spread over this many worker processes (pytest-xdist; a file's tests share a worker
-# and its module fixtures; tests/conftest.py starts the longest files first). Default: the CPU count, at most 4 (each worker's JAX takes up to ~5 GB).
+# and its module fixtures; tests/conftest.py starts the longest files first). Default: the CPU count,
+# at most 4 (each worker's JAX takes up to ~5 GB).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: $(VENV)/.dev sysdeps

@@ -45,7 +45,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mssjax import TARGETS, checkpoints, models, separate, spectral, weights
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
+from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
+                           check_positive_int)
 from mssjax.metrics import sdr
 from mssjax.models import separator as separator_lib
 # The loss (config.loss) lives in mssjax.train_loss; its names stay importable from here.
@@ -411,6 +412,7 @@ class _Run:
   managers: checkpoints.Managers
   logger: _Logger
   tracks: list[loaders.ValidationTrack] | None
+  init_params: dict | None = None  # config.init_weights' parameters (read and checked once)
   bar: Any = None
 
   def save(self, manager: Any, step: int, state: TrainState, metrics: Mapping[str, float] | None = None) -> None:
@@ -491,14 +493,14 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
   Replicated on the mesh.
   """
   resuming = run.managers.latest.latest_step() is not None
-  from_file = not resuming and bool(config.get("init_weights"))
+  from_file = not resuming and run.init_params is not None
   stats = None
   if not resuming and not from_file and config.model.stats_batches:
     stats_iterator = loaders.make_train_iterator(config, seed=int(config.seed) + 1)
     stats = [global_batch(next(stats_iterator)) for _ in range(int(config.model.stats_batches))]
   state = create_train_state(config, jax.random.key(int(config.seed)), stats_batches=stats)
   if from_file:
-    params = jax.tree.map(jnp.asarray, initial_params(config, state.params))
+    params = jax.tree.map(jnp.asarray, run.init_params)
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
     restored = checkpoints.restore_state(
@@ -533,8 +535,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       (finite) checkpoint is kept.
   """
   check_config(config)
-  if config.get("init_weights"):  # a bad or mismatched file fails before the workdir is touched
-    initial_params(config, models.model_spec(config).abstract_params)
+  init_params = None  # a bad or mismatched file fails before the workdir is touched
+  if config.get("init_weights"):
+    init_params = initial_params(config, models.model_spec(config).abstract_params)
   workdir = pathlib.Path(workdir).resolve()
   mesh = make_mesh()
   check_batch_size(config, mesh)
@@ -544,7 +547,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
   prepare_workdir(config, workdir, allow_config_change=allow_config_change)
   run = _Run(config, mesh, iterator, checkpoints.managers(workdir, keep=int(config.checkpoint.keep)),
-             _Logger(workdir, make_optimizer(config).schedule), tracks)
+             _Logger(workdir, make_optimizer(config).schedule), tracks, init_params)
   try:
     state = _initial_state(config, run)
     step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))

@@ -24,9 +24,10 @@ signals, is block Toeplitz (8 x 8 blocks over 512 lags for four stereo
 sources), so one block Levinson recursion solves it for every source in
 ``O(L^2)`` block operations instead of a dense ``O(L^3)`` factorisation (LU and
 Cholesky remain as options; `mssjax.metrics.toeplitz` holds the solvers and
-benchmarks/metrics.py times the stages and the solvers against museval); and the windows are processed in vectorised batches
-whose energies are read in the frequency domain (Parseval), so memory stays
-bounded by ``frames_batch`` windows whatever the track length.
+benchmarks/metrics.py times the stages and the solvers against museval); and
+the windows are processed in vectorised batches whose energies are read in the
+frequency domain (Parseval), so memory stays bounded by ``frames_batch``
+windows whatever the track length.
 
 Precision: the filter fit (correlations and solve) runs in float64 inside a
 ``jax.enable_x64(True)`` context, because the Gram matrix of band-limited music
