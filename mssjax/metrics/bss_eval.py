@@ -317,7 +317,7 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   rr, re = corr[:, :n_src * n_ch], corr[:, n_src * n_ch:]
   # Channels of one reference linearly dependent at lag 0 (mono stems): a singular system.
   cov = rr[:, :, lag].reshape(n_src, n_ch, n_src, n_ch)[jnp.arange(n_src), :, jnp.arange(n_src), :]
-  eig = jnp.linalg.eigvalsh(cov)
+  eig, directions = jnp.linalg.eigh(cov)                       # ascending; [S, C], [S, C, C]
   degenerate = eig[:, 0] <= 1e-12 * eig[:, -1]
   if solver == "levinson":
     # In lag-major order (a, p) the Gram matrix is block Toeplitz: block (a, b) is
@@ -325,13 +325,21 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     blocks = jnp.transpose(rr, (2, 1, 0))
     blocks = blocks.at[lag].add(toeplitz.EPS * jnp.eye(n_src * n_ch, dtype=blocks.dtype))
     y = jnp.transpose(re[:, :, lag - jnp.arange(filters_len)], (2, 0, 1))
-    x = toeplitz.solve_block_toeplitz(blocks, y, jnp.any(degenerate), refine_steps)   # [L, (i, ci), (j, cj)]
+    # A reference with linearly dependent channels (an exactly mono stem) makes the system singular
+    # along the null directions of its channel covariance: solved in channel coordinates turned to
+    # its eigenvectors, those directions decoupled (the minimum-norm least-squares solution, which
+    # museval's lstsq fallback gives, without a dense SVD). Other sources keep their coordinates.
+    rotation = jnp.where(degenerate[:, None, None], directions, jnp.eye(n_ch, dtype=directions.dtype))
+    null = (eig <= 1e-12 * eig[:, -1:]) & degenerate[:, None]                        # [S, C]
+    rotation_all = jnp.einsum("ij,iab->iajb", jnp.eye(n_src, dtype=rotation.dtype), rotation)
+    x = toeplitz.solve_with_null_directions(blocks, y, rotation_all.reshape(n_src * n_ch, n_src * n_ch),
+                                            null.reshape(-1), refine_steps)          # [L, (i, ci), (j, cj)]
     filters_all = jnp.transpose(x.reshape(filters_len, n_src, n_ch, n_src, n_ch), (3, 1, 2, 0, 4))
     # Own-source systems: each source's channels only.
     src = jnp.arange(n_src)
     blocks_own = blocks.reshape(-1, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]      # [S, 2L-1, C, C]
     y_own = y.reshape(filters_len, n_src, n_ch, n_src, n_ch)[:, src, :, src, :]       # [S, L, C, C]
-    x_own = toeplitz.solve_block_toeplitz(blocks_own, y_own, degenerate, refine_steps)  # [S, L, C, C]
+    x_own = toeplitz.solve_with_null_directions(blocks_own, y_own, rotation, null, refine_steps)  # [S, L, C, C]
     filters_own = jnp.transpose(x_own, (0, 2, 1, 3))
     return filters_all, filters_own
   # Gram[(p, a), (q, b)] = sum_n x_p[n - a] x_q[n - b] = rr[q, p, a - b].

@@ -17,6 +17,10 @@ channels, so it is defined by ``2 L - 1`` blocks of ``m x m``.
   float64 (`levinson_refined`), and falls back to least squares
   (`lstsq_block_toeplitz`, museval's answer where LU has none) when the system
   is singular (identical references, exactly mono stems).
+- `solve_with_null_directions` solves a system that is singular along known
+  channel directions (an exactly mono reference: `bss_eval_v4` finds them in
+  the lag-0 covariance) by Levinson in turned coordinates, with those
+  directions decoupled: the least-squares answer without the dense SVD.
 - `solve_gram` solves the dense form (the ``solver="lu"`` and ``"cholesky"``
   options of `mssjax.metrics.bss_eval_v4`), with the same fallback.
 
@@ -203,6 +207,47 @@ def solve_block_toeplitz(blocks: ArrayLike, y: ArrayLike, degenerate: ArrayLike,
 
   x = jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
   return x if batched else x[0]
+
+
+def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayLike, null: ArrayLike,
+                               refine_steps: int = 0) -> jax.Array:
+  """Minimum-norm solution of a block Toeplitz system that is singular along known channel directions.
+
+  A reference whose channels are linearly dependent (an exactly mono stem)
+  makes every block ``R_k`` singular along the same direction of the
+  channel space. In channel coordinates turned by the orthogonal
+  ``rotation`` (``R'_k = Q^T R_k Q``: still block Toeplitz) those directions
+  are the coordinates ``null``, whose rows and columns carry no signal. They
+  are decoupled (rows, columns and right-hand side set to zero, a unit pivot
+  on the diagonal of ``R'_0``), the rest is solved by `block_levinson`, and
+  the solution is turned back: the minimum-norm least-squares solution of the
+  singular system, as `lstsq_block_toeplitz` gives it, in Levinson's
+  ``O(N^2 m^3)`` instead of a dense SVD's ``O(N^3 m^3)`` (on museval's
+  4096 x 4096 systems about 0.3 s instead of 20 s on a 2-core CPU).
+
+  Args:
+    blocks: ``[..., 2N - 1, m, m]`` as `block_levinson` takes them.
+    y: ``[..., N, m, r]``.
+    rotation: ``[..., m, m]`` orthogonal; its columns are the new coordinates.
+    null: ``[..., m]`` bool, the rotated coordinates to decouple.
+    refine_steps: as `levinson_refined`.
+
+  Returns:
+    ``x [..., N, m, r]`` (zero along the null directions); least squares on the
+    dense system where a pivot is still singular.
+  """
+  blocks, y, rotation = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(rotation)
+  keep = (~jnp.asarray(null)).astype(blocks.dtype)
+  n_blocks, m = y.shape[-3], y.shape[-2]
+  turned = jnp.einsum("...ji,...kjl,...lp->...kip", rotation, blocks, rotation)
+  turned = turned * keep[..., None, :, None] * keep[..., None, None, :]
+  lag0 = turned[..., n_blocks - 1, :, :]
+  pivot = jnp.trace(lag0, axis1=-2, axis2=-1) / m                                # the kept part's scale
+  unit = (1 - keep)[..., :, None] * jnp.eye(m, dtype=blocks.dtype) * pivot[..., None, None]
+  turned = turned.at[..., n_blocks - 1, :, :].add(unit)
+  turned_y = jnp.einsum("...ji,...njr->...nir", rotation, y) * keep[..., None, :, None]
+  x = solve_block_toeplitz(turned, turned_y, jnp.zeros(y.shape[:-3], bool), refine_steps)
+  return jnp.einsum("...ij,...njr->...nir", rotation, x)
 
 
 def lstsq_block_toeplitz(blocks: jax.Array, y: jax.Array) -> jax.Array:
