@@ -113,7 +113,8 @@ def chunk_function(separator: Any) -> Callable[[jax.Array], jax.Array]:
     def separate_chunk(mixture):
       return separator_lib.separate_with_params(
           separator.graphdef, separator.params, mixture[None], n_fft=separator.n_fft,
-          hop_length=separator.hop_length, wiener_iterations=separator.wiener_iterations)[0]
+          hop_length=separator.hop_length, wiener_iterations=separator.wiener_iterations,
+          shifts=separator.shifts, channel_swap=separator.channel_swap)[0]
     return separate_chunk
   if separator.needs_references:
     raise ParameterError(f"method={separator.name!r} is an oracle: it needs the true stems, so it cannot be "
@@ -287,6 +288,9 @@ def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> C
   if separator.wiener_iterations:
     raise ParameterError(f"wiener_iterations={separator.wiener_iterations}: the ONNX separator does plain "
                          "masking only; export with --set wiener_iterations=0")
+  if separator.shifts != 1 or separator.channel_swap:
+    raise ParameterError(f"shifts={separator.shifts}, channel_swap={separator.channel_swap}: the ONNX separator "
+                         "runs one pass; export with --set shifts=1 --set channel_swap=False")
   n_fft, hop = separator.n_fft, separator.hop_length
   if n_fft % 2:
     raise ParameterError(f"n_fft={n_fft}: the ONNX separator's inverse DFT weights assume an even n_fft")

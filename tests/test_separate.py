@@ -120,7 +120,7 @@ def test_unet_separator_bad_sources(tmp_path):
     separator_lib.unet_separator({"checkpoint": str(tmp_path)})
   with pytest.raises(CheckpointError, match="no such weights file"):
     separator_lib.unet_separator({"weights": str(tmp_path / "missing.safetensors")})
-  with pytest.raises(ParameterError, match="unknown key 'checkpoints'; valid keys: checkpoint, chunk_seconds"):
+  with pytest.raises(ParameterError, match="unknown key 'checkpoints'; valid keys: channel_swap, checkpoint, chunk_seconds"):
     separator_lib.unet_separator({"checkpoints": str(tmp_path)})
 
 

@@ -291,3 +291,28 @@ def test_hpss_repet_on_a_real_track(musdb_root):
 
   gains = [sdr(references[j], np.asarray(out[t])) - sdr(references[j], mixture) for j, t in enumerate(TARGETS)]
   assert np.mean(gains) > 3.0, gains
+
+
+def test_unet_test_time_averaging_is_the_mean_of_the_moved_back_passes():
+  """shifts=2, channel_swap: four passes (two delays within a hop, each also swapped), each moved back."""
+  from mssjax.models import separator as separator_lib  # noqa: PLC0415
+  net = separators.get("unet")
+  hop = net.hop_length
+  rng = np.random.default_rng(0)
+  x = (0.1 * rng.standard_normal((2, 3 * hop + 100))).astype(np.float32)
+  n = x.shape[-1]
+
+  def one_pass(mixture):
+    return np.asarray(separator_lib.separate_with_params(net.graphdef, net.params, mixture[None], n_fft=net.n_fft,
+                                                         hop_length=hop)[0])
+
+  expected = []
+  for offset in (0, hop // 2):
+    padded = np.pad(x, ((0, 0), (offset, hop - offset)))
+    expected.append(one_pass(padded)[..., offset:offset + n])
+    expected.append(one_pass(padded[::-1])[:, ::-1, offset:offset + n])
+  averaged = separators.get("unet", {"shifts": 2, "channel_swap": True})
+  np.testing.assert_allclose(averaged.separate_chunk(x), np.mean(expected, axis=0), atol=1e-6)
+  assert not np.allclose(averaged.separate_chunk(x), one_pass(x), atol=1e-4)   # the passes do differ
+  with pytest.raises(ParameterError, match="shifts=0"):
+    separators.get("unet", {"shifts": 0})

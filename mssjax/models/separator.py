@@ -51,6 +51,9 @@ def unet_config() -> ml_collections.ConfigDict:
     chunk_seconds, overlap_seconds, wiener_iterations: separation settings;
       None (the default) takes the model's own, from its experiment config's
       ``separate`` section: the one place these defaults live.
+    shifts, channel_swap: test-time averaging (`separate_waveforms`): ``shifts``
+      passes at equally spaced offsets within one STFT hop, each also with the
+      channels swapped if ``channel_swap``; 1 and False (one pass) by default.
   """
   config = ml_collections.ConfigDict()
   config.method = "unet"
@@ -60,6 +63,8 @@ def unet_config() -> ml_collections.ConfigDict:
   config.chunk_seconds = config_dict.placeholder(float)
   config.overlap_seconds = config_dict.placeholder(float)
   config.wiener_iterations = config_dict.placeholder(int)
+  config.shifts = 1
+  config.channel_swap = False
   return config
 
 
@@ -86,20 +91,44 @@ def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_
 
 
 def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-                       wiener_iterations: int = 0) -> jax.Array:
-  """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``."""
-  mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-  estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
-  return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=mixture.shape[-1])
+                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False) -> jax.Array:
+  """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``.
+
+  With ``shifts > 1`` or ``channel_swap`` the estimate is the mean of several
+  passes of the network (test-time averaging, as Demucs' "shift trick"):
+  the mixture delayed by ``k * hop_length / shifts`` samples for ``k < shifts``
+  (so every pass sees the audio on another STFT frame grid), each also with
+  its channels swapped where ``channel_swap``; every pass's estimate is moved
+  back (and swapped back) before averaging. All passes run as one batch.
+  """
+  n = mixture.shape[-1]
+  if shifts == 1 and not channel_swap:
+    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
+    return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
+  offsets = [round(k * hop_length / shifts) for k in range(shifts)]
+  passes = [jnp.pad(mixture, ((0, 0), (0, 0), (o, hop_length - o))) for o in offsets]
+  if channel_swap:
+    passes += [x[:, ::-1] for x in passes]
+  batch = mixture.shape[0]
+  out = separate_waveforms(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
+                           wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
+  out = out.reshape((len(passes), batch) + out.shape[1:])
+  if channel_swap:
+    out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])
+  unshifted = [out[i, ..., o:o + n] for i, o in enumerate(offsets * (2 if channel_swap else 1))]
+  return sum(unshifted) / len(unshifted)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations", "shifts",
+                                             "channel_swap"))
 def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Array, *, n_fft: int,
-                         hop_length: int, wiener_iterations: int = 0) -> jax.Array:
+                         hop_length: int, wiener_iterations: int = 0, shifts: int = 1,
+                         channel_swap: bool = False) -> jax.Array:
   """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled)."""
   model = nnx.merge(graphdef, params)
   return separate_waveforms(model, mixture, n_fft=n_fft, hop_length=hop_length,
-                            wiener_iterations=wiener_iterations)
+                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap)
 
 
 class UNetSeparator:
@@ -136,12 +165,17 @@ class UNetSeparator:
     self.params = jax.tree.map(jnp.asarray, dict(params))
     self.n_parameters = int(sum(np.size(p) for p in jax.tree.leaves(self.params)))
     self.wiener_iterations = int(self.config.wiener_iterations)
+    self.shifts = int(self.config.shifts)
+    if self.shifts < 1:
+      raise ParameterError(f"shifts={self.shifts} must be at least 1 (one pass)")
+    self.channel_swap = bool(self.config.channel_swap)
 
   def separate_chunk(self, chunk: np.ndarray) -> np.ndarray:
     """``[channels=2, n]`` numpy -> ``[n_targets, 2, n]`` numpy (one jit call, no chunking)."""
     out = separate_with_params(self.graphdef, self.params, jnp.asarray(chunk, jnp.float32)[None],
                                n_fft=self.n_fft, hop_length=self.hop_length,
-                               wiener_iterations=self.wiener_iterations)
+                               wiener_iterations=self.wiener_iterations, shifts=self.shifts,
+                               channel_swap=self.channel_swap)
     return np.asarray(out[0])
 
   def __call__(self, mixture: np.ndarray, references: np.ndarray | None = None) -> dict[str, np.ndarray]:
