@@ -318,7 +318,8 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   # Channels of one reference linearly dependent at lag 0 (mono stems): a singular system.
   cov = rr[:, :, lag].reshape(n_src, n_ch, n_src, n_ch)[jnp.arange(n_src), :, jnp.arange(n_src), :]
   eig, directions = jnp.linalg.eigh(cov)                       # ascending; [S, C], [S, C, C]
-  degenerate = eig[:, 0] <= 1e-12 * eig[:, -1]
+  null = eig <= 1e-12 * eig[:, -1:]                            # [S, C]: directions without signal
+  degenerate = null[:, 0]
   if solver == "levinson":
     # In lag-major order (a, p) the Gram matrix is block Toeplitz: block (a, b) is
     # R_{a-b}[p, q] = rr[q, p, a - b + lag]; the right-hand side is y[a, p, e] = re[p, e, lag - a].
@@ -330,7 +331,6 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
     # its eigenvectors, those directions decoupled (the minimum-norm least-squares solution, which
     # museval's lstsq fallback gives, without a dense SVD). Other sources keep their coordinates.
     rotation = jnp.where(degenerate[:, None, None], directions, jnp.eye(n_ch, dtype=directions.dtype))
-    null = (eig <= 1e-12 * eig[:, -1:]) & degenerate[:, None]                        # [S, C]
     rotation_all = jnp.einsum("ij,iab->iajb", jnp.eye(n_src, dtype=rotation.dtype), rotation)
     x = toeplitz.solve_with_null_directions(blocks, y, rotation_all.reshape(n_src * n_ch, n_src * n_ch),
                                             null.reshape(-1), refine_steps)          # [L, (i, ci), (j, cj)]
