@@ -83,7 +83,7 @@ def _stages(refs, ests):
   with jax.enable_x64(True):
     r, e = jax.device_put(refs), jax.device_put(ests)
     stages = {
-        "correlations": jax.jit(lambda r, e: core._correlations(r, (r, e), 511)),
+        "correlations": jax.jit(lambda r, e: core._correlations(r, e, 511)),
         "filters levinson": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "levinson")),
         "filters lu": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "lu", 0)),
     }

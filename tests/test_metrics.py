@@ -312,3 +312,43 @@ def test_matches_museval_on_real_audio(real_tracks, index, kind, solver):
   actual = bss_eval_v4(refs, ests, solver=solver)
   worst = _assert_agree(dict(zip(METRICS, (sdr, isr, sir, sar))), actual)
   print(track.name, kind, solver, {k: tuple(f"{v:.2e}" for v in w) for k, w in worst.items()})
+
+
+@pytest.mark.parametrize("n_samples, max_lag", [(40_000, 5), (16_379, 3), (100, 7), (33_000, 0)])
+def test_correlations_match_direct_sums_across_block_boundaries(n_samples, max_lag):
+  """Every lag of the blockwise correlations (within blocks and across their boundaries) is the direct sum."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(n_samples + max_lag)
+  x = rng.standard_normal((2, n_samples, 2))
+  y = rng.standard_normal((1, n_samples, 2))
+  with jax.enable_x64(True):
+    # 2 blocks per step: 40,000 samples are 3 blocks of 16,379 (the last one partial) in 2 steps.
+    out = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), max_lag, blocks_per_step=2))
+  xs = np.moveaxis(x, 2, 1).reshape(4, n_samples)
+  zs = np.concatenate([xs, np.moveaxis(y, 2, 1).reshape(2, n_samples)])
+  expected = np.zeros((4, 6, 2 * max_lag + 1))
+  for k in range(-max_lag, max_lag + 1):
+    if k >= 0:
+      expected[:, :, k + max_lag] = xs[:, k:] @ zs[:, :n_samples - k].T
+    else:
+      expected[:, :, k + max_lag] = xs[:, :n_samples + k] @ zs[:, -k:].T
+  np.testing.assert_allclose(out, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_host_buffer_is_aligned_and_equal_and_silence_is_found_past_the_first_chunk():
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  x = np.arange(3 * 1001 * 2, dtype=np.float32).reshape(3, 1001, 2)[:, 1:]   # not contiguous
+  for dtype in (np.float32, np.float64):
+    out = core._host_buffer(x, dtype)
+    assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.dtype == dtype
+    np.testing.assert_array_equal(out, x)
+  aligned = core._host_buffer(x, np.float32)
+  assert core._host_buffer(aligned, np.float32) is aligned
+  signals = np.zeros((2, 3, 200_000, 2), np.float32)
+  signals[0, 0, 150_000, 1] = 1.0               # silent in the first chunks only
+  signals[1, :, 7] = 1.0
+  signals[0, 2, 5, 0], signals[0, 2, 5, 1] = 1.0, -1.0   # channels cancel: silent channel sum
+  expected = np.array([[False, True, True], [False, False, False]])
+  np.testing.assert_array_equal(core._silent_signals(signals, chunk=65_536), expected)
