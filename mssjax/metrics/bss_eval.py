@@ -45,6 +45,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -157,6 +158,26 @@ def _silent_signals(x, chunk=65536):
   return silent
 
 
+@contextlib.contextmanager
+def _no_hugepages():
+  """numpy's ``madvise(MADV_HUGEPAGE)`` on new large arrays turned off while the block runs.
+
+  Where the kernel's transparent-huge-page defrag setting is "madvise" (a common
+  default), faulting in a hinted buffer can stall in memory compaction: the two
+  339 MB staging copies of a 4-minute track took 0.06 to 1.0 s each from call to
+  call after XLA had freed its buffers, against a steady 0.17 to 0.23 s with
+  4 KiB pages (the same machine, same run). Other threads allocating meanwhile
+  merely miss the hint.
+  """
+  toggle = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+  previous = toggle(False) if toggle is not None else None
+  try:
+    yield
+  finally:
+    if toggle is not None:
+      toggle(previous)
+
+
 def _host_buffer(x, dtype):
   """``x`` as a C-contiguous, 64-byte aligned ``dtype`` array that ``jax.device_put`` aliases.
 
@@ -165,12 +186,14 @@ def _host_buffer(x, dtype):
   against 0.1 ms aliased and 0.1 s for numpy's own copy. numpy's large buffers are
   16-byte aligned, so most inputs need one numpy copy here. The copy lands half a
   page away from the source's offset in its page: at equal offsets (4K aliasing)
-  numpy's copy took twice as long.
+  numpy's copy took twice as long. It is allocated without numpy's huge-page hint
+  (`_no_hugepages`).
   """
   dtype = np.dtype(dtype)
   if x.dtype == dtype and x.flags.c_contiguous and x.ctypes.data % 64 == 0:
     return x
-  flat = np.empty(x.size + 8192 // dtype.itemsize, dtype)
+  with _no_hugepages():
+    flat = np.empty(x.size + 8192 // dtype.itemsize, dtype)
   target = (x.ctypes.data + 2048) % 4096 // 64 * 64
   offset = (target - flat.ctypes.data) % 4096 // dtype.itemsize
   out = flat[offset:offset + x.size].reshape(x.shape)
@@ -269,6 +292,8 @@ def _bss_eval_batch(references, estimates, *, frame_len, hop, n_frames, filters_
     return _framewise_metrics(refs, ests, filters_all, filters_own, frame_len=frame_len, hop=hop,
                               n_frames=n_frames, dtype=jnp.dtype(framewise_dtype),
                               frames_batch=frames_batch)
+  if references.shape[0] == 1:  # one track: no loop, whose slicing copied the inputs (0.4 s at 4 minutes)
+    return tuple(out[None] for out in one_track((references[0], estimates[0])))
   return jax.lax.map(one_track, (references, estimates))
 
 
@@ -285,7 +310,7 @@ def _blocks(signal, start, n_blocks, length, hop):
   return jnp.moveaxis(values, 3, 1).reshape(n_src * n_ch, n_blocks, length)
 
 
-def _correlations(x, y, max_lag, blocks_per_step=4):
+def _correlations(x, y, max_lag, blocks_per_step=16):
   """Linear cross-correlations for small lags of ``x`` with ``x`` and ``y``, by blockwise FFT.
 
   The signals are cut in blocks of ``n_fft - max_lag`` samples. Each block's spectrum
@@ -295,7 +320,9 @@ def _correlations(x, y, max_lag, blocks_per_step=4):
   before and after each boundary. Every signal is transformed once, where an
   overlap-save split (blocks of ``x`` with margins against plain blocks of ``x``
   and ``y``) transforms ``x`` twice: 16 long FFTs per block instead of 24 for four
-  stereo sources, 7 % less time on a 4-minute track (benchmarks/metrics.py).
+  stereo sources, 7 % less time on a 4-minute track (benchmarks/metrics.py). Of the
+  correlations of ``x`` with itself only ``p <= q`` are accumulated (``out[q, p]`` is
+  ``out[p, q]`` reversed in lag).
   ``blocks_per_step`` blocks are transformed at a time, so memory stays bounded.
 
   Args:
@@ -318,6 +345,12 @@ def _correlations(x, y, max_lag, blocks_per_step=4):
   n_blocks = -(-n_samples // block)
   per_step = min(blocks_per_step, n_blocks)
   n_steps = -(-n_blocks // per_step)
+  # Pairs (p, q) accumulated: x with x for p <= q only (the pair (q, p) is the same correlation
+  # reversed in lag), x with every signal of y. 100 pairs instead of 128 for four stereo sources.
+  upper_p, upper_q = np.triu_indices(n_x)
+  cross_p, cross_q = np.divmod(np.arange(n_x * (n_z - n_x)), n_z - n_x)
+  pair_p = np.concatenate([upper_p, cross_p]).astype(np.int32)
+  pair_q = np.concatenate([upper_q, cross_q + n_x]).astype(np.int32)
 
   def step(carry, i):
     acc, acc_edge = carry
@@ -337,22 +370,24 @@ def _correlations(x, y, max_lag, blocks_per_step=4):
     # half the step time of a batched matmul over frequencies, which needs [f, p, b] copies.
     def accumulate(b, carry):
       acc, acc_edge = carry
-      acc = acc + z[:n_x, b, None, :] * z_conj[None, :, b, :]
+      acc = acc + z[pair_p, b, :] * z_conj[pair_q, b, :]
       if max_lag:
         # x after the boundary with z before it (lags > 0), and x before with z after (lags < 0).
-        acc_edge = acc_edge + (after[:n_x, b, None, :] * before_conj[None, :, b, :]
-                               + before[:n_x, b, None, :] * after_conj[None, :, b, :])
+        acc_edge = acc_edge + (after[pair_p, b, :] * before_conj[pair_q, b, :]
+                               + before[pair_p, b, :] * after_conj[pair_q, b, :])
       return acc, acc_edge
 
     return jax.lax.fori_loop(0, per_step, accumulate, (acc, acc_edge)), None
 
-  acc = jnp.zeros((n_x, n_z, n_fft // 2 + 1), jnp.complex128)
-  acc_edge = jnp.zeros((n_x, n_z, n_short // 2 + 1), jnp.complex128)
+  acc = jnp.zeros((len(pair_p), n_fft // 2 + 1), jnp.complex128)
+  acc_edge = jnp.zeros((len(pair_p), n_short // 2 + 1), jnp.complex128)
   (acc, acc_edge), _ = jax.lax.scan(step, (acc, acc_edge), jnp.arange(n_steps))
   lags = np.arange(-max_lag, max_lag + 1)
-  inside = jnp.fft.irfft(acc, n=n_fft, axis=-1)[..., lags % n_fft]
-  across = jnp.fft.irfft(acc_edge, n=n_short, axis=-1)[..., lags % n_short]
-  return inside + across
+  pairs = (jnp.fft.irfft(acc, n=n_fft, axis=-1)[..., lags % n_fft]
+           + jnp.fft.irfft(acc_edge, n=n_short, axis=-1)[..., lags % n_short])   # [pairs, 2 * max_lag + 1]
+  out = jnp.zeros((n_x, n_z, 2 * max_lag + 1), pairs.dtype).at[pair_p, pair_q].set(pairs)
+  lower = upper_p != upper_q
+  return out.at[upper_q[lower], upper_p[lower]].set(pairs[:len(upper_p)][lower, ::-1])
 
 
 def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps=0):
