@@ -22,15 +22,10 @@ steps/s, compile and input statistics about 2 minutes, so 2,400 steps take
 about 55 minutes with the validations (an idle machine is faster).
 
 What it reached: this config is the shipped network (mssjax/pretrained/unet.safetensors, made with
-``python -m mssjax export-weights workdirs/unet_previews -o mssjax/pretrained/unet.safetensors``;
-model card, ablations and the command beside it). Trained to step 2,400 in about 27 minutes
-while other jobs shared the CPU; the best checkpoint by whole-signal validation SDR (step 1,500,
-3.33 dB) scored on all 40 test previews with
-`python evaluate.py --config configs/evaluate.py --workdir DIR --config.methods=unet
---config.data.root=../shared/data/musdb18-7` (BSSEval v4, median over frames then tracks):
-vocals 4.48, drums 3.85, bass 3.13, other 2.09, average 3.39 dB, above both classical recipes on
-every target (hpss_repet 3.05 / 2.78 / 1.39 / 0.83, avg 2.01; nmf 1.83 / 2.10 / 1.58 / 0.01,
-avg 1.38).
+``python -m mssjax export-weights workdirs/unet_previews -o mssjax/pretrained/unet.safetensors``).
+Its test-preview SDR table, the commands and the ablations (width, chunk length, loss domain,
+augmentations, Wiener filter, test-time averaging) are in the model card beside the weights,
+mssjax/pretrained/README.md, the one place those numbers are kept.
 """
 
 from configs import unet
