@@ -257,7 +257,7 @@ def load(path: str | os.PathLike) -> ExportedSeparator:
   return ExportedSeparator(path, meta, exported, platform)
 
 
-# --- overlap-add (the same arithmetic as mssjax.separate) -------------------------------------------
+# --- overlap-add (mssjax.separate uses these) --------------------------------------------------------
 
 
 def crossfade_window(chunk_samples: int, overlap_samples: int, *, fade_in: bool = True, fade_out: bool = True
@@ -283,11 +283,14 @@ def chunk_starts(n_samples: int, chunk_samples: int, overlap_samples: int) -> li
   return [i * hop for i in range(count)]
 
 
-def overlap_add(separate_chunk, mixture: np.ndarray, *, chunk_samples: int, overlap_samples: int) -> np.ndarray:
+def overlap_add(separate_chunk, mixture: np.ndarray, *, chunk_samples: int, overlap_samples: int,
+                progress=None) -> np.ndarray:
   """Applies ``separate_chunk`` (``[channels, chunk_samples] -> [n_sources, channels, chunk_samples]``) to a
   ``[channels, n_samples]`` signal by windowed overlap-add; returns float32 ``[n_sources, channels, n_samples]``.
 
   Every call gets exactly ``chunk_samples`` samples (the last chunk zero-padded).
+  ``progress`` (a tqdm-like object), where given, is advanced once per chunk.
+  `mssjax.separate` joins its chunks with this function too.
   """
   channels, n = mixture.shape
   starts = chunk_starts(n, chunk_samples, overlap_samples)
@@ -303,5 +306,7 @@ def overlap_add(separate_chunk, mixture: np.ndarray, *, chunk_samples: int, over
     w = crossfade_window(chunk_samples, overlap_samples, fade_in=i > 0, fade_out=i < len(starts) - 1)[:length]
     out[..., start:start + length] += estimate * w
     total[start:start + length] += w
+    if progress is not None:
+      progress.update(1)
   out /= total
   return out

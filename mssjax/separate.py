@@ -29,40 +29,24 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio, fileio
+from mssjax import TARGETS, audio, exported, fileio
 from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
 
 MODEL_RATE = 44100
 
 
-def crossfade_window(chunk_samples: int, overlap_samples: int, *, fade_in: bool = True, fade_out: bool = True
-                     ) -> np.ndarray:
-  """Overlap-add weights ``[chunk_samples]``: raised-cosine ramps over ``overlap_samples``, ones between.
-
-  The ramps never reach zero (half-sample offset), so every sample of the song
-  has a positive total weight.
-  """
-  w = np.ones(chunk_samples, dtype=np.float32)
-  if overlap_samples:
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap_samples) + 0.5) / overlap_samples)
-    if fade_in:
-      w[:overlap_samples] = ramp
-    if fade_out:
-      w[-overlap_samples:] = np.minimum(w[-overlap_samples:], ramp[::-1])
-  return w
+crossfade_window = exported.crossfade_window
 
 
 def chunk_starts(n_samples: int, chunk_samples: int, overlap_samples: int) -> list[int]:
-  """Start samples of the chunks that cover ``n_samples`` with the given overlap.
+  """Start samples of the chunks that cover ``n_samples`` with the given overlap (`exported.chunk_starts`).
 
   Raises:
     ParameterError: unless ``chunk_samples >= 1`` and ``0 <= overlap_samples < chunk_samples``
       (so the hop is positive and the list is finite).
   """
   _check_chunking(chunk_samples, overlap_samples)
-  hop = chunk_samples - overlap_samples
-  count = 1 + max(0, -(-(n_samples - chunk_samples) // hop))
-  return [i * hop for i in range(count)]
+  return exported.chunk_starts(n_samples, chunk_samples, overlap_samples)
 
 
 def _check_chunking(chunk_samples: int, overlap_samples: int) -> None:
@@ -116,26 +100,8 @@ def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.
     float32 numpy ``[n_sources, channels, n_samples]``.
   """
   _check_chunking(chunk_samples, overlap_samples)
-  mixture = np.asarray(mixture, dtype=np.float32)
-  channels, n = mixture.shape
-  starts = chunk_starts(n, chunk_samples, overlap_samples)
-  out, total = None, np.zeros(n, dtype=np.float32)
-  for i, start in enumerate(starts):
-    piece = mixture[:, start:start + chunk_samples]
-    length = piece.shape[-1]
-    if length < chunk_samples:
-      piece = np.pad(piece, ((0, 0), (0, chunk_samples - length)))
-    estimate = np.asarray(separate_chunk(piece), dtype=np.float32)[..., :length]
-    if out is None:
-      out = np.zeros((estimate.shape[0], channels, n), dtype=np.float32)
-    w = crossfade_window(chunk_samples, overlap_samples, fade_in=i > 0,
-                         fade_out=i < len(starts) - 1)[:length]
-    out[..., start:start + length] += estimate * w
-    total[start:start + length] += w
-    if progress is not None:
-      progress.update(1)
-  out /= total
-  return out
+  return exported.overlap_add(separate_chunk, np.asarray(mixture, dtype=np.float32), chunk_samples=chunk_samples,
+                              overlap_samples=overlap_samples, progress=progress)
 
 
 def _chunk_function(separator: Any) -> Callable[[np.ndarray], np.ndarray]:
