@@ -172,6 +172,33 @@ def hpss_repet_config() -> ml_collections.ConfigDict:
   """The default ``hpss_repet`` config (how to run it and its measured SDR: ``configs/hpss_repet.py``)."""
   config = ml_collections.ConfigDict()
   config.method = "hpss_repet"
+  _add_hpss_repet_front(config)
+  # multichannel Wiener post-filter iterations (0: plain masks; 1 lost 0.2 dB on the training previews)
+  config.wiener_iterations = 0
+  _add_chunking(config)
+  return config
+
+
+def nmf_config() -> ml_collections.ConfigDict:
+  """The default ``nmf`` config (how to run it and its measured SDR: ``configs/nmf.py``)."""
+  config = ml_collections.ConfigDict()
+  config.method = "nmf"
+  config.seed = 0
+  _add_hpss_repet_front(config)  # HPSS and vocals (the REPET-SIM foreground above the cut-off) as hpss_repet
+  # beta-NMF (Fevotte & Idier 2011) of the harmonic background, multiplicative updates
+  config.nmf = ml_collections.ConfigDict(dict(n_components=32, beta=2.0, n_iter=100))
+  # a basis goes to bass when at least this share of its energy lies below the cut-off, else to other
+  # (above 1: none does, and the recipe's bass / other split is hpss_repet's)
+  config.bass_share = 0.95
+  # exponent of the Wiener-like bass / other split from the reconstructions
+  config.mask_power = 1.0
+  config.wiener_iterations = 0
+  _add_chunking(config)
+  return config
+
+
+def _add_hpss_repet_front(config):
+  """The settings ``hpss_repet`` and ``nmf`` share: rate, STFT, HPSS, bass cut-off, REPET-SIM, vocals."""
   config.sample_rate = 44100
   config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
   # HPSS (Fitzgerald 2010): kernels (harmonic frames, percussive bins; the harmonic one capped at the
@@ -184,35 +211,6 @@ def hpss_repet_config() -> ml_collections.ConfigDict:
       n_neighbors=100, min_distance=1.0, threshold=0.0, selection="peaks", power=2.0, margin=(1.0, 1.0)))
   # share of the percussive part's non-repeating foreground that goes to vocals (0: none)
   config.vocal_residue = 1.0
-  # multichannel Wiener post-filter iterations (0: plain masks; 1 lost 0.2 dB on the training previews)
-  config.wiener_iterations = 0
-  _add_chunking(config)
-  return config
-
-
-def nmf_config() -> ml_collections.ConfigDict:
-  """The default ``nmf`` config (how to run it and its measured SDR: ``configs/nmf.py``)."""
-  config = ml_collections.ConfigDict()
-  config.method = "nmf"
-  config.seed = 0
-  config.sample_rate = 44100
-  config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
-  # HPSS and vocals (the REPET-SIM foreground above the cut-off) as hpss_repet
-  config.hpss = ml_collections.ConfigDict(dict(kernel_size=(45, 17), power=2.0, margin=1.0))
-  config.bass_cutoff_hz = 200.0
-  config.repet = ml_collections.ConfigDict(dict(
-      n_neighbors=100, min_distance=1.0, threshold=0.0, selection="peaks", power=2.0, margin=(1.0, 1.0)))
-  config.vocal_residue = 1.0
-  # beta-NMF (Fevotte & Idier 2011) of the harmonic background, multiplicative updates
-  config.nmf = ml_collections.ConfigDict(dict(n_components=32, beta=2.0, n_iter=100))
-  # a basis goes to bass when at least this share of its energy lies below the cut-off, else to other
-  # (above 1: none does, and the recipe's bass / other split is hpss_repet's)
-  config.bass_share = 0.95
-  # exponent of the Wiener-like bass / other split from the reconstructions
-  config.mask_power = 1.0
-  config.wiener_iterations = 0
-  _add_chunking(config)
-  return config
 
 
 def _add_chunking(config, *, chunk_seconds=30.0, overlap_seconds=1.0):
