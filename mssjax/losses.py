@@ -252,12 +252,19 @@ def _blocks(signal: jax.Array, start: jax.Array, n_blocks: int, length: int, hop
 
 def _correlations(x: jax.Array, ys: tuple[jax.Array, ...], max_lag: int, blocks_per_step: int = 64
                   ) -> jax.Array:
-  """`mssjax.metrics.bss_eval`'s blockwise-FFT cross-correlations, with 32-bit indices.
+  """Blockwise-FFT cross-correlations (overlap-save), with 32-bit indices.
 
   ``out[p, q, k + max_lag] = sum_n x[p, n + k] y[q, n]`` for ``|k| <= max_lag``
   (``[S * C, sum S_i * C_i, 2 * max_lag + 1]``). The indices are int32 so that
   the gradient's scatters lower outside the x64 context (a 64-bit index
   scatter does not).
+
+  Not `mssjax.metrics.bss_eval._correlations`, though it gives the same values:
+  that route (every signal transformed once, pairs accumulated block by block
+  in a ``fori_loop`` of gathers) is the faster forward pass, but its gradient
+  is a scatter per block. With it (made int32), ``value_and_grad`` of the SIR
+  of two 6 s four-source tracks took 3.37 s warm and 21.6 s to compile against
+  0.76 s and 10.0 s with this einsum (512 taps: 4.14 s against 1.32 s).
   """
   n_samples = x.shape[1]
   n_fft = max(bss_eval._CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))  # pylint: disable=protected-access
