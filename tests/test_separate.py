@@ -52,12 +52,20 @@ def test_overlap_add_of_an_identity_gives_the_signal_back(n, chunk, overlap):
     lengths.append(c.shape[-1])
     return np.stack([c, -2 * c])
 
-  out = separate.separate_in_chunks(separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap)
+  class Progress:
+    count = 0
+
+    def update(self, k):
+      self.count += k
+
+  progress = Progress()
+  out = separate.separate_in_chunks(separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap,
+                                    progress=progress)
   assert out.shape == (2, 2, n)
   np.testing.assert_allclose(out[0], x, rtol=1e-5, atol=1e-6)  # float32 sums of up to 1000 chunks
   np.testing.assert_allclose(out[1], -2 * x, rtol=1e-5, atol=1e-6)
   assert set(lengths) == {chunk}  # always full chunks: a jitted separator compiles once
-  assert len(lengths) == len(separate.chunk_starts(n, chunk, overlap))
+  assert len(lengths) == len(separate.chunk_starts(n, chunk, overlap)) == progress.count  # one tick per chunk
 
 
 def test_crossfade_weights_are_positive_and_complementary():
