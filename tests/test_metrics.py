@@ -352,3 +352,79 @@ def test_host_buffer_is_aligned_and_equal_and_silence_is_found_past_the_first_ch
   signals[0, 2, 5, 0], signals[0, 2, 5, 1] = 1.0, -1.0   # channels cancel: silent channel sum
   expected = np.array([[False, True, True], [False, False, False]])
   np.testing.assert_array_equal(core._silent_signals(signals, chunk=65_536), expected)
+
+
+def _at_offset(x, offset):
+  """A C-contiguous copy of ``x`` starting ``offset`` elements past a 64-byte boundary."""
+  flat = np.empty(x.size + offset + 64, x.dtype)
+  start = (-flat.ctypes.data % 64) // x.dtype.itemsize + offset
+  out = flat[start:start + x.size].reshape(x.shape)
+  out[...] = x
+  assert out.ctypes.data % 64 == offset * x.dtype.itemsize
+  return out
+
+
+def test_aligned_split_views_the_input_without_a_copy():
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  x = np.arange(2 * 50 * 2, dtype=np.float32).reshape(2, 50, 2)
+  for offset in range(16):
+    y = _at_offset(x, offset)
+    head, body = core._aligned_split(y, np.float32)
+    assert body.ctypes.data % 64 == 0 and np.shares_memory(body, y) and len(head) == (16 - offset) % 16
+    np.testing.assert_array_equal(np.concatenate([head, body]), x.reshape(-1))
+  assert core._aligned_split(x, np.float64) is None                       # needs a cast
+  assert core._aligned_split(np.asfortranarray(x), np.float32) is None    # not C-contiguous
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_take_range_reads_zeros_outside_the_signal(flat):
+  """Ranges inside (one slice per source) and across either end (gathered) equal numpy's padded slices."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(1).standard_normal((3, 40, 2)).astype(np.float32)
+  padded = np.pad(x, ((0, 0), (20, 20), (0, 0)))
+  for k in (0, 5):
+    if flat:
+      signal = core._FlatSignal(jnp.asarray(x.reshape(-1)[:k]), jnp.asarray(x.reshape(-1)[k:]), x.shape)
+    else:
+      signal = jnp.asarray(x)
+    for length in (10, 40):
+      read = jax.jit(lambda start, length=length, signal=signal: core._take_range(signal, start, length))
+      for start in (-15, -1, 0, 1, 3, 17, 30, 35):
+        if start + length <= 60:
+          np.testing.assert_array_equal(np.asarray(read(start)), padded[:, start + 20:start + 20 + length],
+                                        err_msg=f"k={k} length={length} start={start}")
+
+
+@pytest.mark.parametrize("dtype,offset,window,hop", [
+    (np.float32, 5, 4000, 4000), (np.float32, 0, 8000, 5000), (np.float64, 3, 30000, 30000)])
+def test_zero_copy_input_gives_the_copied_inputs_metrics(dtype, offset, window, hop, monkeypatch):
+  """The aliased inputs (any offset from a 64-byte boundary) score exactly as aligned copies do."""
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(offset)
+  refs = _coloured(rng, (3, 20000, 2)).astype(dtype)
+  ests = (0.8 * refs + 0.05 * rng.standard_normal(refs.shape)).astype(dtype)
+  refs, ests = _at_offset(refs, offset), _at_offset(ests, (offset + 7) % 8)
+  # Two windows per batch: the first batch is gathered (it holds the head), the second sliced.
+  aliased = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=64, frames_batch=2)
+  monkeypatch.setattr(core, "_aligned_split", lambda x, dtype: None)
+  copied = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=64, frames_batch=2)
+  for name in METRICS:
+    np.testing.assert_array_equal(aliased[name], copied[name], err_msg=name)
+
+
+def test_correlations_of_a_flat_signal_equal_the_arrays():
+  """Blocks read as slices of the aliased flat input (inner blocks) or gathered (the ends) give the same sums."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  x, y = rng.standard_normal((2, 40_000, 2)), rng.standard_normal((2, 40_000, 2))
+  with jax.enable_x64(True):
+    expected = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), 5, blocks_per_step=1))
+    for k in (0, 3):
+      parts = [jnp.asarray(part) for s in (x, y) for part in (s.reshape(-1)[:k], s.reshape(-1)[k:])]
+      out = np.asarray(jax.jit(lambda xh, xb, yh, yb: core._correlations(
+          core._FlatSignal(xh, xb, x.shape), core._FlatSignal(yh, yb, y.shape), 5, blocks_per_step=1))(*parts))
+      np.testing.assert_array_equal(out, expected, err_msg=f"k={k}")
