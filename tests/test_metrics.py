@@ -1,5 +1,7 @@
 """mssjax.metrics.bss_eval_v4 against museval (the oracle), on synthetic and real audio."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -126,6 +128,14 @@ def test_bad_input_raises(synthetic):
   bad[0, 10, 0] = np.inf
   with pytest.raises(ParameterError, match="non-finite"):
     bss_eval_v4(refs, bad)
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  huge = ests[None].copy()
+  huge[0, 0, :2] = 3e38                          # finite values whose float32 sum overflows: not an error
+  with np.errstate(over="ignore"):
+    assert not np.isfinite(np.sum(huge))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")                 # and no overflow warning reaches the caller
+    core._validate(refs[None], huge, 3000, 3000, 64)
   for name in ("window", "hop", "filters_len"):
     with pytest.raises(ParameterError, match=f"{name}=0 must be a positive integer"):
       bss_eval_v4(refs, ests, **{name: 0})
