@@ -327,7 +327,8 @@ def _take(signal, idx):
   pos = (src * n_samples + idx[None, ..., None]) * n_ch + jnp.arange(n_ch) - k
   values = signal.body.at[jnp.maximum(pos, 0)].get(mode="promise_in_bounds")
   if k:
-    values = jnp.where(pos < 0, signal.head.at[jnp.clip(pos + k, 0, k - 1)].get(mode="promise_in_bounds"), values)
+    head = signal.head.at[jnp.clip(pos + k, 0, k - 1)].get(mode="promise_in_bounds")
+    values = jnp.where(pos < 0, head, values)
   return values
 
 
@@ -351,8 +352,9 @@ def _take_range(signal, start, length):
     inside = (start >= 0) & (start + length <= n_samples) & (start * n_ch >= k)
 
     def sliced():
-      return jnp.stack([jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
-                        .reshape(length, n_ch) for s in range(n_src)])
+      return jnp.stack([
+          jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
+          .reshape(length, n_ch) for s in range(n_src)])
   else:
     if length > n_samples:
       return gathered()
@@ -402,7 +404,8 @@ def _blocks(signal, start, n_blocks, length, hop):
   else:
     idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
     inside = (idx >= 0) & (idx < n_samples)
-    values = jnp.where(inside[None, :, :, None], _take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)  # [S, nb, len, C]
+    values = _take(signal, jnp.clip(idx, 0, n_samples - 1))                  # [S, nb, len, C]
+    values = jnp.where(inside[None, :, :, None], values, 0)
   values = values.astype(jnp.float64)
   return jnp.moveaxis(values, 3, 1).reshape(n_src * n_ch, n_blocks, length)
 
