@@ -10,6 +10,7 @@ import museval.metrics  # noqa: E402
 
 from mssjax import ParameterError, spectral  # noqa: E402
 from mssjax.metrics import METRICS, bss_eval_v4, n_frames_bss, pad_or_truncate  # noqa: E402
+from mssjax.metrics import track_input  # noqa: E402
 
 FRAME_TOL = 0.05      # dB, every frame where museval gives a number
 MEDIAN_TOL = 0.01     # dB, every per-track median over frames
@@ -351,11 +352,11 @@ def test_host_buffer_is_aligned_and_equal_and_silence_is_found_past_the_first_ch
   from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   x = np.arange(3 * 1001 * 2, dtype=np.float32).reshape(3, 1001, 2)[:, 1:]   # not contiguous
   for dtype in (np.float32, np.float64):
-    out = core._host_buffer(x, dtype)
+    out = track_input.host_buffer(x, dtype)
     assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.dtype == dtype
     np.testing.assert_array_equal(out, x)
-  aligned = core._host_buffer(x, np.float32)
-  assert core._host_buffer(aligned, np.float32) is aligned
+  aligned = track_input.host_buffer(x, np.float32)
+  assert track_input.host_buffer(aligned, np.float32) is aligned
   signals = np.zeros((2, 3, 200_000, 2), np.float32)
   signals[0, 0, 150_000, 1] = 1.0               # silent in the first chunks only
   signals[1, :, 7] = 1.0
@@ -379,11 +380,11 @@ def test_aligned_split_views_the_input_without_a_copy():
   x = np.arange(2 * 50 * 2, dtype=np.float32).reshape(2, 50, 2)
   for offset in range(16):
     y = _at_offset(x, offset)
-    head, body = core._aligned_split(y, np.float32)
+    head, body = track_input.aligned_split(y, np.float32)
     assert body.ctypes.data % 64 == 0 and np.shares_memory(body, y) and len(head) == (16 - offset) % 16
     np.testing.assert_array_equal(np.concatenate([head, body]), x.reshape(-1))
-  assert core._aligned_split(x, np.float64) is None                       # needs a cast
-  assert core._aligned_split(np.asfortranarray(x), np.float32) is None    # not C-contiguous
+  assert track_input.aligned_split(x, np.float64) is None                       # needs a cast
+  assert track_input.aligned_split(np.asfortranarray(x), np.float32) is None    # not C-contiguous
 
 
 @pytest.mark.parametrize("flat", [False, True])
@@ -396,11 +397,12 @@ def test_take_range_reads_zeros_outside_the_signal(flat):
   padded = np.pad(x, ((0, 0), (20, 20), (0, 0)))
   for k in (0, 5):
     if flat:
-      signal = core._FlatSignal(jnp.asarray(x.reshape(-1)[:k]), jnp.asarray(x.reshape(-1)[k:]), x.shape)
+      values = x.reshape(-1)
+      signal = track_input.FlatSignal(jnp.asarray(values[:k]), jnp.asarray(values[k:]), x.shape)
     else:
       signal = jnp.asarray(x)
     for length in (10, 40):
-      read = jax.jit(lambda start, length=length, signal=signal: core._take_range(signal, start, length))
+      read = jax.jit(lambda start, length=length, signal=signal: track_input.take_range(signal, start, length))
       for start in (-15, -1, 0, 1, 3, 17, 30, 35):
         if start + length <= 60:
           np.testing.assert_array_equal(np.asarray(read(start)), padded[:, start + 20:start + 20 + length],
@@ -418,7 +420,7 @@ def test_zero_copy_input_gives_the_copied_inputs_metrics(dtype, offset, window, 
   refs, ests = _at_offset(refs, offset), _at_offset(ests, (offset + 7) % 8)
   # Two windows per batch: the first batch is gathered (it holds the head), the second sliced.
   aliased = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=64, frames_batch=2)
-  monkeypatch.setattr(core, "_aligned_split", lambda x, dtype: None)
+  monkeypatch.setattr(track_input, "aligned_split", lambda x, dtype: None)
   copied = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=64, frames_batch=2)
   for name in METRICS:
     np.testing.assert_array_equal(aliased[name], copied[name], err_msg=name)
@@ -436,5 +438,6 @@ def test_correlations_of_a_flat_signal_equal_the_arrays():
     for k in (0, 3):
       parts = [jnp.asarray(part) for s in (x, y) for part in (s.reshape(-1)[:k], s.reshape(-1)[k:])]
       out = np.asarray(jax.jit(lambda xh, xb, yh, yb: core._correlations(
-          core._FlatSignal(xh, xb, x.shape), core._FlatSignal(yh, yb, y.shape), 5, blocks_per_step=1))(*parts))
+          track_input.FlatSignal(xh, xb, x.shape), track_input.FlatSignal(yh, yb, y.shape), 5,
+          blocks_per_step=1))(*parts))
       np.testing.assert_array_equal(out, expected, err_msg=f"k={k}")

@@ -45,8 +45,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 
 import jax
@@ -56,7 +54,7 @@ import scipy.fft
 from jax.typing import ArrayLike
 
 from mssjax.errors import ParameterError, check_choice, check_positive_int
-from mssjax.metrics import toeplitz
+from mssjax.metrics import toeplitz, track_input
 
 METRICS = ("SDR", "ISR", "SIR", "SAR")
 """The four BSSEval image metrics, in the order of museval's outputs."""
@@ -161,49 +159,6 @@ def _silent_signals(x, chunk=65536):
   return silent
 
 
-@contextlib.contextmanager
-def _no_hugepages():
-  """numpy's ``madvise(MADV_HUGEPAGE)`` on new large arrays turned off while the block runs.
-
-  Where the kernel's transparent-huge-page defrag setting is "madvise" (a common
-  default), faulting in a hinted buffer can stall in memory compaction: the two
-  339 MB staging copies of a 4-minute track took 0.06 to 1.0 s each from call to
-  call after XLA had freed its buffers, against a steady 0.17 to 0.23 s with
-  4 KiB pages (the same machine, same run). Other threads allocating meanwhile
-  merely miss the hint.
-  """
-  toggle = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
-  previous = toggle(False) if toggle is not None else None
-  try:
-    yield
-  finally:
-    if toggle is not None:
-      toggle(previous)
-
-
-def _host_buffer(x, dtype):
-  """``x`` as a C-contiguous, 64-byte aligned ``dtype`` array that ``jax.device_put`` aliases.
-
-  XLA's CPU client aliases an aligned host buffer and copies any other with a slow path:
-  measured 0.6 s per 339 MB array (a 4-minute four-source stereo track in float32),
-  against 0.1 ms aliased and 0.1 s for numpy's own copy. numpy's large buffers are
-  16-byte aligned, so most inputs need one numpy copy here. The copy lands half a
-  page away from the source's offset in its page: at equal offsets (4K aliasing)
-  numpy's copy took twice as long. It is allocated without numpy's huge-page hint
-  (`_no_hugepages`).
-  """
-  dtype = np.dtype(dtype)
-  if x.dtype == dtype and x.flags.c_contiguous and x.ctypes.data % 64 == 0:
-    return x
-  with _no_hugepages():
-    flat = np.empty(x.size + 8192 // dtype.itemsize, dtype)
-  target = (x.ctypes.data + 2048) % 4096 // 64 * 64
-  offset = (target - flat.ctypes.data) % 4096 // dtype.itemsize
-  out = flat[offset:offset + x.size].reshape(x.shape)
-  np.copyto(out, x, casting="unsafe")  # astype's casting
-  return out
-
-
 def bss_eval_v4(references: ArrayLike, estimates: ArrayLike, *, window: int = 44100, hop: int = 44100,
                 filters_len: int = 512, framewise_dtype: str = "float32", frames_batch: int = 16,
                 solver: str = "levinson", refine_steps: int | None = None) -> dict[str, np.ndarray]:
@@ -266,110 +221,36 @@ def bss_eval_v4(references: ArrayLike, estimates: ArrayLike, *, window: int = 44
   frame_len = min(window, n_samples)
   with jax.enable_x64(True):
     # float32 input stays float32 in memory, in the caller's layout; blocks and windows are cast
-    # where they are used. One C-contiguous track is read in place (`_aligned_split`: no copy, and
-    # none of the 2 x 339 MB of fresh pages a 4-minute track's copies touched, whose faults cost
-    # 0.4-1.4 s of system time per call on a VM); anything else is copied once (`_host_buffer`).
+    # where they are used. One C-contiguous track is read in place (`track_input.aligned_split`:
+    # no copy, and none of the 2 x 339 MB of fresh pages a 4-minute track's copies touched, whose
+    # faults cost 0.4-1.4 s of system time per call on a VM); anything else is copied once
+    # (`track_input.host_buffer`).
     dtype = np.float32 if references.dtype == np.float32 and estimates.dtype == np.float32 else np.float64
     static = dict(frame_len=frame_len, hop=hop, n_frames=n_frames, filters_len=filters_len,
                   framewise_dtype=framewise_dtype, frames_batch=frames_batch, solver=solver,
                   refine_steps=refine_steps)
-    split = [_aligned_split(x, dtype) for x in (references, estimates)]
+    split = [track_input.aligned_split(x, dtype) for x in (references, estimates)]
     if references.shape[0] == 1 and all(parts is not None for parts in split):
       parts = [jax.device_put(part) for head_body in split for part in head_body]
       out = _bss_eval_split(*parts, shape=references.shape, **static)
     else:
-      out = _bss_eval_batch(jax.device_put(_host_buffer(references, dtype)),
-                            jax.device_put(_host_buffer(estimates, dtype)), **static)
+      out = _bss_eval_batch(jax.device_put(track_input.host_buffer(references, dtype)),
+                            jax.device_put(track_input.host_buffer(estimates, dtype)), **static)
     out = {k: np.asarray(v, np.float64) for k, v in zip(METRICS, out)}
   if not batched:
     out = {k: v[0] for k, v in out.items()}
   return out
 
 
-def _aligned_split(x, dtype):
-  """``(head, body)``: views of ``x`` flattened, ``body`` starting at a 64-byte boundary; None if impossible.
-
-  ``jax.device_put`` aliases ``body`` (no copy); ``head`` holds the few elements before the boundary.
-  """
-  dtype = np.dtype(dtype)
-  if x.dtype != dtype or not x.flags.c_contiguous:
-    return None
-  skip = -x.ctypes.data % 64
-  if skip % dtype.itemsize:
-    return None
-  flat = x.reshape(-1)
-  k = min(skip // dtype.itemsize, flat.size)
-  return flat[:k], flat[k:]
-
-
 _STATIC = ("frame_len", "hop", "n_frames", "filters_len", "framewise_dtype", "frames_batch", "solver",
            "refine_steps")
 
 
-@dataclasses.dataclass(frozen=True)
-class _FlatSignal:
-  """A ``[S, n_samples, C]`` signal held as the two parts of `_aligned_split` (read with `_take`).
-
-  Built inside the jitted function from its array arguments (not a pytree: ``shape`` is static).
-  """
-  head: jax.Array
-  body: jax.Array
-  shape: tuple[int, int, int]
-
-
-def _take(signal, idx):
-  """``signal[:, idx, :]``, ``[S, *idx.shape, C]``, for an array or a `_FlatSignal`; ``idx`` in range."""
-  if not isinstance(signal, _FlatSignal):
-    return signal[:, idx, :]
-  n_src, n_samples, n_ch = signal.shape
-  k = signal.head.shape[0]
-  src = jnp.arange(n_src).reshape((n_src,) + (1,) * (idx.ndim + 1))
-  pos = (src * n_samples + idx[None, ..., None]) * n_ch + jnp.arange(n_ch) - k
-  values = signal.body.at[jnp.maximum(pos, 0)].get(mode="promise_in_bounds")
-  if k:
-    head = signal.head.at[jnp.clip(pos + k, 0, k - 1)].get(mode="promise_in_bounds")
-    values = jnp.where(pos < 0, head, values)
-  return values
-
-
-def _take_range(signal, start, length):
-  """``signal[:, start : start + length, :]``, ``[S, length, C]``, zero outside ``[0, n_samples)``.
-
-  A contiguous read (one slice per source) wherever the range lies inside the signal; an
-  element gather with zeros only where it does not (the first and last blocks).
-  """
-  n_src, n_samples, n_ch = signal.shape
-
-  def gathered():
-    idx = start + jnp.arange(length)
-    inside = (idx >= 0) & (idx < n_samples)
-    return jnp.where(inside[None, :, None], _take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)
-
-  if isinstance(signal, _FlatSignal):
-    k = signal.head.shape[0]
-    if length * n_ch > signal.body.shape[0]:
-      return gathered()
-    inside = (start >= 0) & (start + length <= n_samples) & (start * n_ch >= k)
-
-    def sliced():
-      return jnp.stack([
-          jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
-          .reshape(length, n_ch) for s in range(n_src)])
-  else:
-    if length > n_samples:
-      return gathered()
-    inside = (start >= 0) & (start + length <= n_samples)
-
-    def sliced():
-      return jax.lax.dynamic_slice_in_dim(signal, start, length, axis=1)
-  return jax.lax.cond(inside, sliced, gathered)
-
-
 @functools.partial(jax.jit, static_argnames=("shape",) + _STATIC)
 def _bss_eval_split(ref_head, ref_body, est_head, est_body, *, shape, **static):
-  """`_bss_eval_batch` of one track given as the two parts of `_aligned_split` of each input."""
-  refs = _FlatSignal(ref_head, ref_body, shape[1:])
-  ests = _FlatSignal(est_head, est_body, shape[1:])
+  """`_bss_eval_batch` of one track given as the two parts of `track_input.aligned_split` of each input."""
+  refs = track_input.FlatSignal(ref_head, ref_body, shape[1:])
+  ests = track_input.FlatSignal(est_head, est_body, shape[1:])
   return tuple(out[None] for out in _one_track(refs, ests, **static))
 
 
@@ -400,11 +281,12 @@ def _blocks(signal, start, n_blocks, length, hop):
   """
   n_src, n_samples, n_ch = signal.shape
   if hop == length:  # adjacent blocks: one contiguous range
-    values = _take_range(signal, start, n_blocks * length).reshape(n_src, n_blocks, length, n_ch)
+    values = track_input.take_range(signal, start, n_blocks * length)
+    values = values.reshape(n_src, n_blocks, length, n_ch)
   else:
     idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
     inside = (idx >= 0) & (idx < n_samples)
-    values = _take(signal, jnp.clip(idx, 0, n_samples - 1))                  # [S, nb, len, C]
+    values = track_input.take(signal, jnp.clip(idx, 0, n_samples - 1))      # [S, nb, len, C]
     values = jnp.where(inside[None, :, :, None], values, 0)
   values = values.astype(jnp.float64)
   return jnp.moveaxis(values, 3, 1).reshape(n_src * n_ch, n_blocks, length)
@@ -597,9 +479,10 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
 
   def read(signal, starts):  # [B, S, C, W]
     if adjacent:
-      values = _take_range(signal, starts[0], batch * frame_len).reshape(n_src, batch, frame_len, n_ch)
+      values = track_input.take_range(signal, starts[0], batch * frame_len)
+      values = values.reshape(n_src, batch, frame_len, n_ch)
     else:
-      values = _take(signal, starts[:, None] + offsets[None, :])
+      values = track_input.take(signal, starts[:, None] + offsets[None, :])
     return jnp.transpose(values, (1, 0, 3, 2)).astype(dtype)
 
   def frames(starts):
