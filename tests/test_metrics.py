@@ -387,6 +387,19 @@ def test_aligned_split_views_the_input_without_a_copy():
   assert track_input.aligned_split(np.asfortranarray(x), np.float32) is None    # not C-contiguous
 
 
+def test_aligned_split_refuses_an_array_with_nothing_past_the_boundary():
+  """A tiny array that ends before its first 64-byte boundary has no body to alias: it is copied instead."""
+  x = np.arange(6, dtype=np.float32)
+  for offset in range(1, 16):
+    y = _at_offset(x, offset)
+    parts = track_input.aligned_split(y, np.float32)
+    if offset + x.size <= 16:  # the boundary lies at or past the last element
+      assert parts is None, offset
+    else:
+      head, body = parts
+      assert body.size > 0 and np.array_equal(np.concatenate([head, body]), x)
+
+
 @pytest.mark.parametrize("flat", [False, True])
 def test_take_range_reads_zeros_outside_the_signal(flat):
   """Ranges inside (one slice per source) and across either end (gathered) equal numpy's padded slices."""

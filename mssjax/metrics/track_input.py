@@ -71,7 +71,9 @@ def aligned_split(x, dtype):
   if skip % dtype.itemsize:
     return None
   flat = x.reshape(-1)
-  k = min(skip // dtype.itemsize, flat.size)
+  k = skip // dtype.itemsize
+  if k >= flat.size:  # a tiny array: no element past the boundary, and an empty body reads nothing
+    return None
   return flat[:k], flat[k:]
 
 
