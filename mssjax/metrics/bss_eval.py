@@ -327,6 +327,7 @@ def _correlations(x, y, max_lag, blocks_per_step=16):
   n_blocks = -(-n_samples // block)
   per_step = min(blocks_per_step, n_blocks)
   n_steps = -(-n_blocks // per_step)
+  unroll = next(k for k in (8, 4, 2, 1) if per_step % k == 0)
   # Pairs (p, q) accumulated: x with x for p <= q only (the pair (q, p) is the same correlation
   # reversed in lag), x with every signal of y. 100 pairs instead of 128 for four stereo sources.
   upper_p, upper_q = np.triu_indices(n_x)
@@ -337,8 +338,9 @@ def _correlations(x, y, max_lag, blocks_per_step=16):
   def step(carry, i):
     acc, acc_edge = carry
     start = i * per_step * block
-    z = jnp.concatenate([jnp.fft.rfft(_blocks(s, start, per_step, block, block), n=n_fft, axis=-1)
-                         for s in (x, y)])                                      # [z, b, f]
+    # The signals' blocks joined before one FFT: joining the spectra instead cost 8 % of the stage.
+    z = jnp.fft.rfft(jnp.concatenate([_blocks(s, start, per_step, block, block) for s in (x, y)]),
+                     n=n_fft, axis=-1)                                          # [z, b, f]
     z_conj = jnp.conj(z)
     if max_lag:
       # Boundary b: the last max_lag samples of block b, then the first max_lag of block b + 1.
@@ -350,16 +352,20 @@ def _correlations(x, y, max_lag, blocks_per_step=16):
 
     # Summed block by block in the FFT's own layout (frequency last): no transposes of the spectra,
     # half the step time of a batched matmul over frequencies, which needs [f, p, b] copies.
-    def accumulate(b, carry):
+    # `unroll` blocks per iteration make one fusion that reads and writes the accumulator once:
+    # it is 13 MB, out of cache, so 8 blocks at a time took 20 % less time than 1 (same sums).
+    def accumulate(i, carry):
       acc, acc_edge = carry
-      acc = acc + z[pair_p, b, :] * z_conj[pair_q, b, :]
-      if max_lag:
-        # x after the boundary with z before it (lags > 0), and x before with z after (lags < 0).
-        acc_edge = acc_edge + (after[pair_p, b, :] * before_conj[pair_q, b, :]
-                               + before[pair_p, b, :] * after_conj[pair_q, b, :])
+      for j in range(unroll):
+        b = i * unroll + j
+        acc = acc + z[pair_p, b, :] * z_conj[pair_q, b, :]
+        if max_lag:
+          # x after the boundary with z before it (lags > 0), and x before with z after (lags < 0).
+          acc_edge = acc_edge + (after[pair_p, b, :] * before_conj[pair_q, b, :]
+                                 + before[pair_p, b, :] * after_conj[pair_q, b, :])
       return acc, acc_edge
 
-    return jax.lax.fori_loop(0, per_step, accumulate, (acc, acc_edge)), None
+    return jax.lax.fori_loop(0, per_step // unroll, accumulate, (acc, acc_edge)), None
 
   acc = jnp.zeros((len(pair_p), n_fft // 2 + 1), jnp.complex128)
   acc_edge = jnp.zeros((len(pair_p), n_short // 2 + 1), jnp.complex128)
@@ -471,7 +477,15 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   offsets = jnp.arange(frame_len)
 
   def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
-    return jnp.sum((z.real ** 2 + z.imag ** 2) * weights, axis=(-2, -1)).astype(jnp.float64)
+    # Reduced as complex: one loop over the spectrum. A real reduction of |z|^2 went to XLA's
+    # YNNPACK kernels with the real and imaginary parts copied out first (17 % of the stage).
+    return jnp.sum(z * jnp.conj(z) * weights, axis=(-2, -1)).real.astype(jnp.float64)
+
+  def silent_windows(x):  # [B, S, C, W] -> [B]: some source's channel sum is zero throughout
+    channel_sum = x[:, :, 0]
+    for c in range(1, n_ch):  # adds, not a reduction over the short channel axis
+      channel_sum = channel_sum + x[:, :, c]
+    return jnp.any(jnp.max(jnp.abs(channel_sum), axis=-1) == 0, axis=1)
 
   batch = min(frames_batch, n_frames)
   n_steps = -(-n_frames // batch)
@@ -498,8 +512,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
     isr = _safe_db(s_true, energy(proj_own - r_spec))
     sir = _safe_db(energy(proj_own), energy(proj_all - proj_own))
     sar = _safe_db(energy(proj_all), energy(e_spec - proj_all))
-    silent = (jnp.any(jnp.all(jnp.sum(r, axis=2) == 0, axis=-1), axis=1)
-              | jnp.any(jnp.all(jnp.sum(e, axis=2) == 0, axis=-1), axis=1))   # [B]
+    silent = silent_windows(r) | silent_windows(e)
     out = jnp.stack([sdr, isr, sir, sar], axis=1)                            # [B, 4, S]
     return jnp.where(silent[:, None, None], jnp.nan, out)
 
