@@ -73,8 +73,9 @@ def test_matches_museval_synthetic(synthetic, window, hop, solver, refine_steps)
   _assert_agree(expected, actual, frame_tol=1e-4, median_tol=1e-4)
 
 
-@pytest.mark.parametrize("framewise_dtype", ["float32", "float64"])
-def test_silent_frames_are_nan_exactly_where_museval(synthetic, framewise_dtype):
+@pytest.mark.parametrize("framewise_dtype,frames_batch", [("float32", 16), ("float64", 16), ("float32", 1)])
+def test_silent_frames_are_nan_exactly_where_museval(synthetic, framewise_dtype, frames_batch):
+  """Batches of 16 windows: one batch, read by the gather; of 1: frames 1-3 read as slices."""
   refs, ests = (a.copy() for a in synthetic)
   refs[1, 3000:6000] = 0            # a silent reference: frame 1 NaN for every source
   ests[2, 9100:11999] = 0           # a silent estimate in most of frame 3: not silent
@@ -82,7 +83,7 @@ def test_silent_frames_are_nan_exactly_where_museval(synthetic, framewise_dtype)
   ests[0, 6000:9000, 1] = -1e-3
   expected = _museval(refs, ests, 3000, 3000, filters_len=64)
   actual = bss_eval_v4(refs, ests, window=3000, hop=3000, filters_len=64,
-                       framewise_dtype=framewise_dtype)
+                       framewise_dtype=framewise_dtype, frames_batch=frames_batch)
   assert np.isnan(actual["SDR"][:, 1]).all() and np.isnan(actual["SAR"][:, 2]).all()
   assert np.isfinite(actual["SIR"][:, [0, 3]]).all()
   _assert_agree(expected, actual, frame_tol=1e-3, median_tol=1e-3)
@@ -325,7 +326,7 @@ def test_matches_museval_on_real_audio(real_tracks, index, kind, solver):
   print(track.name, kind, solver, {k: tuple(f"{v:.2e}" for v in w) for k, w in worst.items()})
 
 
-@pytest.mark.parametrize("n_samples, max_lag", [(40_000, 5), (16_379, 3), (100, 7), (33_000, 0)])
+@pytest.mark.parametrize("n_samples, max_lag", [(40_000, 5), (16_379, 3), (100, 7), (33_000, 0), (120_000, 5)])
 def test_correlations_match_direct_sums_across_block_boundaries(n_samples, max_lag):
   """Every lag of the blockwise correlations (within blocks and across their boundaries) is the direct sum."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -335,7 +336,8 @@ def test_correlations_match_direct_sums_across_block_boundaries(n_samples, max_l
   x = rng.standard_normal((2, n_samples, 2))
   y = rng.standard_normal((1, n_samples, 2))
   with jax.enable_x64(True):
-    # 2 blocks per step: 40,000 samples are 3 blocks of 16,379 (the last one partial) in 2 steps.
+    # 2 blocks per step: 40,000 samples are 3 blocks of 16,379 (the last one partial) in 2 steps, both
+    # gathered; 120,000 samples are 4 steps, the middle two read as slices (`track_input.slices_inside`).
     out = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), max_lag, blocks_per_step=2))
   xs = np.moveaxis(x, 2, 1).reshape(4, n_samples)
   zs = np.concatenate([xs, np.moveaxis(y, 2, 1).reshape(2, n_samples)])
@@ -420,6 +422,29 @@ def test_take_range_reads_zeros_outside_the_signal(flat):
         if start + length <= 60:
           np.testing.assert_array_equal(np.asarray(read(start)), padded[:, start + 20:start + 20 + length],
                                         err_msg=f"k={k} length={length} start={start}")
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_slice_range_equals_take_range_where_it_may_read(flat):
+  """The branch-free slices read what the gather reads, for every range `slices_inside` admits."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(2).standard_normal((3, 60, 2)).astype(np.float32)
+  for k in (0, 5, 15):
+    if flat:
+      values = x.reshape(-1)
+      signal = track_input.FlatSignal(jnp.asarray(values[:k]), jnp.asarray(values[k:]), x.shape)
+    else:
+      signal = jnp.asarray(x)
+    for length in (1, 10, 44):
+      sliced = jax.jit(lambda start, length=length, signal=signal: track_input.slice_range(signal, start, length))
+      starts = np.arange(-3, 62)
+      inside = track_input.slices_inside(starts, length, 60)
+      assert inside.any() and not inside[starts < track_input.SLICE_FROM].any()
+      assert not inside[starts + length > 60].any()
+      for start in starts[inside]:
+        np.testing.assert_array_equal(np.asarray(sliced(start)), x[:, start:start + length],
+                                      err_msg=f"k={k} length={length} start={start}")
 
 
 @pytest.mark.parametrize("dtype,offset,window,hop", [

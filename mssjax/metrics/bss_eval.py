@@ -66,6 +66,7 @@ FRAMEWISE_DTYPES = ("float32", "float64")
 """The dtypes of the windowed part (``framewise_dtype=``)."""
 
 _CORRELATION_FFT = 16384
+_TILE = 256
 
 
 def n_frames_bss(n_samples: int, *, window: int, hop: int) -> int:
@@ -274,15 +275,16 @@ def _one_track(refs, ests, *, frame_len, hop, n_frames, filters_len, framewise_d
                             n_frames=n_frames, dtype=jnp.dtype(framewise_dtype), frames_batch=frames_batch)
 
 
-def _blocks(signal, start, n_blocks, length, hop):
+def _blocks(signal, start, n_blocks, length, hop, inside=False):
   """Float64 blocks ``[S * C, n_blocks, length]`` of ``signal[s, start + b * hop : ... + length, c]``.
 
-  ``signal`` is ``[S, n_samples, C]``; samples outside ``[0, n_samples)`` are zero.
+  ``signal`` is ``[S, n_samples, C]``; samples outside ``[0, n_samples)`` are zero. ``inside``
+  (static): adjacent blocks known to lie inside the signal, read by `track_input.slice_range`.
   """
   n_src, n_samples, n_ch = signal.shape
   if hop == length:  # adjacent blocks: one contiguous range
-    values = track_input.take_range(signal, start, n_blocks * length)
-    values = values.reshape(n_src, n_blocks, length, n_ch)
+    read = track_input.slice_range if inside else track_input.take_range
+    values = read(signal, start, n_blocks * length).reshape(n_src, n_blocks, length, n_ch)
   else:
     idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
     inside = (idx >= 0) & (idx < n_samples)
@@ -290,6 +292,46 @@ def _blocks(signal, start, n_blocks, length, hop):
     values = jnp.where(inside[None, :, :, None], values, 0)
   values = values.astype(jnp.float64)
   return jnp.moveaxis(values, 3, 1).reshape(n_src * n_ch, n_blocks, length)
+
+
+def _split_scan(step, carry, steps, inside):
+  """``lax.scan`` of ``step(carry, i, inside)`` over ``steps``: those with ``inside`` false, then the rest.
+
+  ``inside`` (numpy bool, static) marks the steps whose reads lie inside the track
+  (`track_input.slices_inside`): they run in a loop of their own, compiled with plain slices.
+  Returns the final carry and the steps' outputs stacked in the order of ``steps``.
+  """
+  outputs, order = [], []
+  for flag in (False, True):
+    idx = np.flatnonzero(inside == flag)
+    if idx.size:
+      carry, out = jax.lax.scan(lambda c, i, flag=flag: step(c, i, flag), carry, jnp.asarray(steps[idx]))
+      outputs.append(out)
+      order.append(idx)
+  out = jax.tree.map(lambda *parts: jnp.concatenate(parts)[np.argsort(np.concatenate(order))], *outputs)
+  return carry, out
+
+
+def _tiled(spectra, idx, b):
+  """``spectra[idx, b]`` (``[pairs, n_bins]`` of ``spectra [signals, blocks, n_bins]``) in frequency tiles.
+
+  Returns ``([n_bins // _TILE, pairs, _TILE], [pairs, rest])``: the tiles, then the bins past the
+  last whole tile (the Nyquist bin). The correlations' products ``u[p, b, f] * v[q, b, f]``
+  gather two rows of the spectra per pair; accumulated as ``[pairs, f]`` each pair streams its
+  rows over all frequencies (the step's spectra, tens of MB, read once per pair from memory),
+  while tiles of `_TILE` frequencies keep one tile of every signal in cache for all pairs.
+  """
+  n_bins = spectra.shape[-1]
+  tile = min(_TILE, max(n_bins - 1, 1))
+  n_tiles = (n_bins - 1) // tile
+  head = spectra[idx, b, :n_tiles * tile].reshape(len(idx), n_tiles, tile)
+  return jnp.transpose(head, (1, 0, 2)), spectra[idx, b, n_tiles * tile:]
+
+
+def _untiled(parts):
+  """Inverse of `_tiled`: ``[pairs, n_bins]``."""
+  head, rest = parts
+  return jnp.concatenate([jnp.transpose(head, (1, 0, 2)).reshape(head.shape[1], -1), rest], axis=1)
 
 
 def _correlations(x, y, max_lag, blocks_per_step=16):
@@ -335,11 +377,14 @@ def _correlations(x, y, max_lag, blocks_per_step=16):
   pair_p = np.concatenate([upper_p, cross_p]).astype(np.int32)
   pair_q = np.concatenate([upper_q, cross_q + n_x]).astype(np.int32)
 
-  def step(carry, i):
-    acc, acc_edge = carry
+
+  def products(u, v, b):  # u[pair_p, b] * v[pair_q, b], frequency-tiled (`_tiled`)
+    return jax.tree.map(lambda a, c: a * c, _tiled(u, pair_p, b), _tiled(v, pair_q, b))
+
+  def step(carry, i, inside):
     start = i * per_step * block
     # The signals' blocks joined before one FFT: joining the spectra instead cost 8 % of the stage.
-    z = jnp.fft.rfft(jnp.concatenate([_blocks(s, start, per_step, block, block) for s in (x, y)]),
+    z = jnp.fft.rfft(jnp.concatenate([_blocks(s, start, per_step, block, block, inside) for s in (x, y)]),
                      n=n_fft, axis=-1)                                          # [z, b, f]
     z_conj = jnp.conj(z)
     if max_lag:
@@ -350,26 +395,31 @@ def _correlations(x, y, max_lag, blocks_per_step=16):
       after = edge_spec - before
       before_conj, after_conj = jnp.conj(before), jnp.conj(after)
 
-    # Summed block by block in the FFT's own layout (frequency last): no transposes of the spectra,
-    # half the step time of a batched matmul over frequencies, which needs [f, p, b] copies.
-    # `unroll` blocks per iteration make one fusion that reads and writes the accumulator once:
-    # it is 13 MB, out of cache, so 8 blocks at a time took 20 % less time than 1 (same sums).
+    # Summed block by block in the FFT's own layout (frequency last, no transposes of the spectra),
+    # into accumulators tiled over frequency (`_tiled`). `unroll` blocks per iteration make one
+    # fusion that reads and writes the accumulator once: it is 13 MB, out of cache, so 8 blocks
+    # at a time took 20 % less time than 1 (same sums).
     def accumulate(i, carry):
       acc, acc_edge = carry
       for j in range(unroll):
         b = i * unroll + j
-        acc = acc + z[pair_p, b, :] * z_conj[pair_q, b, :]
+        acc = jax.tree.map(jnp.add, acc, products(z, z_conj, b))
         if max_lag:
           # x after the boundary with z before it (lags > 0), and x before with z after (lags < 0).
-          acc_edge = acc_edge + (after[pair_p, b, :] * before_conj[pair_q, b, :]
-                                 + before[pair_p, b, :] * after_conj[pair_q, b, :])
+          acc_edge = jax.tree.map(lambda a, c, d: a + c + d, acc_edge, products(after, before_conj, b),
+                                  products(before, after_conj, b))
       return acc, acc_edge
 
-    return jax.lax.fori_loop(0, per_step // unroll, accumulate, (acc, acc_edge)), None
+    return jax.lax.fori_loop(0, per_step // unroll, accumulate, carry)
 
-  acc = jnp.zeros((len(pair_p), n_fft // 2 + 1), jnp.complex128)
-  acc_edge = jnp.zeros((len(pair_p), n_short // 2 + 1), jnp.complex128)
-  (acc, acc_edge), _ = jax.lax.scan(step, (acc, acc_edge), jnp.arange(n_steps))
+  def zeros(n_bins):
+    return _tiled(jnp.zeros((1, 1, n_bins), jnp.complex128), np.zeros(len(pair_p), np.int32), 0)
+
+  steps = np.arange(n_steps)
+  inside = track_input.slices_inside(steps * per_step * block, per_step * block, n_samples)
+  (acc, acc_edge), _ = _split_scan(lambda *args: (step(*args), None), (zeros(n_fft // 2 + 1), zeros(n_short // 2 + 1)),
+                                   steps, inside)
+  acc, acc_edge = _untiled(acc), _untiled(acc_edge)
   lags = np.arange(-max_lag, max_lag + 1)
   pairs = (jnp.fft.irfft(acc, n=n_fft, axis=-1)[..., lags % n_fft]
            + jnp.fft.irfft(acc_edge, n=n_short, axis=-1)[..., lags % n_short])   # [pairs, 2 * max_lag + 1]
@@ -462,7 +512,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   Returns:
     SDR, ISR, SIR, SAR, each ``[n_sources, n_frames]`` float64.
   """
-  n_src, _, n_ch = refs.shape
+  n_src, n_samples, n_ch = refs.shape
   filters_len = filters_own.shape[-2]
   n_fft = scipy.fft.next_fast_len(frame_len + filters_len - 1, real=True)  # smallest 2^a 3^b 5^c >= n
   n_bins = n_fft // 2 + 1
@@ -478,49 +528,61 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
 
   def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
     # Reduced as complex: one loop over the spectrum. A real reduction of |z|^2 went to XLA's
-    # YNNPACK kernels with the real and imaginary parts copied out first (7 % of the stage; the
-    # silence test's adds below saved 6 % more).
+    # YNNPACK kernels with the real and imaginary parts copied out first (7 % of the stage).
     return jnp.sum(z * jnp.conj(z) * weights, axis=(-2, -1)).real.astype(jnp.float64)
 
-  def silent_windows(x):  # [B, S, C, W] -> [B]: some source's channel sum is zero throughout
-    channel_sum = x[:, :, 0]
+  def time_sums(r, e):  # [B, S, C, W] twice -> [B, S, 4] float64
+    """Per window and source: sum r^2 and sum (e - r)^2 (SDR, in float64 as museval), and the
+    sums of the squared channel sums of r and of e, zero exactly where museval's silence test
+    holds (the channel sum is zero throughout). One variadic reduction, which XLA fuses with
+    the reads: separate sums and a max went to XLA's YNNPACK kernels, each after a copy of its
+    input, and a sum over a stack of the terms materialised the stack."""
+    r64, e64 = r.astype(jnp.float64), e.astype(jnp.float64)
+    terms = [r64[:, :, 0] ** 2, (e64[:, :, 0] - r64[:, :, 0]) ** 2]
+    r_sum, e_sum = r[:, :, 0], e[:, :, 0]
     for c in range(1, n_ch):  # adds, not a reduction over the short channel axis
-      channel_sum = channel_sum + x[:, :, c]
-    return jnp.any(jnp.max(jnp.abs(channel_sum), axis=-1) == 0, axis=1)
+      terms = [terms[0] + r64[:, :, c] ** 2, terms[1] + (e64[:, :, c] - r64[:, :, c]) ** 2]
+      r_sum, e_sum = r_sum + r[:, :, c], e_sum + e[:, :, c]
+    terms += [r_sum.astype(jnp.float64) ** 2, e_sum.astype(jnp.float64) ** 2]
+    zero = jnp.zeros((), jnp.float64)
+    sums = jax.lax.reduce(tuple(terms), (zero,) * 4, lambda a, b: tuple(x + y for x, y in zip(a, b)), (2,))
+    return jnp.stack(sums, axis=-1)
 
   batch = min(frames_batch, n_frames)
   n_steps = -(-n_frames // batch)
   adjacent = hop == frame_len or n_frames == 1  # a batch of windows is one contiguous range
 
-  def read(signal, starts):  # [B, S, C, W]
+  def read(signal, starts, inside):  # [B, S, C, W]
     if adjacent:
-      values = track_input.take_range(signal, starts[0], batch * frame_len)
-      values = values.reshape(n_src, batch, frame_len, n_ch)
+      take = track_input.slice_range if inside else track_input.take_range
+      values = take(signal, starts[0], batch * frame_len).reshape(n_src, batch, frame_len, n_ch)
     else:
       values = track_input.take(signal, starts[:, None] + offsets[None, :])
     return jnp.transpose(values, (1, 0, 3, 2)).astype(dtype)
 
-  def frames(starts):
-    r, e = read(refs, starts), read(ests, starts)
+  def frames(_, step, inside):
+    starts = step * batch * hop + hop * jnp.arange(batch)
+    if not adjacent:  # windows past the last (dropped below) read the first: every index in range
+      starts = jnp.where(step * batch + jnp.arange(batch) < n_frames, starts, 0)
+    r, e = read(refs, starts, inside), read(ests, starts, inside)
     r_spec = jnp.fft.rfft(r, n=n_fft, axis=-1)          # [B, S, C, K]
     e_spec = jnp.fft.rfft(e, n=n_fft, axis=-1)
     flat = r_spec.reshape(r.shape[0], 1, n_src * n_ch, 1, n_bins)
     proj_all = jnp.sum(flat * spec_all[None], axis=2)                       # [B, S, C, K]
     proj_own = jnp.sum(r_spec[:, :, :, None, :] * spec_own[None], axis=2)   # [B, S, C, K]
-    r64, e64 = r.astype(jnp.float64), e.astype(jnp.float64)
-    s_true = jnp.sum(r64 ** 2, axis=(2, 3))
-    sdr = _safe_db(s_true, jnp.sum((e64 - r64) ** 2, axis=(2, 3)))
+    sums = time_sums(r, e)
+    s_true = sums[..., 0]
+    sdr = _safe_db(s_true, sums[..., 1])
     isr = _safe_db(s_true, energy(proj_own - r_spec))
     sir = _safe_db(energy(proj_own), energy(proj_all - proj_own))
     sar = _safe_db(energy(proj_all), energy(e_spec - proj_all))
-    silent = silent_windows(r) | silent_windows(e)
+    silent = jnp.any((sums[..., 2] == 0) | (sums[..., 3] == 0), axis=1)
     out = jnp.stack([sdr, isr, sir, sar], axis=1)                            # [B, 4, S]
-    return jnp.where(silent[:, None, None], jnp.nan, out)
+    return None, jnp.where(silent[:, None, None], jnp.nan, out)
 
-  starts = jnp.arange(n_steps * batch) * hop
-  if not adjacent:  # windows past the last (dropped below) read the first: every index in range
-    starts = jnp.where(jnp.arange(n_steps * batch) < n_frames, starts, 0)
-  starts = starts.reshape(n_steps, batch)
-  out = jax.lax.map(frames, starts).reshape(n_steps * batch, 4, n_src)[:n_frames]
+  steps = np.arange(n_steps)
+  inside = track_input.slices_inside(steps * batch * hop, batch * frame_len, n_samples) & adjacent
+  _, out = _split_scan(frames, None, steps, inside)
+  out = out.reshape(n_steps * batch, 4, n_src)[:n_frames]
   out = jnp.transpose(out, (1, 2, 0))                                        # [4, S, T]
   return out[0], out[1], out[2], out[3]

@@ -3,7 +3,8 @@
 A C-contiguous track is read in place: its flat view is split at the first 64-byte boundary
 (`aligned_split`), ``jax.device_put`` aliases the body and the few elements before it travel
 apart (`FlatSignal`); anything else is copied once into an aligned buffer (`host_buffer`).
-Inside the jitted code `take` and `take_range` read ``signal[:, idx, :]`` from either form.
+Inside the jitted code `take` and `take_range` read ``signal[:, idx, :]`` from either form, and
+`slice_range` the ranges that lie inside the signal (`slices_inside` tells which).
 """
 
 from __future__ import annotations
@@ -103,37 +104,45 @@ def take(signal, idx):
   return values
 
 
+SLICE_FROM = 16
+"""The first sample `slice_range` may read from: past a `FlatSignal`'s head (at most 15 elements)."""
+
+
 def take_range(signal, start, length):
   """``signal[:, start : start + length, :]``, ``[S, length, C]``, zero outside ``[0, n_samples)``.
 
-  A contiguous read (one slice per source) wherever the range lies inside the signal; an
-  element gather with zeros only where it does not (the first and last blocks).
+  An element gather, valid for any range; `slice_range` is the fast read of a range known to lie
+  inside the signal.
+  """
+  n_samples = signal.shape[1]
+  idx = start + jnp.arange(length)
+  inside = (idx >= 0) & (idx < n_samples)
+  return jnp.where(inside[None, :, None], take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)
+
+
+def slice_range(signal, start, length):
+  """``signal[:, start : start + length, :]`` for a range inside ``[SLICE_FROM, n_samples)``.
+
+  One dynamic slice per source and no branch, so XLA fuses the read into whatever consumes it
+  (the FFT's padding, the window sums). Reading through a ``lax.cond`` that chose between this
+  and `take_range` made XLA copy every range twice (the branch's result, then a transposed
+  layout). Outside that range ``lax.dynamic_slice`` clamps the start, so the caller must send
+  such ranges to `take_range`.
   """
   n_src, n_samples, n_ch = signal.shape
-
-  def gathered():
-    idx = start + jnp.arange(length)
-    inside = (idx >= 0) & (idx < n_samples)
-    return jnp.where(inside[None, :, None], take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)
-
-  if isinstance(signal, FlatSignal):
-    k = signal.head.shape[0]
-    if length * n_ch > signal.body.shape[0]:
-      return gathered()
-    inside = (start >= 0) & (start + length <= n_samples) & (start * n_ch >= k)
-
-    def sliced():
-      return jnp.stack([
-          jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
-          .reshape(length, n_ch) for s in range(n_src)])
-  else:
-    if length > n_samples:
-      return gathered()
-    inside = (start >= 0) & (start + length <= n_samples)
-
-    def sliced():
-      return jax.lax.dynamic_slice_in_dim(signal, start, length, axis=1)
-  return jax.lax.cond(inside, sliced, gathered)
+  if not isinstance(signal, FlatSignal):
+    return jax.lax.dynamic_slice_in_dim(signal, start, length, axis=1)
+  k = signal.head.shape[0]
+  return jnp.stack([
+      jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
+      .reshape(length, n_ch) for s in range(n_src)])
 
 
-__all__ = ["FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "take", "take_range"]
+def slices_inside(starts, length, n_samples):
+  """Whether each range ``[start, start + length)`` may be read by `slice_range` (numpy, static)."""
+  starts = np.asarray(starts)
+  return (starts >= SLICE_FROM) & (starts + length <= n_samples)
+
+
+__all__ = ["SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range", "slices_inside",
+           "take", "take_range"]
