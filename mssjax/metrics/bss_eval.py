@@ -496,6 +496,16 @@ def _projection_filters(refs, ests, filters_len, solver="levinson", refine_steps
   return filters_all, filters_own
 
 
+def _sums(terms, axes):
+  """The sums of several arrays of one shape over ``axes``, as one variadic ``lax.reduce``.
+
+  XLA fuses the terms' arithmetic into that single loop; separate sums were each split into a
+  partial pass over a materialised input, or sent to YNNPACK after a copy.
+  """
+  zeros = tuple(jnp.zeros((), term.dtype) for term in terms)
+  return jax.lax.reduce(tuple(terms), zeros, lambda a, b: tuple(x + y for x, y in zip(a, b)), axes)
+
+
 def _safe_db(num, den):
   """museval's ``_safe_db``: 10 log10(num / den), +inf where den == 0."""
   return jnp.where(den == 0, jnp.inf, 10 * jnp.log10(num / jnp.where(den == 0, 1, den)))
@@ -524,12 +534,13 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
   if n_fft % 2 == 0:
     weights = weights.at[-1].set(1.0)
   weights = weights / n_fft
+  weights64 = weights.astype(jnp.float64)
   offsets = jnp.arange(frame_len)
 
-  def energy(z):  # [B, S, C, K] -> [B, S], Parseval.
-    # Reduced as complex: one loop over the spectrum. A real reduction of |z|^2 went to XLA's
-    # YNNPACK kernels with the real and imaginary parts copied out first (7 % of the stage).
-    return jnp.sum(z * jnp.conj(z) * weights, axis=(-2, -1)).real.astype(jnp.float64)
+  def energies(*spectra):  # [B, S, C, K] each -> [B, S] float64 each, Parseval
+    # One variadic reduction, accumulated in float64: per-spectrum sums were each split by XLA
+    # into a partial reduce-window pass over a materialised |z|^2.
+    return _sums([(jnp.real(z) ** 2 + jnp.imag(z) ** 2).astype(jnp.float64) * weights64 for z in spectra], (2, 3))
 
   def time_sums(r, e):  # [B, S, C, W] twice -> [B, S, 4] float64
     """Per window and source: sum r^2 and sum (e - r)^2 (SDR, in float64 as museval), and the
@@ -544,9 +555,7 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
       terms = [terms[0] + r64[:, :, c] ** 2, terms[1] + (e64[:, :, c] - r64[:, :, c]) ** 2]
       r_sum, e_sum = r_sum + r[:, :, c], e_sum + e[:, :, c]
     terms += [r_sum.astype(jnp.float64) ** 2, e_sum.astype(jnp.float64) ** 2]
-    zero = jnp.zeros((), jnp.float64)
-    sums = jax.lax.reduce(tuple(terms), (zero,) * 4, lambda a, b: tuple(x + y for x, y in zip(a, b)), (2,))
-    return jnp.stack(sums, axis=-1)
+    return jnp.stack(_sums(terms, (2,)), axis=-1)
 
   batch = min(frames_batch, n_frames)
   n_steps = -(-n_frames // batch)
@@ -573,9 +582,11 @@ def _framewise_metrics(refs, ests, filters_all, filters_own, *, frame_len, hop, 
     sums = time_sums(r, e)
     s_true = sums[..., 0]
     sdr = _safe_db(s_true, sums[..., 1])
-    isr = _safe_db(s_true, energy(proj_own - r_spec))
-    sir = _safe_db(energy(proj_own), energy(proj_all - proj_own))
-    sar = _safe_db(energy(proj_all), energy(e_spec - proj_all))
+    own_true, own, interference, projection, artifacts = energies(
+        proj_own - r_spec, proj_own, proj_all - proj_own, proj_all, e_spec - proj_all)
+    isr = _safe_db(s_true, own_true)
+    sir = _safe_db(own, interference)
+    sar = _safe_db(projection, artifacts)
     silent = jnp.any((sums[..., 2] == 0) | (sums[..., 3] == 0), axis=1)
     out = jnp.stack([sdr, isr, sir, sar], axis=1)                            # [B, 4, S]
     return None, jnp.where(silent[:, None, None], jnp.nan, out)
