@@ -377,29 +377,53 @@ def _at_offset(x, offset):
   return out
 
 
+def _flat_signal(x, k):
+  """``x`` as the `track_input.FlatSignal` of `aligned_split` when the 64-byte boundary is ``k`` elements in."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  flat, edge = x.reshape(-1), track_input.EDGE
+  return track_input.FlatSignal(jnp.asarray(flat[:edge]), jnp.asarray(flat[k:k + flat.size - edge]),
+                                jnp.asarray(flat[-edge:]), jnp.int32(k), shape=x.shape)
+
+
 def test_aligned_split_views_the_input_without_a_copy():
-  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   x = np.arange(2 * 50 * 2, dtype=np.float32).reshape(2, 50, 2)
+  edge = track_input.EDGE
   for offset in range(16):
     y = _at_offset(x, offset)
-    head, body = track_input.aligned_split(y, np.float32)
-    assert body.ctypes.data % 64 == 0 and np.shares_memory(body, y) and len(head) == (16 - offset) % 16
-    np.testing.assert_array_equal(np.concatenate([head, body]), x.reshape(-1))
+    head, body, tail, k = track_input.aligned_split(y, np.float32)
+    assert body.ctypes.data % 64 == 0 and np.shares_memory(body, y) and k == (16 - offset) % 16
+    # The shapes do not depend on the placement (k is a value): one compiled program for all.
+    assert (head.shape, body.shape, tail.shape) == ((edge,), (x.size - edge,), (edge,))
+    np.testing.assert_array_equal(head, x.reshape(-1)[:edge])
+    np.testing.assert_array_equal(body, x.reshape(-1)[k:k + x.size - edge])
+    np.testing.assert_array_equal(tail, x.reshape(-1)[-edge:])
   assert track_input.aligned_split(x, np.float64) is None                       # needs a cast
   assert track_input.aligned_split(np.asfortranarray(x), np.float32) is None    # not C-contiguous
 
 
-def test_aligned_split_refuses_an_array_with_nothing_past_the_boundary():
-  """A tiny array that ends before its first 64-byte boundary has no body to alias: it is copied instead."""
-  x = np.arange(6, dtype=np.float32)
-  for offset in range(1, 16):
-    y = _at_offset(x, offset)
-    parts = track_input.aligned_split(y, np.float32)
-    if offset + x.size <= 16:  # the boundary lies at or past the last element
-      assert parts is None, offset
-    else:
-      head, body = parts
-      assert body.size > 0 and np.array_equal(np.concatenate([head, body]), x)
+def test_aligned_split_refuses_a_tiny_array():
+  """An array shorter than the two kept ends together is copied instead, wherever it lies."""
+  edge = track_input.EDGE
+  for size in (2 * edge - 1, 2 * edge):
+    for offset in range(16):
+      parts = track_input.aligned_split(_at_offset(np.arange(size, dtype=np.float32), offset), np.float32)
+      assert (parts is None) == (size < 2 * edge), (size, offset)
+
+
+def test_bss_eval_v4_compiles_once_for_every_placement_of_its_inputs():
+  """Inputs at any offset from a 64-byte boundary share one compiled program (so the persistent cache hits)."""
+  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(4)
+  refs = _coloured(rng, (2, 6007, 2)).astype(np.float32)
+  ests = (0.8 * refs + 0.05 * rng.standard_normal(refs.shape)).astype(np.float32)
+  first = bss_eval_v4(_at_offset(refs, 1), _at_offset(ests, 2), window=3000, hop=3000, filters_len=32)
+  compiled = core._bss_eval_split._cache_size()
+  for offset in (0, 5, 9, 15):
+    out = bss_eval_v4(_at_offset(refs, offset), _at_offset(ests, (offset + 3) % 16), window=3000, hop=3000,
+                      filters_len=32)
+    for name in METRICS:
+      np.testing.assert_array_equal(out[name], first[name], err_msg=f"{name} offset={offset}")
+  assert core._bss_eval_split._cache_size() == compiled
 
 
 @pytest.mark.parametrize("flat", [False, True])
@@ -412,8 +436,7 @@ def test_take_range_reads_zeros_outside_the_signal(flat):
   padded = np.pad(x, ((0, 0), (20, 20), (0, 0)))
   for k in (0, 5):
     if flat:
-      values = x.reshape(-1)
-      signal = track_input.FlatSignal(jnp.asarray(values[:k]), jnp.asarray(values[k:]), x.shape)
+      signal = _flat_signal(x, k)
     else:
       signal = jnp.asarray(x)
     for length in (10, 40):
@@ -432,16 +455,15 @@ def test_slice_range_equals_take_range_where_it_may_read(flat):
   x = np.random.default_rng(2).standard_normal((3, 60, 2)).astype(np.float32)
   for k in (0, 5, 15):
     if flat:
-      values = x.reshape(-1)
-      signal = track_input.FlatSignal(jnp.asarray(values[:k]), jnp.asarray(values[k:]), x.shape)
+      signal = _flat_signal(x, k)
     else:
       signal = jnp.asarray(x)
-    for length in (1, 10, 44):
+    for length in (1, 10, 28):
       sliced = jax.jit(lambda start, length=length, signal=signal: track_input.slice_range(signal, start, length))
       starts = np.arange(-3, 62)
       inside = track_input.slices_inside(starts, length, 60)
       assert inside.any() and not inside[starts < track_input.SLICE_FROM].any()
-      assert not inside[starts + length > 60].any()
+      assert not inside[starts + length > 60 - track_input.SLICE_FROM].any()
       for start in starts[inside]:
         np.testing.assert_array_equal(np.asarray(sliced(start)), x[:, start:start + length],
                                       err_msg=f"k={k} length={length} start={start}")
@@ -474,8 +496,6 @@ def test_correlations_of_a_flat_signal_equal_the_arrays():
   with jax.enable_x64(True):
     expected = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), 5, blocks_per_step=1))
     for k in (0, 3):
-      parts = [jnp.asarray(part) for s in (x, y) for part in (s.reshape(-1)[:k], s.reshape(-1)[k:])]
-      out = np.asarray(jax.jit(lambda xh, xb, yh, yb: core._correlations(
-          track_input.FlatSignal(xh, xb, x.shape), track_input.FlatSignal(yh, yb, y.shape), 5,
-          blocks_per_step=1))(*parts))
+      out = np.asarray(jax.jit(lambda k=k: core._correlations(_flat_signal(x, k), _flat_signal(y, k), 5,
+                                                               blocks_per_step=1))())
       np.testing.assert_array_equal(out, expected, err_msg=f"k={k}")

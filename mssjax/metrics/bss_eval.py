@@ -232,8 +232,8 @@ def bss_eval_v4(references: ArrayLike, estimates: ArrayLike, *, window: int = 44
                   refine_steps=refine_steps)
     split = [track_input.aligned_split(x, dtype) for x in (references, estimates)]
     if references.shape[0] == 1 and all(parts is not None for parts in split):
-      parts = [jax.device_put(part) for head_body in split for part in head_body]
-      out = _bss_eval_split(*parts, shape=references.shape, **static)
+      refs, ests = ([jax.device_put(part) for part in parts] for parts in split)
+      out = _bss_eval_split(refs, ests, shape=references.shape, **static)
     else:
       out = _bss_eval_batch(jax.device_put(track_input.host_buffer(references, dtype)),
                             jax.device_put(track_input.host_buffer(estimates, dtype)), **static)
@@ -248,10 +248,10 @@ _STATIC = ("frame_len", "hop", "n_frames", "filters_len", "framewise_dtype", "fr
 
 
 @functools.partial(jax.jit, static_argnames=("shape",) + _STATIC)
-def _bss_eval_split(ref_head, ref_body, est_head, est_body, *, shape, **static):
-  """`_bss_eval_batch` of one track given as the two parts of `track_input.aligned_split` of each input."""
-  refs = track_input.FlatSignal(ref_head, ref_body, shape[1:])
-  ests = track_input.FlatSignal(est_head, est_body, shape[1:])
+def _bss_eval_split(refs, ests, *, shape, **static):
+  """`_bss_eval_batch` of one track given as the parts of `track_input.aligned_split` of each input."""
+  refs = track_input.FlatSignal(*refs, shape=shape[1:])
+  ests = track_input.FlatSignal(*ests, shape=shape[1:])
   return tuple(out[None] for out in _one_track(refs, ests, **static))
 
 

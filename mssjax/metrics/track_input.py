@@ -1,8 +1,8 @@
 """How `mssjax.metrics.bss_eval_v4` hands a track to XLA, and reads time ranges of it.
 
-A C-contiguous track is read in place: its flat view is split at the first 64-byte boundary
-(`aligned_split`), ``jax.device_put`` aliases the body and the few elements before it travel
-apart (`FlatSignal`); anything else is copied once into an aligned buffer (`host_buffer`).
+A C-contiguous track is read in place: its flat view from the first 64-byte boundary on is
+aliased by ``jax.device_put`` and copies of its first and last elements travel apart
+(`aligned_split`, `FlatSignal`); anything else is copied once into an aligned buffer (`host_buffer`).
 Inside the jitted code `take` and `take_range` read ``signal[:, idx, :]`` from either form, and
 `slice_range` the ranges that lie inside the signal (`slices_inside` tells which).
 """
@@ -60,10 +60,24 @@ def host_buffer(x, dtype):
   return out
 
 
-def aligned_split(x, dtype):
-  """``(head, body)``: views of ``x`` flattened, ``body`` starting at a 64-byte boundary; None if impossible.
+EDGE = 16
+"""Elements kept apart at each end of a `FlatSignal`: 64 bytes of float32, so the first 64-byte
+boundary of any float32 or float64 track lies among its first ``EDGE`` elements."""
 
-  ``jax.device_put`` aliases ``body`` (no copy); ``head`` holds the few elements before the boundary.
+SLICE_FROM = EDGE
+"""`slice_range` reads samples ``[SLICE_FROM, n_samples - SLICE_FROM)`` only: past the ends."""
+
+
+def aligned_split(x, dtype):
+  """``(head, body, tail, k)``: ``x`` flattened, for `FlatSignal`; None if ``x`` cannot be read in place.
+
+  ``body`` is a view of the flat elements ``[k, k + size - EDGE)``, starting at the first 64-byte
+  boundary (``jax.device_put`` aliases it: no copy); ``head`` and ``tail`` are copies of the first and
+  last ``EDGE`` elements, and ``k`` (a scalar argument, not a shape) is the boundary's offset. Every
+  shape depends on ``x.size`` alone, not on where numpy placed ``x``: one compiled program serves
+  every placement, so JAX's persistent cache finds it in the next process. (With the head's length
+  as a shape, the 40 test previews compiled 4 to 6 variants per process, each a cache miss: 5.6 s of
+  a 24 s `score` run.)
   """
   dtype = np.dtype(dtype)
   if x.dtype != dtype or not x.flags.c_contiguous:
@@ -72,20 +86,22 @@ def aligned_split(x, dtype):
   if skip % dtype.itemsize:
     return None
   flat = x.reshape(-1)
-  k = skip // dtype.itemsize
-  if k >= flat.size:  # a tiny array: no element past the boundary, and an empty body reads nothing
+  if flat.size < 2 * EDGE:  # a tiny array: copied instead
     return None
-  return flat[:k], flat[k:]
+  k = skip // dtype.itemsize
+  return flat[:EDGE].copy(), flat[k:k + flat.size - EDGE], flat[-EDGE:].copy(), np.int32(k)
 
 
 @dataclasses.dataclass(frozen=True)
 class FlatSignal:
-  """A ``[S, n_samples, C]`` signal held as the two parts of `aligned_split` (read with `take`).
+  """A ``[S, n_samples, C]`` signal held as the parts of `aligned_split` (read with `take`).
 
   Built inside the jitted function from its array arguments (not a pytree: ``shape`` is static).
   """
   head: jax.Array
   body: jax.Array
+  tail: jax.Array
+  k: jax.Array
   shape: tuple[int, int, int]
 
 
@@ -94,18 +110,13 @@ def take(signal, idx):
   if not isinstance(signal, FlatSignal):
     return signal[:, idx, :]
   n_src, n_samples, n_ch = signal.shape
-  k = signal.head.shape[0]
+  size = n_src * n_samples * n_ch
   src = jnp.arange(n_src).reshape((n_src,) + (1,) * (idx.ndim + 1))
-  pos = (src * n_samples + idx[None, ..., None]) * n_ch + jnp.arange(n_ch) - k
-  values = signal.body.at[jnp.maximum(pos, 0)].get(mode="promise_in_bounds")
-  if k:
-    head = signal.head.at[jnp.clip(pos + k, 0, k - 1)].get(mode="promise_in_bounds")
-    values = jnp.where(pos < 0, head, values)
-  return values
-
-
-SLICE_FROM = 16
-"""The first sample `slice_range` may read from: past a `FlatSignal`'s head (at most 15 elements)."""
+  pos = (src * n_samples + idx[None, ..., None]) * n_ch + jnp.arange(n_ch)
+  get = lambda part, i: part.at[jnp.clip(i, 0, part.shape[0] - 1)].get(mode="promise_in_bounds")
+  values = get(signal.body, pos - signal.k)
+  values = jnp.where(pos < EDGE, get(signal.head, pos), values)
+  return jnp.where(pos >= size - EDGE, get(signal.tail, pos - (size - EDGE)), values)
 
 
 def take_range(signal, start, length):
@@ -121,7 +132,7 @@ def take_range(signal, start, length):
 
 
 def slice_range(signal, start, length):
-  """``signal[:, start : start + length, :]`` for a range inside ``[SLICE_FROM, n_samples)``.
+  """``signal[:, start : start + length, :]`` for a range inside ``[SLICE_FROM, n_samples - SLICE_FROM)``.
 
   One dynamic slice per source and no branch, so XLA fuses the read into whatever consumes it
   (the FFT's padding, the window sums). Reading through a ``lax.cond`` that chose between this
@@ -132,17 +143,16 @@ def slice_range(signal, start, length):
   n_src, n_samples, n_ch = signal.shape
   if not isinstance(signal, FlatSignal):
     return jax.lax.dynamic_slice_in_dim(signal, start, length, axis=1)
-  k = signal.head.shape[0]
   return jnp.stack([
-      jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - k, length * n_ch)
+      jax.lax.dynamic_slice_in_dim(signal.body, (s * n_samples + start) * n_ch - signal.k, length * n_ch)
       .reshape(length, n_ch) for s in range(n_src)])
 
 
 def slices_inside(starts, length, n_samples):
   """Whether each range ``[start, start + length)`` may be read by `slice_range` (numpy, static)."""
   starts = np.asarray(starts)
-  return (starts >= SLICE_FROM) & (starts + length <= n_samples)
+  return (starts >= SLICE_FROM) & (starts + length <= n_samples - SLICE_FROM)
 
 
-__all__ = ["SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range", "slices_inside",
+__all__ = ["EDGE", "SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range", "slices_inside",
            "take", "take_range"]
