@@ -139,7 +139,25 @@ def test_score_refuses_bad_settings_before_any_work(tmp_path):
     score.score(estimates, root, tmp_path / "out", targets=["vocals"], progress=False)
   with pytest.raises(DataError, match="estimates folder not found"):
     score.score(tmp_path / "nothing", root, tmp_path / "out", progress=False)
+  with pytest.raises(ParameterError, match="jobs=0 must be a positive integer"):
+    score.score(estimates, root, tmp_path / "out", jobs=0, progress=False)
   assert not (tmp_path / "out").exists()
+
+
+def test_score_with_several_jobs_records_what_one_job_records(tmp_path):
+  """Tracks scored in parallel threads: the same outcomes, in the same order, and the same JSON."""
+  root = _root(tmp_path, names=("A - One", "B - Two", "C - Three", "D - Four"))
+  estimates = _estimates(root, tmp_path / "est")
+  (estimates / "B - Two" / "bass.wav").write_bytes(b"not audio")
+  runs = {}
+  for jobs in (1, 3):
+    out = tmp_path / f"out{jobs}"
+    summary = score.score(estimates, root, out, window_seconds=0.25, hop_seconds=0.25, progress=False,
+                          report=False, jobs=jobs)
+    documents = {p.name: json.loads(p.read_text())["targets"] for p in (out / "est" / "test").glob("*.json")}
+    runs[jobs] = ([(o.track, o.status) for o in summary["outcomes"]], documents)
+  assert runs[1][0] == [("A - One", "scored"), ("B - Two", "failed"), ("C - Three", "scored"), ("D - Four", "scored")]
+  assert runs[3] == runs[1]
 
 
 def test_score_vocals_accompaniment(tmp_path):
