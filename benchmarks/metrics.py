@@ -78,12 +78,13 @@ def _stages(refs, ests):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
+  from mssjax.metrics import correlations  # pylint: disable=import-outside-toplevel
   n = refs.shape[1]
   n_frames = core.n_frames_bss(n, window=RATE, hop=RATE)
   with jax.enable_x64(True):
     r, e = jax.device_put(refs), jax.device_put(ests)
     stages = {
-        "correlations": jax.jit(lambda r, e: core._correlations(r, e, 511)),
+        "correlations": jax.jit(lambda r, e: correlations.correlations(r, e, 511)),
         "filters levinson": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "levinson")),
         "filters lu": jax.jit(lambda r, e: core._projection_filters(r, e, 512, "lu", 0)),
     }

@@ -70,7 +70,7 @@ from jax.typing import ArrayLike
 
 from mssjax import spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int
-from mssjax.metrics import bss_eval, toeplitz
+from mssjax.metrics import bss_eval, correlations, toeplitz
 
 GRADIENTS = ("adjoint", "autodiff")
 """How `bss_eval_v4` differentiates the filter solve (``gradient=``)."""
@@ -259,7 +259,7 @@ def _correlations(x: jax.Array, ys: tuple[jax.Array, ...], max_lag: int, blocks_
   the gradient's scatters lower outside the x64 context (a 64-bit index
   scatter does not).
 
-  Not `mssjax.metrics.bss_eval._correlations`, though it gives the same values:
+  Not `mssjax.metrics.correlations.correlations`, though it gives the same values:
   that route (every signal transformed once, pairs accumulated block by block
   in a ``fori_loop`` of gathers) is the faster forward pass, but its gradient
   is a scatter per block. With it (made int32), ``value_and_grad`` of the SIR
@@ -267,7 +267,7 @@ def _correlations(x: jax.Array, ys: tuple[jax.Array, ...], max_lag: int, blocks_
   0.76 s and 10.0 s with this einsum (512 taps: 4.14 s against 1.32 s).
   """
   n_samples = x.shape[1]
-  n_fft = max(bss_eval._CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))  # pylint: disable=protected-access
+  n_fft = max(correlations.CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))
   block = n_fft - 2 * max_lag
   n_blocks = -(-n_samples // block)
   per_step = min(blocks_per_step, n_blocks)

@@ -10,7 +10,7 @@ import museval.metrics  # noqa: E402
 
 from mssjax import ParameterError, spectral  # noqa: E402
 from mssjax.metrics import METRICS, bss_eval_v4, n_frames_bss, pad_or_truncate  # noqa: E402
-from mssjax.metrics import track_input  # noqa: E402
+from mssjax.metrics import correlations, track_input  # noqa: E402
 
 FRAME_TOL = 0.05      # dB, every frame where museval gives a number
 MEDIAN_TOL = 0.01     # dB, every per-track median over frames
@@ -331,14 +331,13 @@ def test_correlations_match_direct_sums_across_block_boundaries(n_samples, max_l
   """Every lag of the blockwise correlations (within blocks and across their boundaries) is the direct sum."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(n_samples + max_lag)
   x = rng.standard_normal((2, n_samples, 2))
   y = rng.standard_normal((1, n_samples, 2))
   with jax.enable_x64(True):
     # 2 blocks per step: 40,000 samples are 3 blocks of 16,379 (the last one partial) in 2 steps, both
     # gathered; 120,000 samples are 4 steps, the middle two read as slices (`track_input.slices_inside`).
-    out = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), max_lag, blocks_per_step=2))
+    out = np.asarray(correlations.correlations(jnp.asarray(x), jnp.asarray(y), max_lag, blocks_per_step=2))
   xs = np.moveaxis(x, 2, 1).reshape(4, n_samples)
   zs = np.concatenate([xs, np.moveaxis(y, 2, 1).reshape(2, n_samples)])
   expected = np.zeros((4, 6, 2 * max_lag + 1))
@@ -431,7 +430,6 @@ def test_take_range_reads_zeros_outside_the_signal(flat):
   """Ranges inside (one slice per source) and across either end (gathered) equal numpy's padded slices."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   x = np.random.default_rng(1).standard_normal((3, 40, 2)).astype(np.float32)
   padded = np.pad(x, ((0, 0), (20, 20), (0, 0)))
   for k in (0, 5):
@@ -473,7 +471,6 @@ def test_slice_range_equals_take_range_where_it_may_read(flat):
     (np.float32, 5, 4000, 4000), (np.float32, 0, 8000, 5000), (np.float64, 3, 30000, 30000)])
 def test_zero_copy_input_gives_the_copied_inputs_metrics(dtype, offset, window, hop, monkeypatch):
   """The aliased inputs (any offset from a 64-byte boundary) score exactly as aligned copies do."""
-  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(offset)
   refs = _coloured(rng, (3, 20000, 2)).astype(dtype)
   ests = (0.8 * refs + 0.05 * rng.standard_normal(refs.shape)).astype(dtype)
@@ -490,12 +487,11 @@ def test_correlations_of_a_flat_signal_equal_the_arrays():
   """Blocks read as slices of the aliased flat input (inner blocks) or gathered (the ends) give the same sums."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from mssjax.metrics import bss_eval as core  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(3)
   x, y = rng.standard_normal((2, 40_000, 2)), rng.standard_normal((2, 40_000, 2))
   with jax.enable_x64(True):
-    expected = np.asarray(core._correlations(jnp.asarray(x), jnp.asarray(y), 5, blocks_per_step=1))
+    expected = np.asarray(correlations.correlations(jnp.asarray(x), jnp.asarray(y), 5, blocks_per_step=1))
     for k in (0, 3):
-      out = np.asarray(jax.jit(lambda k=k: core._correlations(_flat_signal(x, k), _flat_signal(y, k), 5,
+      out = np.asarray(jax.jit(lambda k=k: correlations.correlations(_flat_signal(x, k), _flat_signal(y, k), 5,
                                                                blocks_per_step=1))())
       np.testing.assert_array_equal(out, expected, err_msg=f"k={k}")

@@ -4,7 +4,8 @@ A C-contiguous track is read in place: its flat view from the first 64-byte boun
 aliased by ``jax.device_put`` and copies of its first and last elements travel apart
 (`aligned_split`, `FlatSignal`); anything else is copied once into an aligned buffer (`host_buffer`).
 Inside the jitted code `take` and `take_range` read ``signal[:, idx, :]`` from either form, and
-`slice_range` the ranges that lie inside the signal (`slices_inside` tells which).
+`slice_range` the ranges that lie inside the signal (`slices_inside` tells which); `split_scan`
+loops over the steps that read across an end apart from those that read inside.
 """
 
 from __future__ import annotations
@@ -154,5 +155,23 @@ def slices_inside(starts, length, n_samples):
   return (starts >= SLICE_FROM) & (starts + length <= n_samples - SLICE_FROM)
 
 
-__all__ = ["EDGE", "SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range", "slices_inside",
-           "take", "take_range"]
+def split_scan(step, carry, steps, inside):
+  """``lax.scan`` of ``step(carry, i, inside)`` over ``steps``: those with ``inside`` false, then the rest.
+
+  ``inside`` (numpy bool, static) marks the steps whose reads lie inside the track
+  (`slices_inside`): they run in a loop of their own, compiled with plain slices.
+  Returns the final carry and the steps' outputs stacked in the order of ``steps``.
+  """
+  outputs, order = [], []
+  for flag in (False, True):
+    idx = np.flatnonzero(inside == flag)
+    if idx.size:
+      carry, out = jax.lax.scan(lambda c, i, flag=flag: step(c, i, flag), carry, jnp.asarray(steps[idx]))
+      outputs.append(out)
+      order.append(idx)
+  out = jax.tree.map(lambda *parts: jnp.concatenate(parts)[np.argsort(np.concatenate(order))], *outputs)
+  return carry, out
+
+
+__all__ = ["EDGE", "SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range",
+           "slices_inside", "split_scan", "take", "take_range"]
