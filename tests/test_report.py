@@ -1,10 +1,16 @@
 """mssjax.report: the static page, checked in a real headless browser (Debian's chromium)."""
 
+import json
+import os
 import pathlib
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,27 +21,38 @@ from mssjax.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
+_MARKER = "mssjax-browser-check "
 _CHECK_SCRIPT = """<script>
 window.addEventListener('load', async () => {
   const res = [];
   for (const img of document.images)
-    res.push('img ' + (img.complete && img.naturalWidth > 0 ? 'ok' : 'bad') + ' ' + img.getAttribute('src'));
+    res.push(['img', img.complete && img.naturalWidth > 0 ? 'ok' : 'bad', img.getAttribute('src')]);
   const audios = Array.from(document.querySelectorAll('audio'));
   await Promise.all(audios.map(a => new Promise(r => {
-    const done = (s) => { res.push('audio ' + s + ' ' + a.getAttribute('src')); r(); };
+    const done = (s) => { res.push(['audio', s, a.getAttribute('src')]); r(); };
     if (a.readyState >= 2) return done('ok');
     a.addEventListener('loadeddata', () => done('ok'));
     a.addEventListener('error', () => done('bad'));
     a.preload = 'auto'; a.load();
   })));
-  const pre = document.createElement('pre'); pre.id = 'results'; pre.textContent = res.join('\\n') + '\\nDONE';
-  document.body.appendChild(pre);
+  console.log('%s' + JSON.stringify(res));
 });
-</script></body>"""
+</script></body>""" % _MARKER
 
 
-def browser_check(index_html):
+def _forward_lines(stream, lines):
+  for line in stream:
+    lines.put(line)
+  lines.put(None)
+
+
+def browser_check(index_html, timeout=120.0):
   """Opens a copy of the page (plus a checking script) in headless chromium.
+
+  The script reports on the browser's console once every medium has loaded or failed, and the
+  wait for that line is in real time. (Dumping the DOM after a --virtual-time-budget raced the
+  media pipeline, whose threads run outside virtual time: on a busy machine a corrupt wav had
+  not yet failed when the 20 virtual seconds were spent, so the page looked unfinished.)
 
   Returns:
     list of (kind, status, src): every <img> (rendered: naturalWidth > 0) and every
@@ -44,18 +61,36 @@ def browser_check(index_html):
   index_html = pathlib.Path(index_html)
   check = index_html.with_name("_browser_check.html")
   check.write_text(index_html.read_text().replace("</body>", _CHECK_SCRIPT))
+  lines = queue.Queue()
+  log = []
   try:
     with tempfile.TemporaryDirectory() as profile:
-      out = subprocess.run(
+      proc = subprocess.Popen(
           [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--virtual-time-budget=20000", "--dump-dom", check.resolve().as_uri()],
-          capture_output=True, text=True, timeout=120, check=False)
+           "--enable-logging=stderr", "--v=0", check.resolve().as_uri()],
+          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+          start_new_session=True)
+      threading.Thread(target=_forward_lines, args=(proc.stderr, lines), daemon=True).start()
+      deadline = time.monotonic() + timeout
+      try:
+        while (left := deadline - time.monotonic()) > 0:
+          try:
+            line = lines.get(timeout=left)
+          except queue.Empty:
+            break
+          if line is None:
+            break
+          log.append(line)
+          if _MARKER in line and "CONSOLE" in line:
+            payload = line.split(_MARKER, 1)[1].rsplit('", source:', 1)[0]
+            return [tuple(r) for r in json.loads(payload)]
+      finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
   finally:
     check.unlink()
-  match = re.search(r'<pre id="results">(.*?)DONE</pre>', out.stdout, re.S)
-  assert match, f"page did not finish loading: {out.stderr[-1000:]}"
-  return [tuple(line.split(" ", 2)) for line in match.group(1).strip().splitlines()]
+  raise AssertionError(f"page did not report within {timeout:.0f} s: {''.join(log)[-1000:]}")
 
 
 def _fake_workdir(root, methods, track="Song A & B"):
