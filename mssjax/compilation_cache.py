@@ -16,6 +16,7 @@ import pathlib
 import jax
 
 OFF_VALUES = ("0", "off", "false", "no")
+MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
 def cache_dir() -> pathlib.Path | None:
@@ -32,7 +33,8 @@ def cache_dir() -> pathlib.Path | None:
 def enable() -> pathlib.Path | None:
   """Turns JAX's persistent compilation cache on (unless off); returns its folder.
 
-  Programs that took at least 0.2 s to compile are stored, whatever their size.
+  Programs that took at least 0.2 s to compile are stored, whatever their size
+  (``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``, when set, is left to JAX).
   A folder that cannot be made leaves the cache off (compilation still works).
   """
   folder = cache_dir()
@@ -43,6 +45,7 @@ def enable() -> pathlib.Path | None:
   except OSError:
     return None
   jax.config.update("jax_compilation_cache_dir", str(folder))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  if MIN_COMPILE_TIME_ENV not in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return folder

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 import soundfile as sf
@@ -201,13 +202,35 @@ def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path
   cache = tmp_path / "cache"
   command = [sys.executable, "-m", "mssjax", "separate", str(tmp_path / "song.wav"), "--method", "hpss_repet",
              "-o", str(tmp_path / "out"), "--quiet"]
-  env = dict(os.environ, MSSJAX_COMPILATION_CACHE="1", MSSJAX_COMPILATION_CACHE_DIR=str(cache))
+  # Every program is stored (no 0.2 s threshold): with it, which small programs got stored hung on
+  # how fast each process happened to compile them, and a loaded CI machine stored one more the
+  # second time.
+  env = dict(os.environ, MSSJAX_COMPILATION_CACHE="1", MSSJAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert out.returncode == 0, out.stderr[-2000:]
   entries = sorted(cache.iterdir())
-  assert entries
+  assert any(entry.name.startswith("jit_") for entry in entries)
   out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert out.returncode == 0 and sorted(cache.iterdir()) == entries  # the second process reuses, adds nothing
+
+
+@pytest.mark.parametrize("env,expected", [(None, 0.2), ("0", 7.0), ("1.5", 7.0)])
+def test_the_compilation_cache_keeps_an_explicit_jax_threshold(monkeypatch, tmp_path, env, expected):
+  """enable() stores programs of 0.2 s or more unless JAX's own variable says otherwise."""
+  from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
+  before = jax.config.jax_persistent_cache_min_compile_time_secs
+  monkeypatch.setenv("MSSJAX_COMPILATION_CACHE_DIR", str(jax.config.jax_compilation_cache_dir))
+  if env is None:
+    monkeypatch.delenv(compilation_cache.MIN_COMPILE_TIME_ENV, raising=False)
+  else:
+    monkeypatch.setenv(compilation_cache.MIN_COMPILE_TIME_ENV, env)
+  try:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 7.0)
+    compilation_cache.enable()
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == expected  # 7.0: left alone
+  finally:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
 
 
 @pytest.mark.parametrize("value,expected", [("0", None), ("off", None), ("No", None), ("1", "explicit"),
