@@ -117,8 +117,10 @@ def _fast_bss_eval(refs, ests, t_ours, chunk=32):
     x = x[:, :n_frames * RATE].reshape(x.shape[0], n_frames, RATE, x.shape[2])
     return np.transpose(x, (1, 3, 0, 2)).reshape(-1, x.shape[0], RATE).astype(np.float64)
   r, e = frames(refs), frames(ests)
-  def run(**kwargs):  # in chunks: one call builds a (4 * 512)^2 float64 matrix per window (32 MB each),
-    for i in range(0, len(r), chunk):  # so the 480 windows of 4 minutes at once need ~24 GB
+  def run(**kwargs):
+    # In chunks: one call builds a (4 * 512)^2 float64 matrix per window (32 MB each), so the 480
+    # windows of a 4-minute track in one call need about 24 GB.
+    for i in range(0, len(r), chunk):
       fast_bss_eval.bss_eval_sources(r[i:i + chunk], e[i:i + chunk], compute_permutation=False, **kwargs)
   try:
     t = time_call(run, rounds=1, warmup=0)

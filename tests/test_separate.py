@@ -202,9 +202,8 @@ def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path
   cache = tmp_path / "cache"
   command = [sys.executable, "-m", "mssjax", "separate", str(tmp_path / "song.wav"), "--method", "hpss_repet",
              "-o", str(tmp_path / "out"), "--quiet"]
-  # Every program is stored (no 0.2 s threshold): with it, which small programs got stored hung on
-  # how fast each process happened to compile them, and a loaded CI machine stored one more the
-  # second time.
+  # Every program is stored: with the 0.2 s threshold, what gets stored hangs on how fast each
+  # process happens to compile its small programs.
   env = dict(os.environ, MSSJAX_COMPILATION_CACHE="1", MSSJAX_COMPILATION_CACHE_DIR=str(cache),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
@@ -216,7 +215,7 @@ def test_the_command_line_keeps_compiled_programs_in_a_persistent_cache(tmp_path
 
 
 @pytest.mark.parametrize("env,expected", [(None, 0.2), ("0", 7.0), ("1.5", 7.0)])
-def test_the_compilation_cache_keeps_an_explicit_jax_threshold(monkeypatch, tmp_path, env, expected):
+def test_the_compilation_cache_keeps_an_explicit_jax_threshold(monkeypatch, env, expected):
   """enable() stores programs of 0.2 s or more unless JAX's own variable says otherwise."""
   from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
   before = jax.config.jax_persistent_cache_min_compile_time_secs
