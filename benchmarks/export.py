@@ -83,7 +83,7 @@ def bench_method(method, folder):
   result = export.export_separator(method, folder / f"{method}.jaxexport")
   exported_seconds = time.perf_counter() - start
   separator = separators.get(method)
-  samples, _ = separate.chunk_samples(separator.config)
+  samples, _ = separate.chunk_samples(separator)
   chunk = _chunk(samples)
   np.save(folder / "chunk.npy", chunk)
   app = folder / "app"
@@ -94,7 +94,7 @@ def bench_method(method, folder):
   standalone = json.loads(done.stdout.strip().splitlines()[-1])
   ours = time_call(lambda: _mssjax_chunk(separator)(chunk), rounds=ROUNDS)
   difference = float(np.max(np.abs(np.load(folder / "out.npy") - ours.result)))
-  print(f"{method} ({samples / separate.MODEL_RATE:.0f} s chunk): export {format_time(exported_seconds)}, "
+  print(f"{method} ({samples / separator.sample_rate:.0f} s chunk): export {format_time(exported_seconds)}, "
         f"module {result.module_bytes / 1e6:.2f} MB")
   print(f"  standalone: import {format_time(standalone['import'])}, load {format_time(standalone['load'])}, "
         f"first chunk {format_time(standalone['first'])}, then {format_time(standalone['median'])} per chunk")
@@ -112,7 +112,7 @@ def bench_onnx(folder):
   result = export.export_masks_onnx(folder / "masks.onnx")
   converted = time.perf_counter() - start
   unet = separators.get("unet")
-  samples, _ = separate.chunk_samples(unet.config)
+  samples, _ = separate.chunk_samples(unet)
   magnitude = np.asarray(jnp.abs(spectral.stft(_chunk(samples), n_fft=unet.n_fft, hop_length=unet.hop_length)))[None]
   options = onnxruntime.SessionOptions()
   options.log_severity_level = 3  # errors only

@@ -37,7 +37,7 @@ PREPARED = REPO / "data_cache" / "musdb18-7-hq"
 
 def _config(args, weights=None):
   from configs import unet_previews  # pylint: disable=import-outside-toplevel
-  from mssjax.models import separator  # pylint: disable=import-outside-toplevel
+  from mssjax.separators import network as separator  # pylint: disable=import-outside-toplevel
   config = unet_previews.get_config()
   config.init_weights = str(separator.PRETRAINED)
   config.data.root = str(PREPARED)

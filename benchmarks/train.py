@@ -40,7 +40,7 @@ from timing import peak_memory_mb, time_call  # pylint: disable=wrong-import-pos
 
 from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
 from mssjax.data import loaders  # pylint: disable=wrong-import-position
-from mssjax.models import separator as separator_lib  # pylint: disable=wrong-import-position
+from mssjax.separators import network as separator_lib  # pylint: disable=wrong-import-position
 
 config_flags.DEFINE_config_file("config", str(REPO / "configs" / "unet_previews.py"), "Model/training config.")
 flags.DEFINE_integer("steps", 5, "Timed training steps (after the compiling one).")
@@ -111,7 +111,7 @@ def bench_data_wait(config, state, n_steps):
 
 def bench_separation(config, state, seconds=30.0):
   """Prints compile time and real-time factor of separating a ``seconds`` stereo song."""
-  model = separator_lib.UNetSeparator(config, jax.tree.map(np.asarray, state.params))
+  model = separator_lib.network_separator(config, jax.tree.map(np.asarray, state.params))
   song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, int(seconds * 44100))).astype(np.float32)
   chunk = np.zeros((2, int(round(model.config.chunk_seconds * 44100))), np.float32)
   _, compile_s = _timed(lambda: model.separate_chunk(chunk))
@@ -129,10 +129,10 @@ TEN_MINUTES = textwrap.dedent("""
     import numpy as np, jax
     from ml_collections import ConfigDict
     from mssjax import models, separate
-    from mssjax.models import separator
+    from mssjax.separators import network as separator
     config = ConfigDict({config!r})
     params = jax.tree.map(np.asarray, models.model_spec(config).init(jax.random.key(0)))
-    model = separator.UNetSeparator(config, params)
+    model = separator.network_separator(config, params)
     n = 600 * 44100
     song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, n)).astype(np.float32)
     stems = separate.separate_array(model, song)

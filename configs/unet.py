@@ -26,6 +26,8 @@ def get_config():
   # mssjax/pretrained/unet.safetensors or an export-weights file of the same config.model and stft.
   config.init_weights = ""
   config.sample_rate = 44100
+  # the stems the network separates, in order (MUSDB18's four by default; any names your data has)
+  config.targets = ("vocals", "drums", "bass", "other")
   config.num_train_steps = 300_000
   config.log_every = 100
   config.eval_every = 2_000
@@ -37,7 +39,6 @@ def get_config():
   config.model = ml_collections.ConfigDict()
   config.model.name = "unet"
   config.model.audio_channels = 2
-  config.model.n_targets = 4
   config.model.features = (16, 32, 64, 128, 256)
   config.model.kernel_size = (5, 5)
   config.model.up_kernel_size = (3, 3)
@@ -61,6 +62,9 @@ def get_config():
   config.optim.warmup_steps = 1_000
   config.optim.final_lr_fraction = 0.01
   config.optim.grad_clip_norm = 1.0
+  # parameter path prefixes that are not trained, e.g. ("input_mean", "input_scale", "down") to fine-tune a
+  # shipped network into new targets with its encoder fixed (optax.multi_transform)
+  config.optim.freeze = ()
 
   # The grain pipeline's fields (mssjax.data.pipeline.default_config) plus the loader's name.
   config.data = pipeline.default_config()

@@ -130,11 +130,12 @@ def separate_command(args: argparse.Namespace) -> int:
     raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
   if args.method in separators.ORACLES:
     raise ParameterError(f"method={args.method!r} is an oracle: it needs the reference stems, not a song")
-  if config.get("chunk_seconds") is not None:
-    separate.chunk_samples(config)  # before a network is loaded
-  separate.check_output_folder(args.out)
+  if config.get("chunk_seconds") is not None and config.get("overlap_seconds") is not None:
+    # before a network is loaded; a network fills in the settings left to it when it is built
+    separate.check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
+                            sample_rate=config.get("sample_rate") or 44100)
+  separate.check_output_folder(args.out, ())
   separator = separators.get(args.method, config)
-  separate.chunk_samples(separator.config)  # the network's own, where the config left them to it
   outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
   for outcome in outcomes:
     if outcome.note:
@@ -151,8 +152,8 @@ def separate_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
   """Runs ``export-weights``."""
-  from mssjax.models import separator  # pylint: disable=import-outside-toplevel
-  path = separator.export_weights(args.workdir, args.out, which=args.which, storage_dtype=args.storage_dtype)
+  from mssjax.separators import network  # pylint: disable=import-outside-toplevel
+  path = network.export_weights(args.workdir, args.out, which=args.which, storage_dtype=args.storage_dtype)
   print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
   return 0
 

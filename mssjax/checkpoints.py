@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mssjax import fileio
+from mssjax import fileio, models
 from mssjax.errors import CheckpointError, check_choice
 
 CONFIG_FILE = "config.json"
@@ -174,7 +174,7 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise CheckpointError(f"{workdir}: not a training workdir (no {CONFIG_FILE})")
   try:
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return models.upgrade_config(ml_collections.ConfigDict(json.loads(path.read_text())))
   except ValueError as e:
     raise CheckpointError(f"{path}: not a readable config ({e})") from e
 

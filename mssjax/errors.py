@@ -64,6 +64,28 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
   return value
 
 
+def check_targets(targets: Any, *, what: str = "targets") -> tuple[str, ...]:
+  """``targets`` as a tuple of distinct target names, each usable as a file name.
+
+  Raises:
+    ParameterError: not a non-empty sequence of distinct names, or a name that
+      is empty, starts with a dot, or holds a path separator or a control character.
+  """
+  if isinstance(targets, str) or not isinstance(targets, Iterable):
+    raise ParameterError(f"{what}={targets!r} must be a sequence of target names")
+  names = tuple(targets)
+  if not names:
+    raise ParameterError(f"{what}=() must name at least one target")
+  for name in names:
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name or \
+        any(ord(c) < 32 for c in name):
+      raise ParameterError(f"{what}: {name!r} is not a usable target name (a file name without a path "
+                           "separator, leading dot or control character)")
+  if len(set(names)) != len(names):
+    raise ParameterError(f"{what}={names!r} names a target twice")
+  return names
+
+
 class CheckpointError(ValueError):
   """A checkpoint, workdir or weights file is missing, corrupt or does not fit the model."""
 

@@ -36,10 +36,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio, distributed, fileio, separate, separators
+from mssjax import audio, distributed, fileio, separate, separators
 from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 from mssjax.data import Track, generate, load_tracks
 from mssjax.metrics import batched, bss_eval, store
+from mssjax.separators import Separator
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def method_names(config: ml_collections.ConfigDict) -> list[str]:
   return list(names)
 
 
-def load_separators(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def load_separators(config: ml_collections.ConfigDict) -> dict[str, Separator]:
   """``{name: separator}`` for ``config.methods``, each built from ``config.separators.<name>``."""
   return {n: separators.get(n, config.separators[n]) for n in method_names(config)}
 
@@ -104,49 +105,72 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check_finite("data.seconds", config.data.seconds, minimum=0, strict=True)
 
 
-def separate_track(separator: Any, track: Track) -> tuple[np.ndarray, float]:
-  """Runs one separator on a track; returns (``[4, 2, n]`` estimates, seconds spent)."""
+Stems = dict[str, np.ndarray]
+"""``{target: float32 [2, n]}``: a track's estimates or references, in the separator's targets order."""
+
+
+def references(separator: Separator, track: Track) -> Stems:
+  """The track's true stems of the separator's targets."""
+  return track.stems(separator.targets)
+
+
+def separate_track(separator: Separator, track: Track) -> tuple[Stems, float]:
+  """Runs one separator on a track; returns (``{target: [2, n]}`` estimates, seconds spent).
+
+  Raises:
+    ParameterError: an oracle at another rate than the track's (oracles are not resampled).
+  """
   mixture = track.mixture()
   start = time.perf_counter()
   if separator.needs_references:
-    out = separator(mixture, track.targets())
+    if separator.sample_rate != track.sample_rate:
+      raise ParameterError(f"{track.name}: oracle {separator.name!r} works at {separator.sample_rate} Hz, the "
+                           f"track is at {track.sample_rate} Hz: set the oracle's sample_rate")
+    truth = references(separator, track)
+    out = separator(mixture, np.stack([truth[t] for t in separator.targets]))
   else:
     out = separate.separate_array(separator, mixture, sample_rate=track.sample_rate)
-  estimates = np.stack([np.asarray(out[t], np.float32) for t in TARGETS])
+  estimates = {t: np.asarray(out[t], np.float32) for t in separator.targets}
   return estimates, time.perf_counter() - start
 
 
-def score_track(references: np.ndarray, estimates: np.ndarray, *, sample_rate: int, window_seconds: float = 1.0,
+def _museval_layout(stems: Stems) -> np.ndarray:
+  """``[targets, n, 2]``: museval's channel-last layout of a dict of ``[2, n]`` stems."""
+  return np.stack([np.transpose(x) for x in stems.values()])
+
+
+def score_track(references: Stems, estimates: Stems, *, sample_rate: int, window_seconds: float = 1.0,
                 hop_seconds: float = 1.0) -> dict[str, dict[str, np.ndarray]]:
-  """BSSEval v4 of ``[4, 2, n]`` estimates (cut or padded to the references, as museval).
+  """BSSEval v4 of estimates ``{target: [2, n]}`` (cut or padded to the references, as museval).
 
   Returns:
-    ``{target: {metric: [n_frames]}}`` in TARGETS order.
+    ``{target: {metric: [n_frames]}}`` in the references' order.
   """
-  refs = np.transpose(references, (0, 2, 1))
-  ests = np.transpose(estimates, (0, 2, 1))
-  refs, ests = bss_eval.pad_or_truncate(refs, ests)
+  estimates = {t: estimates[t] for t in references}
+  refs, ests = bss_eval.pad_or_truncate(_museval_layout(references), _museval_layout(estimates))
   out = bss_eval.bss_eval_v4(refs, ests, window=int(window_seconds * sample_rate),
                              hop=int(hop_seconds * sample_rate))
-  return {t: {m: out[m][i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)}
+  return {t: {m: out[m][i] for m in bss_eval.METRICS} for i, t in enumerate(references)}
 
 
-def score_tracks(references: list[np.ndarray], estimates: list[np.ndarray], *, sample_rate: int,
+def score_tracks(references: list[Stems], estimates: list[Stems], *, sample_rate: int,
                  window_seconds: float = 1.0, hop_seconds: float = 1.0) -> list[dict[str, dict[str, np.ndarray]]]:
   """`score_track` of several tracks of equal length in one call (`mssjax.metrics.batched`).
 
   Args:
-    references, estimates: per track ``[4, 2, n]`` (every reference of the same ``n``;
-      estimates cut or padded to it).
+    references, estimates: per track ``{target: [2, n]}`` (every reference of the same ``n``
+      and targets; estimates cut or padded to it).
 
   Returns:
     per track, ``{target: {metric: [n_frames]}}``, equal to `score_track`'s.
   """
-  refs = np.stack([np.transpose(r, (0, 2, 1)) for r in references])
-  ests = np.stack([bss_eval.pad_or_truncate(r, np.transpose(e, (0, 2, 1)))[1] for r, e in zip(refs, estimates)])
+  targets = list(references[0])
+  refs = np.stack([_museval_layout(r) for r in references])
+  ests = np.stack([bss_eval.pad_or_truncate(r, _museval_layout({t: e[t] for t in targets}))[1]
+                   for r, e in zip(refs, estimates)])
   out = batched.bss_eval_v4_sharded(refs, ests, window=int(window_seconds * sample_rate),
                                     hop=int(hop_seconds * sample_rate))
-  return [{t: {m: out[m][k, i] for m in bss_eval.METRICS} for i, t in enumerate(TARGETS)} for k in range(len(refs))]
+  return [{t: {m: out[m][k, i] for m in bss_eval.METRICS} for i, t in enumerate(targets)} for k in range(len(refs))]
 
 
 REFERENCE = "reference"
@@ -166,25 +190,27 @@ def _save_stems(folder: pathlib.Path, stems: dict[str, np.ndarray], sample_rate:
 class _Separated(NamedTuple):
   """One (method, track) separated, waiting to be scored."""
   track: Track
-  estimates: np.ndarray
+  estimates: Stems
+  references: Stems
   seconds: float
   keep_audio: bool
 
 
-def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Any,
+def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Separator,
                  track: Track, *, keep_audio: bool = False) -> pathlib.Path:
   """Separates, scores and stores one (method, track); returns the JSON path."""
   estimates, seconds = separate_track(separator, track)
-  scores = score_track(track.targets(), estimates, sample_rate=track.sample_rate,
-                       window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
-  return _store(config, workdir, name, separator, _Separated(track, estimates, seconds, keep_audio), scores)
+  truth = references(separator, track)
+  scores = score_track(truth, estimates, sample_rate=track.sample_rate, window_seconds=config.window_seconds,
+                       hop_seconds=config.hop_seconds)
+  return _store(config, workdir, name, separator, _Separated(track, estimates, truth, seconds, keep_audio),
+                scores)
 
 
-def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Any,
+def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Separator,
            done: _Separated, scores: dict) -> pathlib.Path:
   """Writes one (method, track)'s stems (when asked) and its museval JSON; returns the JSON path."""
-  track, estimates, seconds, keep_audio = done
-  stems = dict(zip(TARGETS, estimates))
+  track, stems, _, seconds, keep_audio = done
   if config.save_estimates:
     _save_stems(pathlib.Path(workdir) / name / "estimates" / track.subset / fileio.safe_name(track.name), stems,
                 track.sample_rate, "FLOAT")
@@ -196,17 +222,15 @@ def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, 
                           win=config.window_seconds, hop=config.hop_seconds)
 
 
-def _save_references(workdir: pathlib.Path, track: Track) -> None:
+def _save_references(workdir: pathlib.Path, track: Track, truth: Stems) -> None:
   """The track's mixture and true stems for the report, written as a set (repaired if a kill left half)."""
   folder = audio_folder(workdir, track.name, REFERENCE)
-  names = ("mixture",) + TARGETS
-  if all((folder / f"{n}.wav").is_file() for n in names):
+  if all((folder / f"{n}.wav").is_file() for n in ("mixture", *truth)):
     return
-  stems = dict(zip(TARGETS, track.targets()), mixture=track.mixture())
-  _save_stems(folder, {n: stems[n] for n in names}, track.sample_rate, "PCM_16")
+  _save_stems(folder, {"mixture": track.mixture(), **truth}, track.sample_rate, "PCM_16")
 
 
-def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list
+def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator], tracks: list
           ) -> list:
   """The (track, method) pairs without a reusable result; unreadable or differently scored ones are named."""
   todo = []
@@ -222,7 +246,7 @@ def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dic
   return todo
 
 
-def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Any], tracks: list,
+def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator], tracks: list,
              *, audio_tracks: set[str] | None = None) -> dict[str, Any]:
   """Every (track, method) without a reusable result; failures are logged and collected, never fatal.
 
@@ -259,13 +283,14 @@ def _batch_key(done: _Separated) -> tuple[int, int]:
   return done.track.n_samples, done.track.sample_rate
 
 
-def _separate_for_scoring(workdir: pathlib.Path, separator: Any, track: Track, audio_tracks: set[str]
+def _separate_for_scoring(workdir: pathlib.Path, separator: Separator, track: Track, audio_tracks: set[str]
                           ) -> _Separated:
   keep = track.name in audio_tracks
+  truth = references(separator, track)
   if keep:
-    _save_references(workdir, track)
+    _save_references(workdir, track, truth)
   estimates, seconds = separate_track(separator, track)
-  return _Separated(track, estimates, seconds, keep)
+  return _Separated(track, estimates, truth, seconds, keep)
 
 
 @dataclasses.dataclass
@@ -294,7 +319,7 @@ class _Loop:
     self.bar.update(1)
     track.clear_cache() if hasattr(track, "clear_cache") else None
 
-  def score_pending(self, name: str, separator: Any) -> None:
+  def score_pending(self, name: str, separator: Separator) -> None:
     """Scores the pending tracks (together where there are several) and stores each."""
     pending, self.pending = self.pending, []
     if not pending:
@@ -303,7 +328,7 @@ class _Loop:
     scores = [None] * len(pending)
     if len(pending) > 1:
       try:
-        scores = score_tracks([d.track.targets() for d in pending], [d.estimates for d in pending],
+        scores = score_tracks([d.references for d in pending], [d.estimates for d in pending],
                               sample_rate=pending[0].track.sample_rate, window_seconds=config.window_seconds,
                               hop_seconds=config.hop_seconds)
       except Exception:  # pylint: disable=broad-except
@@ -311,7 +336,7 @@ class _Loop:
     for done, score in zip(pending, scores):
       def store_one(done=done, score=score):
         if score is None:
-          score = score_track(done.track.targets(), done.estimates, sample_rate=done.track.sample_rate,
+          score = score_track(done.references, done.estimates, sample_rate=done.track.sample_rate,
                               window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
         return _store(config, self.workdir, name, separator, done, score)
       if self.attempt(name, done.track, store_one) is not None:

@@ -3,7 +3,7 @@
 ``python -m mssjax export --method unet -o OUT`` (`export_separator`) writes
 
 1. ``OUT``: the chunk separator of `mssjax.separate`, mixture ``[2, chunk]``
-   float32 -> stems ``[4, 2, chunk]``, traced once and serialised as StableHLO
+   float32 -> stems ``[len(targets), 2, chunk]``, traced once and serialised as StableHLO
    by `jax.export` (see JAX's "Exporting and serialization" guide): the STFT, the masks
    (or the whole network, its weights as constants) and the iSTFT are inside;
    it is lowered for every platform asked for (CPU and CUDA by default; no GPU
@@ -62,9 +62,9 @@ from flax import nnx
 from jax import export as jax_export
 
 import mssjax
-from mssjax import TARGETS, exported, fileio, separate, separators, spectral
+from mssjax import exported, fileio, separate, separators, spectral
 from mssjax.errors import ParameterError, check_choice
-from mssjax.models import separator as separator_lib
+from mssjax.separators import Network, Separator
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -102,42 +102,47 @@ def check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
   return platforms
 
 
-def chunk_function(separator: Any) -> Callable[[jax.Array], jax.Array]:
-  """The jax-traceable ``[2, n] -> [4, 2, n]`` that `mssjax.separate` applies to each chunk.
+def chunk_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
+  """The jax-traceable ``[2, n] -> [len(targets), 2, n]`` that `mssjax.separate` applies to each chunk.
 
   Raises:
     ParameterError: an oracle (it needs the true stems, which an exported
       separator does not have).
   """
-  if isinstance(separator, separator_lib.UNetSeparator):
-    def separate_chunk(mixture):
-      return separator_lib.separate_with_params(
-          separator.graphdef, separator.params, mixture[None], n_fft=separator.n_fft,
-          hop_length=separator.hop_length, wiener_iterations=separator.wiener_iterations,
-          shifts=separator.shifts, channel_swap=separator.channel_swap)[0]
-    return separate_chunk
   if separator.needs_references:
     raise ParameterError(f"method={separator.name!r} is an oracle: it needs the true stems, so it cannot be "
                          "exported as a separator of mixtures")
-  return separator.fn
+  return separator.chunk_function()
 
 
-def metadata(separator: Any, module: bytes, exported_module: jax_export.Exported) -> dict:
+def _fixed_chunk(separator: Separator) -> tuple[int, int]:
+  """``(chunk, overlap)`` in samples: an exported module has one input length.
+
+  Raises:
+    ParameterError: a separator that takes whole songs (``chunk_seconds=None``).
+  """
+  if separator.chunk_seconds is None:
+    raise ParameterError(f"method={separator.name!r} separates whole songs (chunk_seconds=None); an exported "
+                         "module has one input length: set chunk_seconds")
+  return separate.chunk_samples(separator)
+
+
+def metadata(separator: Separator, module: bytes, exported_module: jax_export.Exported) -> dict:
   """The JSON document written beside the module (what `mssjax.exported.read_metadata` reads)."""
-  chunk, overlap = separate.chunk_samples(separator.config)
+  chunk, overlap = _fixed_chunk(separator)
   return {
       "format": exported.FORMAT,
       "format_version": exported.FORMAT_VERSION,
       "method": separator.name,
-      "sample_rate": separate.MODEL_RATE,
+      "sample_rate": separator.sample_rate,
       "channels": 2,
-      "targets": list(TARGETS),
+      "targets": list(separator.targets),
       "chunk_samples": chunk,
       "overlap_samples": overlap,
-      "chunk_seconds": float(separator.config.chunk_seconds),
-      "overlap_seconds": float(separator.config.overlap_seconds),
+      "chunk_seconds": float(separator.chunk_seconds),
+      "overlap_seconds": float(separator.overlap_seconds),
       "input": {"shape": [2, chunk], "dtype": "float32"},
-      "output": {"shape": [len(TARGETS), 2, chunk], "dtype": "float32"},
+      "output": {"shape": [len(separator.targets), 2, chunk], "dtype": "float32"},
       "platforms": list(exported_module.platforms),
       "calling_convention_version": exported_module.calling_convention_version,
       "mssjax_version": mssjax.__version__,
@@ -169,7 +174,7 @@ def export_separator(method: str, path: str | pathlib.Path, *,
   """
   platforms = check_platforms(platforms)
   separator = separators.get(method, config)
-  chunk, _ = separate.chunk_samples(separator.config)
+  chunk, _ = _fixed_chunk(separator)
   path = pathlib.Path(path)
   start = time.perf_counter()
   exported_module = jax_export.export(jax.jit(chunk_function(separator)), platforms=platforms)(
@@ -197,17 +202,32 @@ class OnnxResult(NamedTuple):
   max_abs_difference: float
 
 
-def mask_function(separator: separator_lib.UNetSeparator) -> Callable[[jax.Array], jax.Array]:
-  """``magnitude [batch, 2, bins, frames] -> masks [batch, 4, 2, bins, frames]``, weights as constants."""
+def _network(separator: Separator) -> Network:
+  """The separator's `Network`.
+
+  Raises:
+    ParameterError: a separator that is not a trained mask network.
+  """
+  if separator.network is None:
+    raise ParameterError(f"method={separator.name!r} is not a trained mask network: only a network's masks "
+                         "export to ONNX")
+  return separator.network
+
+
+def mask_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
+  """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants."""
+  graphdef = _network(separator).graphdef
+
   def masks(magnitude):
-    return nnx.merge(separator.graphdef, separator.params)(magnitude)
+    return nnx.merge(graphdef, separator.params)(magnitude)
   return masks
 
 
-def _onnx_metadata(separator: separator_lib.UNetSeparator, chunk: int) -> dict[str, str]:
+def _onnx_metadata(separator: Separator, chunk: int) -> dict[str, str]:
+  network = _network(separator)
   return {"mssjax_version": mssjax.__version__, "sample_rate": str(separator.sample_rate),
-          "n_fft": str(separator.n_fft), "hop_length": str(separator.hop_length), "stft": "mssjax.spectral.stft",
-          "chunk_samples": str(chunk), "targets": ",".join(TARGETS)}
+          "n_fft": str(network.n_fft), "hop_length": str(network.hop_length), "stft": "mssjax.spectral.stft",
+          "chunk_samples": str(chunk), "targets": ",".join(separator.targets)}
 
 
 @contextlib.contextmanager
@@ -244,9 +264,10 @@ def export_masks_onnx(path: str | pathlib.Path, *,
   """
   jax2onnx, onnx = _onnx_modules()
   separator = separators.get("unet", config)
-  chunk, _ = separate.chunk_samples(separator.config)
-  shape = (1, 2, 1 + separator.n_fft // 2, spectral.n_frames_for(chunk, n_fft=separator.n_fft,
-                                                                 hop_length=separator.hop_length))
+  network = _network(separator)
+  chunk, _ = _fixed_chunk(separator)
+  shape = (1, 2, 1 + network.n_fft // 2, spectral.n_frames_for(chunk, n_fft=network.n_fft,
+                                                               hop_length=network.hop_length))
   with _quiet_logger("jax2onnx"):
     model = jax2onnx.to_onnx(mask_function(separator), [shape], model_name="mssjax_unet_masks",
                              input_names=["magnitude"], output_names=["masks"])
@@ -265,8 +286,8 @@ def _dft_kernels(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
   return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
 
 
-def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> Callable[[jax.Array], jax.Array]:
-  """The network's chunk separator ``[2, chunk] -> [4, 2, chunk]`` in real arithmetic, for ONNX.
+def real_chunk_function(separator: Separator, chunk: int) -> Callable[[jax.Array], jax.Array]:
+  """The network's chunk separator ``[2, chunk] -> [targets, 2, chunk]`` in real arithmetic, for ONNX.
 
   The transforms of `mssjax.spectral` (plain masking: ``wiener_iterations=0``)
   with their FFTs written as products with DFT matrices, which ONNX has
@@ -285,13 +306,14 @@ def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> C
     ParameterError: a network with ``wiener_iterations > 0`` (the EM filter
       stays in JAX) or an odd ``n_fft``.
   """
-  if separator.wiener_iterations:
-    raise ParameterError(f"wiener_iterations={separator.wiener_iterations}: the ONNX separator does plain "
+  network = _network(separator)
+  if network.wiener_iterations:
+    raise ParameterError(f"wiener_iterations={network.wiener_iterations}: the ONNX separator does plain "
                          "masking only; export with --set wiener_iterations=0")
-  if separator.shifts != 1 or separator.channel_swap:
-    raise ParameterError(f"shifts={separator.shifts}, channel_swap={separator.channel_swap}: the ONNX separator "
+  if network.shifts != 1 or network.channel_swap:
+    raise ParameterError(f"shifts={network.shifts}, channel_swap={network.channel_swap}: the ONNX separator "
                          "runs one pass; export with --set shifts=1 --set channel_swap=False")
-  n_fft, hop = separator.n_fft, separator.hop_length
+  n_fft, hop = network.n_fft, network.hop_length
   if n_fft % 2:
     raise ParameterError(f"n_fft={n_fft}: the ONNX separator's inverse DFT weights assume an even n_fft")
   cos, sin = _dft_kernels(n_fft)
@@ -308,7 +330,7 @@ def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> C
     frames = spectral._frame(x, jnp.asarray(win32), hop)  # [2, frames, n_fft]
     real = jnp.einsum("ctn,kn->ckt", frames, cos)  # [2, bins, frames]; one copy of each matrix in the graph
     imag = -jnp.einsum("ctn,kn->ckt", frames, sin)
-    masks = masks_of(jnp.sqrt(real ** 2 + imag ** 2)[None])[0]  # [4, 2, bins, frames]
+    masks = masks_of(jnp.sqrt(real ** 2 + imag ** 2)[None])[0]  # [targets, 2, bins, frames]
     real, imag = masks * real * weights, masks * imag * weights
     out = (jnp.einsum("sckt,kn->sctn", real, cos) - jnp.einsum("sckt,kn->sctn", imag, sin)) * win32
     y = spectral._overlap_add(out, hop)[..., n_fft // 2:n_fft // 2 + chunk]
@@ -320,7 +342,7 @@ def real_chunk_function(separator: separator_lib.UNetSeparator, chunk: int) -> C
 def export_separator_onnx(path: str | pathlib.Path, *,
                           config: ml_collections.ConfigDict | Mapping[str, Any] | None = None,
                           check: bool = True) -> OnnxResult:
-  """The network's whole chunk separator as ONNX: mixture ``[2, chunk]`` -> stems ``[4, 2, chunk]``.
+  """The network's whole chunk separator as ONNX: mixture ``[2, chunk]`` -> stems ``[targets, 2, chunk]``.
 
   The STFT and iSTFT are products with DFT matrices (`real_chunk_function`),
   so the graph needs no complex tensors. With ``check``, its stems on a
@@ -332,7 +354,7 @@ def export_separator_onnx(path: str | pathlib.Path, *,
   """
   jax2onnx, onnx = _onnx_modules()
   separator = separators.get("unet", config)
-  chunk, _ = separate.chunk_samples(separator.config)
+  chunk, _ = _fixed_chunk(separator)
   fn = real_chunk_function(separator, chunk)
   with _quiet_logger("jax2onnx"):
     model = jax2onnx.to_onnx(fn, [(2, chunk)], model_name="mssjax_unet_separator", input_names=["mixture"],
@@ -378,7 +400,7 @@ def _checked_difference(path, got, want, *, what):
   return difference
 
 
-def check_masks_onnx(path: str | pathlib.Path, separator: separator_lib.UNetSeparator, shape: tuple[int, ...], *,
+def check_masks_onnx(path: str | pathlib.Path, separator: Separator, shape: tuple[int, ...], *,
                      seed: int = 0) -> float:
   """Largest absolute difference of the ONNX masks (onnxruntime, CPU) from the JAX model's.
 
@@ -388,9 +410,10 @@ def check_masks_onnx(path: str | pathlib.Path, separator: separator_lib.UNetSepa
   Raises:
     ParameterError: onnxruntime is not installed, or the difference exceeds `ONNX_TOLERANCE`.
   """
-  n = separator.hop_length * (shape[-1] - 1)
+  network = _network(separator)
+  n = network.hop_length * (shape[-1] - 1)
   noise = 0.1 * np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
-  magnitude = np.asarray(jnp.abs(spectral.stft(noise, n_fft=separator.n_fft, hop_length=separator.hop_length)))
+  magnitude = np.asarray(jnp.abs(spectral.stft(noise, n_fft=network.n_fft, hop_length=network.hop_length)))
   magnitude = magnitude[None, ..., :shape[-1]]
   got = _onnx_session(path).run(["masks"], {"magnitude": magnitude})[0]
   want = np.asarray(jax.jit(mask_function(separator))(magnitude))

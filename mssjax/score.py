@@ -48,13 +48,10 @@ import tqdm
 from mssjax import TARGETS, audio, fileio
 from mssjax.data import load_tracks
 from mssjax.data.musdb import SUBSETS, Track
-from mssjax.errors import USER_ERRORS, AudioError, DataError, ParameterError, check_choice
+from mssjax.errors import USER_ERRORS, AudioError, DataError, ParameterError, check_choice, check_targets
 from mssjax.metrics import museval_compat, store
 
-__all__ = ["SCORABLE_TARGETS", "Outcome", "find_estimates", "score"]
-
-SCORABLE_TARGETS = TARGETS + ("accompaniment",)
-"""Targets an estimate folder may hold (accompaniment = drums + bass + other, scored with vocals as a pair)."""
+__all__ = ["Outcome", "find_estimates", "score"]
 
 REFERENCE = "reference"
 """The report's folder of a track's true stems (``report/audio/<track>/reference``)."""
@@ -195,8 +192,8 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
     root: MUSDB18, MUSDB18-HQ or a prepared folder.
     output_dir: where the JSON, tables and report go (created).
     subset: "train" or "test".
-    targets: the targets scored together (any of `SCORABLE_TARGETS`; at least
-      two, or vocals with accompaniment).
+    targets: the targets scored together: any of the references' stems (at
+      least two), or vocals with ``accompaniment`` (MUSDB18's drums + bass + other).
     method: the method's name in the tables (default: the estimates folder's name).
     window_seconds, hop_seconds: BSSEval windows (SiSEC: 1 s, 1 s).
     report: write the HTML report; ``report_tracks`` of them with audio.
@@ -215,9 +212,7 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
   """
   start = time.perf_counter()
   check_choice("subset", subset, SUBSETS)
-  targets = list(dict.fromkeys(targets))
-  for t in targets:
-    check_choice("target", t, SCORABLE_TARGETS)
+  targets = list(check_targets(list(dict.fromkeys(targets))))
   if len(targets) < 2:
     raise ParameterError(f"targets={targets}: at least two targets are scored together (BSSEval's images mode)")
   if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:

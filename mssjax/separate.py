@@ -8,14 +8,15 @@ unchanged gives back the song exactly. Only one chunk is in flight at a time,
 so memory grows with the song only through the output arrays (float32, four
 stems), never through the separator's intermediate arrays.
 
-The separators work at 44.1 kHz in stereo. Other rates are resampled for the
-separator and the stems resampled back, so outputs are at the input's rate and
-length; mono songs are separated as dual mono and the stems averaged back to
+Each separator works in stereo at its own rate (``separator.sample_rate``).
+Other rates are resampled for the separator and the stems resampled back, so
+outputs are at the input's rate and length; mono songs are separated as dual mono and the stems averaged back to
 one channel; songs of more than two channels are separated channel by channel
 (each as dual mono), so the stems keep the song's channel count.
 
-The chunking comes from the separator's config (``chunk_seconds``,
-``overlap_seconds``), checked before any work (`check_chunking`).
+The chunking is the separator's (``chunk_seconds``, ``overlap_seconds``,
+checked when it is built; ``chunk_seconds=None`` separates the whole song in
+one call), and its stems are named after its ``targets``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ import pathlib
 import tempfile
 from typing import Any, Callable, NamedTuple, Sequence
 
-import ml_collections
 import numpy as np
 import tqdm
 
-from mssjax import TARGETS, audio, exported, fileio
+from mssjax import audio, exported, fileio
 from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
-
-MODEL_RATE = 44100
+from mssjax.separators import Separator
 
 
 crossfade_window = exported.crossfade_window
@@ -57,8 +56,7 @@ def _check_chunking(chunk_samples: int, overlap_samples: int) -> None:
         f"overlap_samples={overlap_samples!r} must be an integer in [0, chunk_samples={chunk_samples})")
 
 
-def check_chunking(*, chunk_seconds: float, overlap_seconds: float, sample_rate: int = MODEL_RATE
-                   ) -> tuple[int, int]:
+def check_chunking(*, chunk_seconds: float, overlap_seconds: float, sample_rate: int) -> tuple[int, int]:
   """``(chunk, overlap)`` in samples at ``sample_rate``, checked.
 
   Raises:
@@ -77,10 +75,21 @@ def check_chunking(*, chunk_seconds: float, overlap_seconds: float, sample_rate:
   return chunk, overlap
 
 
-def chunk_samples(config: ml_collections.ConfigDict, sample_rate: int = MODEL_RATE) -> tuple[int, int]:
-  """``(chunk, overlap)`` in samples of a separator config's ``chunk_seconds`` / ``overlap_seconds``."""
-  return check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
-                        sample_rate=sample_rate)
+def chunk_samples(separator: Separator, n_samples: int | None = None) -> tuple[int, int]:
+  """``(chunk, overlap)`` in samples at the separator's rate.
+
+  Args:
+    separator: the separator (its ``chunk_seconds`` and ``overlap_seconds``).
+    n_samples: the song's length at the separator's rate; a separator whose
+      ``chunk_seconds`` is None takes it whole (one chunk, no overlap).
+  """
+  if separator.chunk_seconds is None:
+    if n_samples is None:
+      raise ParameterError(f"separator {separator.name!r} has no fixed chunk (chunk_seconds=None): "
+                           "set chunk_seconds")
+    return max(int(n_samples), 1), 0
+  return check_chunking(chunk_seconds=separator.chunk_seconds, overlap_seconds=separator.overlap_seconds,
+                        sample_rate=separator.sample_rate)
 
 
 def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.ndarray, *, chunk_samples: int,
@@ -104,50 +113,46 @@ def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.
                               overlap_samples=overlap_samples, progress=progress)
 
 
-def _chunk_function(separator: Any) -> Callable[[np.ndarray], np.ndarray]:
-  """``[2, n] -> [4, 2, n]`` from a separator (its jitted chunk call where it has one)."""
-  if hasattr(separator, "separate_chunk"):
-    return separator.separate_chunk
-
-  def separate_chunk(chunk):
-    stems = separator(chunk)
-    return np.stack([np.asarray(stems[t]) for t in TARGETS])
-
-  return separate_chunk
-
-
-def separate_array(separator: Any, mixture: np.ndarray, *, sample_rate: int = MODEL_RATE,
+def separate_array(separator: Separator, mixture: np.ndarray, *, sample_rate: int,
                    progress: Any = None) -> dict[str, np.ndarray]:
-  """Separates one song held in memory, in chunks of the separator config's ``chunk_seconds``.
+  """Separates one song held in memory, in the separator's chunks, at its rate.
 
   Args:
-    separator: a `mssjax.separators` separator (44.1 kHz stereo in, dict of
-      stems out); its ``config`` holds ``chunk_seconds`` and ``overlap_seconds``.
+    separator: a separator that needs no references.
     mixture: ``[channels, n_samples]`` (any channel count) or ``[n_samples]`` (mono).
     sample_rate: the mixture's rate in Hz; stems come back at this rate.
     progress: optional tqdm-like object, advanced once per chunk.
 
   Returns:
-    dict ``{target: float32 [channels, n_samples]}`` (``[n_samples]`` for a 1-D input).
+    dict ``{target: float32 [channels, n_samples]}`` in ``separator.targets``
+    order (``[n_samples]`` for a 1-D input).
+
+  Raises:
+    ParameterError: a bad mixture, or an oracle (it needs the true stems).
   """
   mixture = np.asarray(mixture, dtype=np.float32)
   if mixture.ndim not in (1, 2) or mixture.shape[-1] == 0:
     raise ParameterError(f"mixture of shape {mixture.shape} must be [channels, n_samples] or [n_samples]")
   if not np.all(np.isfinite(mixture)):
     raise ParameterError("mixture holds NaN or Inf samples")
+  if separator.needs_references:
+    raise ParameterError(f"separator {separator.name!r} is an oracle: it needs the true stems, not a song alone")
   squeeze = mixture.ndim == 1
   mixture = mixture[None] if squeeze else mixture
-  chunk, overlap = chunk_samples(separator.config)
-  pairs = [_separate_stereo(separator, pair, sample_rate, chunk, overlap, progress)
-           for pair in _stereo_pairs(mixture)]  # each [4, 2, n]
+  pairs = [_separate_stereo(separator, pair, sample_rate, progress)
+           for pair in _stereo_pairs(mixture)]  # each [targets, 2, n]
   stems = _from_stereo_pairs(pairs, mixture.shape[0])
-  return {t: (stems[i, 0] if squeeze else stems[i]) for i, t in enumerate(TARGETS)}
+  return {t: (stems[i, 0] if squeeze else stems[i]) for i, t in enumerate(separator.targets)}
 
 
-def n_chunks(separator: Any, *, n_samples: int, sample_rate: int, channels: int) -> int:
+def _resampled_length(n_samples: int, sample_rate: int, separator: Separator) -> int:
+  return int(np.ceil(n_samples * separator.sample_rate / sample_rate))
+
+
+def n_chunks(separator: Separator, *, n_samples: int, sample_rate: int, channels: int) -> int:
   """How many chunk calls `separate_array` makes for a ``[channels, n_samples]`` song (for a progress bar)."""
-  chunk, overlap = chunk_samples(separator.config)
-  n_model = int(np.ceil(n_samples * MODEL_RATE / sample_rate))
+  n_model = _resampled_length(n_samples, sample_rate, separator)
+  chunk, overlap = chunk_samples(separator, n_model)
   return len(chunk_starts(n_model, chunk, overlap)) * (1 if channels <= 2 else channels)
 
 
@@ -160,20 +165,20 @@ def _stereo_pairs(mixture: np.ndarray) -> list[np.ndarray]:
 
 
 def _from_stereo_pairs(pairs: list[np.ndarray], channels: int) -> np.ndarray:
-  """A list of ``[4, 2, n]`` back to ``[4, channels, n]`` (no copy for stereo: memory matters for long songs)."""
+  """A list of ``[targets, 2, n]`` back to ``[4, channels, n]`` (no copy for stereo: memory matters for long songs)."""
   if channels == 2:
     return pairs[0]
   return np.stack([p.mean(axis=1) for p in pairs], axis=1)
 
 
-def _separate_stereo(separator: Any, pair: np.ndarray, sample_rate: int, chunk: int, overlap: int,
-                     progress: Any) -> np.ndarray:
+def _separate_stereo(separator: Separator, pair: np.ndarray, sample_rate: int, progress: Any) -> np.ndarray:
   n = pair.shape[-1]
-  x = audio.resample(pair, sample_rate, MODEL_RATE)
-  stems = separate_in_chunks(_chunk_function(separator), x, chunk_samples=chunk,
-                             overlap_samples=overlap, progress=progress)
-  if sample_rate != MODEL_RATE:
-    stems = audio.resample(stems, MODEL_RATE, sample_rate)
+  x = audio.resample(pair, sample_rate, separator.sample_rate)
+  chunk, overlap = chunk_samples(separator, x.shape[-1])
+  stems = separate_in_chunks(separator.separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap,
+                             progress=progress)
+  if sample_rate != separator.sample_rate:
+    stems = audio.resample(stems, separator.sample_rate, sample_rate)
   if stems.shape[-1] < n:
     stems = np.pad(stems, ((0, 0), (0, 0), (0, n - stems.shape[-1])))
   return stems[..., :n]
@@ -214,8 +219,8 @@ def output_folders(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
   return folders
 
 
-def check_output_folder(folder: str | os.PathLike) -> pathlib.Path:
-  """Makes ``folder`` and checks that the stems can be written there, before any work is done.
+def check_output_folder(folder: str | os.PathLike, targets: Sequence[str]) -> pathlib.Path:
+  """Makes ``folder`` and checks that the stems ``TARGET.wav`` can be written there, before any work is done.
 
   Raises:
     AudioError: the folder cannot be made or written to (a parent is a file,
@@ -229,16 +234,16 @@ def check_output_folder(folder: str | os.PathLike) -> pathlib.Path:
       pass
   except OSError as e:
     raise AudioError(f"{folder}: cannot write the stems there ({e.strerror or e})") from e
-  for target in TARGETS:
+  for target in targets:
     if (folder / f"{target}.wav").is_dir():
       raise AudioError(f"{folder / (target + '.wav')}: is a folder, so the {target} stem cannot be written")
   return folder
 
 
 def write_stems(folder: str | os.PathLike, stems: dict[str, np.ndarray], *, sample_rate: int) -> pathlib.Path:
-  """Writes ``folder/{vocals,drums,bass,other}.wav`` as a set: all four new stems, or none."""
-  folder = check_output_folder(folder)
-  audio.save_set({folder / f"{target}.wav": stems[target] for target in TARGETS}, sample_rate=sample_rate)
+  """Writes ``folder/TARGET.wav`` for every stem as a set: all the new stems, or none."""
+  folder = check_output_folder(folder, list(stems))
+  audio.save_set({folder / f"{target}.wav": stem for target, stem in stems.items()}, sample_rate=sample_rate)
   return folder
 
 
@@ -249,9 +254,9 @@ def _load_song(path: str | os.PathLike) -> tuple[np.ndarray, int]:
   return mixture, rate
 
 
-def separate_file(separator: Any, path: str | os.PathLike, folder: str | os.PathLike, *,
+def separate_file(separator: Separator, path: str | os.PathLike, folder: str | os.PathLike, *,
                   progress: Any = None) -> pathlib.Path:
-  """Separates an audio file and writes ``folder/{vocals,drums,bass,other}.wav``.
+  """Separates an audio file and writes ``folder/TARGET.wav`` for each of the separator's targets.
 
   The stems have the file's sample rate and channel count: a mono file gives
   mono stems, a file of more than two channels stems of as many channels
@@ -265,7 +270,7 @@ def separate_file(separator: Any, path: str | os.PathLike, folder: str | os.Path
       the separation).
   """
   mixture, rate = _load_song(path)
-  check_output_folder(folder)
+  check_output_folder(folder, separator.targets)
   stems = separate_array(separator, mixture, sample_rate=rate, progress=progress)
   return write_stems(folder, stems, sample_rate=rate)
 
@@ -285,7 +290,7 @@ class Outcome(NamedTuple):
   note: str | None = None
 
 
-def separate_files(separator: Any, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                    show_progress: bool = True) -> list[Outcome]:
   """Separates many files with one progress bar over all their chunks.
 

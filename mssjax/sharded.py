@@ -20,15 +20,15 @@ results.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.typing import ArrayLike
 
-from mssjax import TARGETS
 from mssjax.errors import ParameterError
+from mssjax.separators import Separator
 
 AXIS = "tracks"
 """The mesh axis the tracks are split over."""
@@ -80,14 +80,14 @@ def over_tracks(fn: Callable, mesh: Mesh, n_outputs: int) -> Callable:
   return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=out_specs, check_vma=False))
 
 
-def separate_tracks(separator: Any, mixtures: ArrayLike, references: ArrayLike | None = None, *,
+def separate_tracks(separator: Separator, mixtures: ArrayLike, references: ArrayLike | None = None, *,
                     mesh: Mesh | None = None) -> dict[str, np.ndarray]:
   """A separator on a batch of tracks of equal length, the tracks split over ``mesh``'s devices.
 
   Args:
-    separator: a `mssjax.separators.Separator` (its per-track ``fn``).
-    mixtures: float32 ``[n_tracks, 2, n_samples]`` (this process's tracks).
-    references: for oracles, the true stems ``[n_tracks, 4, 2, n_samples]``.
+    separator: a separator (its per-track ``apply`` and parameters).
+    mixtures: float32 ``[n_tracks, 2, n_samples]`` at the separator's rate (this process's tracks).
+    references: for oracles, the true stems ``[n_tracks, len(targets), 2, n_samples]``.
     mesh: a one-axis mesh (`track_mesh`; default: this process's devices).
 
   Returns:
@@ -105,33 +105,36 @@ def separate_tracks(separator: Any, mixtures: ArrayLike, references: ArrayLike |
     if references is None:
       raise ParameterError(f"separator {separator.name!r} is an oracle: pass the true stems as references")
     references = np.asarray(references, np.float32)
-    if references.shape != (mixtures.shape[0], len(TARGETS)) + mixtures.shape[1:]:
-      raise ParameterError(f"references of shape {references.shape} must be "
-                           f"{(mixtures.shape[0], len(TARGETS)) + mixtures.shape[1:]} for the mixtures")
+    want = (mixtures.shape[0], len(separator.targets)) + mixtures.shape[1:]
+    if references.shape != want:
+      raise ParameterError(f"references of shape {references.shape} must be {want} for the mixtures")
     inputs.append(references)
   mesh = track_mesh() if mesh is None else mesh
   n_tracks = mixtures.shape[0]
   placed = [place_tracks(pad_tracks(x, local_device_count(mesh)), mesh) for x in inputs]
-  out = local_tracks(_separate_program(separator, mesh)(*placed))[:n_tracks]
-  return {target: out[:, j] for j, target in enumerate(TARGETS)}
+  params = jax.device_put(separator.params, NamedSharding(mesh, PartitionSpec()))
+  out = local_tracks(_separate_program(separator, mesh)(params, *placed))[:n_tracks]
+  return {target: out[:, j] for j, target in enumerate(separator.targets)}
 
 
 _PROGRAMS: dict[tuple[int, Mesh], tuple[Callable, Callable]] = {}
-"""``(id(separator.fn), mesh) -> (separator.fn, program)``: one compiled program per separator and mesh
+"""``(id(separator.apply), mesh) -> (separator.apply, program)``: one compiled program per separator and mesh
 (separators hold configs, which are not hashable); the function is kept so its id stays its own."""
 
 
-def _separate_program(separator: Any, mesh: Mesh) -> Callable:
-  fn = separator.fn
-  cached = _PROGRAMS.get((id(fn), mesh))
-  if cached is not None and cached[0] is fn:
+def _separate_program(separator: Separator, mesh: Mesh) -> Callable:
+  apply = separator.apply
+  cached = _PROGRAMS.get((id(apply), mesh))
+  if cached is not None and cached[0] is apply:
     return cached[1]
-  if separator.needs_references:
-    per_device = lambda mixtures, references: jax.lax.map(lambda pair: fn(*pair), (mixtures, references))
-  else:
-    per_device = lambda mixtures: jax.lax.map(fn, mixtures)
-  program = over_tracks(per_device, mesh, 1)
-  _PROGRAMS[(id(fn), mesh)] = (fn, program)
+
+  def per_device(params, *inputs):
+    return jax.lax.map(lambda x: apply(params, *x), inputs)
+
+  spec = PartitionSpec(AXIS)
+  program = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(PartitionSpec(),) + (spec,) * (
+      2 if separator.needs_references else 1), out_specs=spec, check_vma=False))
+  _PROGRAMS[(id(apply), mesh)] = (apply, program)
   return program
 
 

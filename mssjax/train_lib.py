@@ -42,13 +42,13 @@ from flax import nnx, struct
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mssjax import TARGETS, checkpoints, models, separate, spectral, weights
+from mssjax import checkpoints, models, separate, spectral, weights
 from mssjax import config as config_lib
 from mssjax.data import loaders
 from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
                            check_positive_int)
 from mssjax.metrics import sdr
-from mssjax.models import separator as separator_lib
+from mssjax.separators import network as network_lib
 # The loss (config.loss) lives in mssjax.train_loss; its names stay importable from here.
 from mssjax.train_loss import (  # pylint: disable=unused-import
     LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
@@ -106,7 +106,39 @@ def _make_optimizer(key: str) -> Optimizer:
   tx = OPTIMIZERS[optim.name](schedule, optim)
   if optim.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(float(optim.grad_clip_norm)), tx)
+  if optim.freeze:
+    prefixes = tuple(optim.freeze)
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               lambda params: freeze_labels(params, prefixes))
   return Optimizer(tx, schedule)
+
+
+def _path_name(path: tuple) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def freeze_labels(params: Any, prefixes: tuple[str, ...]) -> Any:
+  """``"frozen"`` for every parameter whose path (``"down/0/conv/kernel"``) starts with one of ``prefixes``.
+
+  A prefix names whole path components: ``"down"`` freezes ``down/...``, not ``downsample/...``.
+  """
+  def label(path, _):
+    name = _path_name(path)
+    return "frozen" if any(name == p or name.startswith(p.rstrip("/") + "/") for p in prefixes) else "train"
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def check_freeze(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> None:
+  """Every prefix of ``optim.freeze`` names some parameter of the model.
+
+  Raises:
+    ParameterError: a prefix that freezes nothing (the top-level names listed).
+  """
+  names = list(weights.flatten_shapes(like))
+  for prefix in config.optim.freeze:
+    if not any(n == prefix or n.startswith(prefix.rstrip("/") + "/") for n in names):
+      raise ParameterError(f"optim.freeze: {prefix!r} names no parameter of the model; its top-level names are "
+                           f"{sorted({n.split('/')[0] for n in names})}")
 
 
 # --- state and step ---------------------------------------------------------------------------------
@@ -281,7 +313,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
       the metric compiles for one length).
 
   Returns:
-    ``{"sdr/vocals": ..., ..., "sdr/mean": mean of the four medians}``.
+    ``{"sdr/<target>": median over tracks for each of ``config.targets``, "sdr/mean": their mean}``.
   """
   metric = sdr.VALIDATION_METRICS[check_choice("eval.metric", config.eval.metric, sorted(sdr.VALIDATION_METRICS))]
   n_fft, hop_length = models.stft_settings(config)
@@ -289,8 +321,8 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
   overlap = int(round(config.separate.overlap_seconds * config.sample_rate))
 
   def separate_chunk(x: np.ndarray) -> jax.Array:
-    return separator_lib.separate_with_params(graphdef, params, jnp.asarray(x)[None], n_fft=n_fft,
-                                              hop_length=hop_length)[0]
+    return network_lib.separate_with_params(graphdef, params, jnp.asarray(x)[None], n_fft=n_fft,
+                                            hop_length=hop_length)[0]
 
   crop = int(round(config.eval.crop_seconds * config.sample_rate)) or None
   scores = []
@@ -299,7 +331,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
     estimates = separate.separate_in_chunks(separate_chunk, mixture, chunk_samples=chunk, overlap_samples=overlap)
     scores.append(metric(np.asarray(targets), estimates))
   medians = np.nanmedian(np.stack(scores), axis=0)
-  out = {f"sdr/{t}": float(m) for t, m in zip(TARGETS, medians)}
+  out = {f"sdr/{t}": float(m) for t, m in zip(models.targets_of(config), medians)}
   out["sdr/mean"] = float(np.mean(medians))
   return out
 
@@ -331,8 +363,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_finite("optim.learning_rate", config.optim.learning_rate, minimum=0, strict=True)
   check_finite("data.chunk_seconds", config.data.chunk_seconds, minimum=0, strict=True)
   check_finite("eval.crop_seconds", config.eval.crop_seconds, minimum=0)
+  models.targets_of(config)
   separate.check_chunking(chunk_seconds=config.separate.chunk_seconds,
-                          overlap_seconds=config.separate.overlap_seconds)
+                          overlap_seconds=config.separate.overlap_seconds, sample_rate=config.sample_rate)
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -412,7 +445,7 @@ class _Run:
   managers: checkpoints.Managers
   logger: _Logger
   tracks: list[loaders.ValidationTrack] | None
-  init_params: dict | None = None  # config.init_weights' parameters (read and checked once)
+  init_params: InitialParams | None = None  # config.init_weights' parameters (read and checked once)
   bar: Any = None
 
   def save(self, manager: Any, step: int, state: TrainState, metrics: Mapping[str, float] | None = None) -> None:
@@ -468,23 +501,54 @@ class _Run:
       self.save(self.managers.latest, step, state)
 
 
-def initial_params(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> dict:
-  """The parameters of the weights file ``config.init_weights``, in ``like``'s structure and dtypes.
+class InitialParams(NamedTuple):
+  """What `initial_params` took from ``config.init_weights``.
+
+  Attributes:
+    params: ``{"a/b/c": array}`` of the parameters that fit the model (path and shape), in its dtypes.
+    fresh: the model's parameter paths the file has no fitting value for (they start fresh).
+    skipped: the file's parameter paths the model has no place of that shape for.
+  """
+  params: dict[str, np.ndarray]
+  fresh: list[str]
+  skipped: list[str]
+
+
+def initial_params(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> InitialParams:
+  """The parameters of the weights file ``config.init_weights`` that fit ``like`` (path and shape).
+
+  The file's model may differ (other targets, another head, more layers):
+  every parameter whose path and shape match is loaded and the rest start
+  fresh, so MUSDB18's 4-target network seeds a 2- or 6-target one.
 
   Raises:
-    CheckpointError: the file is unreadable (`mssjax.weights.read`), holds a model of another
-      ``config.model``, STFT or sample rate, or its parameters do not fit (the message names the file).
+    CheckpointError: the file is unreadable (`mssjax.weights.read`), was
+      trained on another STFT or sample rate (its parameters would mean
+      something else), or not one of its parameters fits (the message names the file).
   """
   path = config.init_weights
   stored = weights.read(path)
   changed = config_lib.differences(
-      {"model": stored.config.model.to_dict(), "stft": models.stft_settings(stored.config),
-       "sample_rate": stored.config.sample_rate},
-      {"model": config.model.to_dict(), "stft": models.stft_settings(config), "sample_rate": config.sample_rate})
+      {"stft": models.stft_settings(stored.config), "sample_rate": stored.config.sample_rate},
+      {"stft": models.stft_settings(config), "sample_rate": config.sample_rate})
   if changed:
-    raise CheckpointError(f"{path}: init_weights holds a model of another config ({'; '.join(changed[:6])}); "
-                          "train with the file's model, stft and sample_rate settings")
-  return weights.unflatten(stored.params, like, path=path)
+    raise CheckpointError(f"{path}: init_weights holds a model of another STFT or rate ({'; '.join(changed)}); "
+                          "train with the file's stft and sample_rate settings")
+  shapes = weights.flatten_shapes(like)
+  fits = {name: np.asarray(value).astype(shapes[name][1]) for name, value in stored.params.items()
+          if name in shapes and tuple(value.shape) == shapes[name][0]}
+  if not fits:
+    raise CheckpointError(f"{path}: none of init_weights' {len(stored.params)} parameters fits the model "
+                          f"(model {stored.config.model.get('name')!r}, targets {tuple(stored.config.targets)})")
+  return InitialParams(fits, sorted(set(shapes) - set(fits)), sorted(set(stored.params) - set(fits)))
+
+
+def _describe_initial(path: str, initial: InitialParams, n_parameters: int) -> str:
+  """The one log line that says what a fine-tuning run took from its weights file and what starts fresh."""
+  loaded = int(sum(np.size(v) for v in initial.params.values()))
+  return (f"init_weights {path}: loaded {len(initial.params)} tensors ({loaded:,} of {n_parameters:,} "
+          f"parameters): {', '.join(sorted(initial.params))}; fresh {len(initial.fresh)}: "
+          f"{', '.join(initial.fresh) or 'none'}; not used from the file: {', '.join(initial.skipped) or 'none'}")
 
 
 def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
@@ -500,7 +564,8 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
     stats = [global_batch(next(stats_iterator)) for _ in range(int(config.model.stats_batches))]
   state = create_train_state(config, jax.random.key(int(config.seed)), stats_batches=stats)
   if from_file:
-    params = jax.tree.map(jnp.asarray, run.init_params)
+    flat = {**weights.flatten(jax.tree.map(np.asarray, state.params)), **run.init_params.params}
+    params = jax.tree.map(jnp.asarray, weights.unflatten(flat, state.params))
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
     restored = checkpoints.restore_state(
@@ -535,9 +600,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       (finite) checkpoint is kept.
   """
   check_config(config)
+  check_freeze(config, models.model_spec(config).abstract_params)
   init_params = None  # a bad or mismatched file fails before the workdir is touched
   if config.get("init_weights"):
-    init_params = initial_params(config, models.model_spec(config).abstract_params)
+    spec = models.model_spec(config)
+    init_params = initial_params(config, spec.abstract_params)
+    tqdm.tqdm.write(_describe_initial(config.init_weights, init_params, spec.n_parameters))
   workdir = pathlib.Path(workdir).resolve()
   mesh = make_mesh()
   check_batch_size(config, mesh)

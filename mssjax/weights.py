@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 import ml_collections
 import numpy as np
 
-from mssjax import fileio
+from mssjax import fileio, models
 from mssjax.errors import CheckpointError, check_choice
 
 FORMAT = "mssjax-weights"
@@ -111,7 +111,7 @@ def read(path: str | os.PathLike) -> Weights:
     raise CheckpointError(f"{path}: weights format version {metadata.get('format_version')!r}; this mssjax "
                           f"reads version {FORMAT_VERSION}")
   try:
-    config = ml_collections.ConfigDict(json.loads(metadata.pop("config")))
+    config = models.upgrade_config(ml_collections.ConfigDict(json.loads(metadata.pop("config"))))
   except (KeyError, ValueError) as e:
     raise CheckpointError(f"{path}: the weights file's config is missing or not JSON") from e
   return Weights(params, config, metadata)

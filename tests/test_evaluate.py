@@ -108,7 +108,7 @@ def test_score_track_pads_short_estimates_like_museval(monkeypatch):
   rng = np.random.default_rng(0)
   refs = rng.standard_normal((4, 2, 30000)).astype(np.float32)
   for estimates in (refs[..., :29000] * 0.5, np.concatenate([refs, refs[..., :700]], axis=-1)):
-    scores = evaluate_lib.score_track(refs, estimates, sample_rate=10000)
+    scores = evaluate_lib.score_track(dict(zip(TARGETS, refs)), dict(zip(TARGETS, estimates)), sample_rate=10000)
     assert list(scores) == list(TARGETS) and seen["window"] == seen["hop"] == 10000
     _, expected = __import__("museval").pad_or_truncate(np.transpose(refs, (0, 2, 1)),
                                                         np.transpose(estimates, (0, 2, 1)))

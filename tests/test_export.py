@@ -89,7 +89,7 @@ def test_metadata_describes_the_module(unet_artifact):
   assert document["format"] == exported.FORMAT and document["format_version"] == exported.FORMAT_VERSION
   assert document["targets"] == list(TARGETS) and document["sample_rate"] == 44100
   unet = separators.get("unet")
-  assert (document["chunk_samples"], document["overlap_samples"]) == separate.chunk_samples(unet.config)
+  assert (document["chunk_samples"], document["overlap_samples"]) == separate.chunk_samples(unet)
   assert document["platforms"] == ["cpu", "cuda"]  # CUDA lowered without a GPU
   assert document["module_bytes"] == unet_artifact.stat().st_size
   assert document["module_sha256"] == hashlib.sha256(unet_artifact.read_bytes()).hexdigest()
@@ -140,16 +140,17 @@ def test_onnx_masks_equal_the_jax_model_on_a_song(unet_artifact, song):
   onnx = pytest.importorskip("onnx")
   onnxruntime = pytest.importorskip("onnxruntime")
   unet = separators.get("unet")
-  chunk, _ = separate.chunk_samples(unet.config)
-  magnitude = np.asarray(jnp.abs(spectral.stft(song[:, :chunk], n_fft=unet.n_fft, hop_length=unet.hop_length)))
+  chunk, _ = separate.chunk_samples(unet)
+  network = unet.network
+  magnitude = np.asarray(jnp.abs(spectral.stft(song[:, :chunk], n_fft=network.n_fft, hop_length=network.hop_length)))
   session = onnxruntime.InferenceSession(str(unet_artifact.parent / "masks.onnx"),
                                          providers=["CPUExecutionProvider"])
   got = session.run(["masks"], {"magnitude": magnitude[None]})[0]
   want = np.asarray(jax.jit(export.mask_function(unet))(magnitude[None]))
-  assert got.shape == want.shape == (1, 4, 2, 1 + unet.n_fft // 2, magnitude.shape[-1])
+  assert got.shape == want.shape == (1, 4, 2, 1 + unet.network.n_fft // 2, magnitude.shape[-1])
   assert np.max(np.abs(got - want)) <= export.ONNX_TOLERANCE
   properties = {p.key: p.value for p in onnx.load(str(unet_artifact.parent / "masks.onnx")).metadata_props}
-  assert properties["n_fft"] == str(unet.n_fft) and properties["targets"] == ",".join(TARGETS)
+  assert properties["n_fft"] == str(unet.network.n_fft) and properties["targets"] == ",".join(TARGETS)
 
 
 @pytest.mark.realdata
@@ -169,7 +170,7 @@ def test_onnx_separator_by_overlap_add_equals_separate(unet_artifact, song, mixt
 def test_real_arithmetic_transforms_equal_spectral():
   """The ONNX separator's DFT matrices, framing and normaliser give `spectral.stft` / `istft`'s chunk (a tiny net)."""
   unet = separators.get("unet")
-  chunk = 3 * unet.hop_length + 17
+  chunk = 3 * unet.network.hop_length + 17
   x = 0.1 * np.random.default_rng(1).standard_normal((2, chunk)).astype(np.float32)
   got = np.asarray(jax.jit(export.real_chunk_function(unet, chunk))(x))
   want = np.asarray(jax.jit(export.chunk_function(unet))(x))

@@ -59,13 +59,13 @@ def test_the_graph_walker_finds_a_cycle():
 
 def test_no_import_cycle_in_mssjax():
   graph = _import_graph()
-  assert "mssjax.train_lib" in graph and "mssjax.models.separator" in graph["mssjax.separators"]
+  assert "mssjax.train_lib" in graph and "mssjax.separators.network" in graph["mssjax.separators"]
   assert _cycles(graph) == []
 
 
 def test_lower_layers_do_not_reach_up():
   graph = _import_graph()
-  for low in ("mssjax.models", "mssjax.models.separator", "mssjax.checkpoints", "mssjax.weights",
+  for low in ("mssjax.models", "mssjax.separators.network", "mssjax.checkpoints", "mssjax.weights",
               "mssjax.separators", "mssjax.separate", "mssjax.metrics.bss_eval"):
     assert "mssjax.train_lib" not in graph[low], low
     assert not any(d.startswith("mssjax.data") for d in graph[low]), (low, graph[low])
@@ -101,3 +101,14 @@ def test_one_atomic_writer():
     return any(f"{name}(" in code for name in ("mkstemp", "mkdtemp", "os.replace", "os.rename"))
   users = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if writes(p))
   assert users == ["mssjax/data/prepare.py", "mssjax/fileio.py"], users
+
+
+def test_no_caller_tells_separator_kinds_apart():
+  """One `Separator` type: no isinstance / hasattr on a separator, and no ``Any`` standing for one."""
+  import re  # pylint: disable=import-outside-toplevel
+  asks = re.compile(r"(isinstance|hasattr)\((separator|sep|method)\b|(separator|methods?)\s*:\s*(dict\[str, )?Any\b|"
+                    r"-> Any:\n\s+\"\"\"The separator")
+  offenders = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in PACKAGE.rglob("*.py")
+               for m in asks.finditer(p.read_text())]
+  assert offenders == []
+  assert asks.search("def f(separator: Any, x):") and asks.search("if hasattr(separator, 'fn'):")

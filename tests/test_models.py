@@ -11,7 +11,7 @@ from flax import nnx
 
 from mssjax import models, spectral
 from mssjax.errors import ParameterError
-from mssjax.models import separator as separator_lib
+from mssjax.separators import network as separator_lib
 from mssjax.models.unet import UNet, count_parameters, depth_to_space
 
 
@@ -131,14 +131,14 @@ def test_wrong_input_shape():
 
 
 def test_registry_by_name():
-  config = ml_collections.ConfigDict(dict(name="unet", audio_channels=2, n_targets=4, features=(4,),
+  config = ml_collections.ConfigDict(dict(name="unet", audio_channels=2, features=(4,),
                                           kernel_size=(3, 3), up_kernel_size=(3, 3), lstm_hidden=4,
                                           mask_activation="softmax"))
-  assert isinstance(models.get_model(config, n_bins=8), UNet)
+  assert isinstance(models.get_model(config, n_bins=8, n_targets=4), UNet)
   assert "unet" in models.names()
   config.name = "transformer"
   with pytest.raises(ParameterError, match=r"valid choices: \['unet'\]"):
-    models.get_model(config, n_bins=8)
+    models.get_model(config, n_bins=8, n_targets=4)
 
 
 def test_softmax_estimates_add_up_to_the_mixture():

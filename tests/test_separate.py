@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -16,21 +17,21 @@ import ml_collections
 from mssjax import TARGETS, audio, separate, train_lib
 from mssjax.__main__ import main
 from mssjax.errors import CheckpointError, ParameterError
-from mssjax.models import separator as separator_lib
+from mssjax.separators import Separator
+from mssjax.separators import network as separator_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder
 from configs import unet_tiny  # pylint: disable=wrong-import-position
 
 
-class _Quarters:
+def _Quarters():  # pylint: disable=invalid-name
   """A fake separator: every stem is a quarter of the mixture (so the stems add up to it)."""
-  config = ml_collections.ConfigDict(dict(chunk_seconds=1.0, overlap_seconds=0.25))
-  needs_references = False
-
-  def __call__(self, mixture, references=None):
-    assert mixture.shape == (2, 44100)
-    return {t: mixture / 4 for t in TARGETS}
+  def apply(params, mixture):
+    assert mixture.shape == (2, 44100)  # one chunk at the separator's rate
+    return jnp.stack([mixture / 4] * len(TARGETS))
+  return Separator("quarters", TARGETS, 44100, ml_collections.ConfigDict(), apply, chunk_seconds=1.0,
+                   overlap_seconds=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +96,15 @@ def test_any_rate_and_channel_count(rate, channels):
 
 
 def test_one_dimensional_input_gives_one_dimensional_stems():
-  stems = separate.separate_array(_Quarters(), np.zeros(30000, np.float32))
+  stems = separate.separate_array(_Quarters(), np.zeros(30000, np.float32), sample_rate=44100)
   assert all(s.shape == (30000,) for s in stems.values())
 
 
 def test_bad_mixtures():
   with pytest.raises(ParameterError, match="NaN or Inf"):
-    separate.separate_array(_Quarters(), np.full((2, 100), np.nan, np.float32))
+    separate.separate_array(_Quarters(), np.full((2, 100), np.nan, np.float32), sample_rate=44100)
   with pytest.raises(ParameterError, match="must be"):
-    separate.separate_array(_Quarters(), np.zeros((1, 2, 100), np.float32))
+    separate.separate_array(_Quarters(), np.zeros((1, 2, 100), np.float32), sample_rate=44100)
 
 
 def test_song_names():
@@ -170,7 +171,7 @@ TEN_MINUTES = textwrap.dedent("""
     import resource, sys
     import numpy as np
     from mssjax import separate
-    from mssjax.models import separator
+    from mssjax.separators import network as separator
     model = separator.unet_separator({{"checkpoint": {workdir!r}, "chunk_seconds": 30.0}})
     n = 600 * 44100
     mixture = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / 44100)).astype(np.float32)

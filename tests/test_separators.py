@@ -268,7 +268,7 @@ _INSTALLED_CHECK = textwrap.dedent("""
 def test_get_works_without_the_repository(tmp_path):
   """As an installed copy: only the package on the path, run from an unrelated folder."""
   site = tmp_path / "site"
-  shutil.copytree(pathlib.Path(separators.__file__).parent, site / "mssjax",
+  shutil.copytree(pathlib.Path(separators.__file__).parents[1], site / "mssjax",
                   ignore=shutil.ignore_patterns("__pycache__"))
   (tmp_path / "work").mkdir()
   env = {"PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
@@ -295,15 +295,16 @@ def test_hpss_repet_on_a_real_track(musdb_root):
 
 def test_unet_test_time_averaging_is_the_mean_of_the_moved_back_passes():
   """shifts=2, channel_swap: four passes (two delays within a hop, each also swapped), each moved back."""
-  from mssjax.models import separator as separator_lib  # noqa: PLC0415
-  net = separators.get("unet")
+  from mssjax.separators import network as separator_lib  # noqa: PLC0415
+  unet = separators.get("unet")
+  net = unet.network
   hop = net.hop_length
   rng = np.random.default_rng(0)
   x = (0.1 * rng.standard_normal((2, 3 * hop + 100))).astype(np.float32)
   n = x.shape[-1]
 
   def one_pass(mixture):
-    return np.asarray(separator_lib.separate_with_params(net.graphdef, net.params, mixture[None], n_fft=net.n_fft,
+    return np.asarray(separator_lib.separate_with_params(net.graphdef, unet.params, mixture[None], n_fft=net.n_fft,
                                                          hop_length=hop)[0])
 
   expected = []

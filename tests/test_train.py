@@ -351,7 +351,7 @@ def test_one_step_on_eight_devices_equals_one_device():
 def test_training_starts_from_init_weights_and_refuses_another_model(trained, tmp_path):
   """config.init_weights (fine-tuning): the first step starts from the file's parameters, input statistics too."""
   from mssjax import weights  # pylint: disable=import-outside-toplevel
-  from mssjax.models import separator  # pylint: disable=import-outside-toplevel
+  from mssjax.separators import network as separator  # pylint: disable=import-outside-toplevel
   path = separator.export_weights(trained[0], tmp_path / "start.safetensors")
   config = tiny_config()
   config.update(init_weights=str(path), num_train_steps=2, eval_every=0)

@@ -19,16 +19,16 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mssjax import spectral
-from mssjax.errors import check_choice
+from mssjax import TARGETS, spectral
+from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
 from mssjax.models.unet import UNet, count_parameters
 
 
-def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, rngs: nnx.Rngs) -> UNet:
+def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, rngs: nnx.Rngs) -> UNet:
   return UNet(
       n_bins=n_bins,
       audio_channels=model_config.audio_channels,
-      n_targets=model_config.n_targets,
+      n_targets=n_targets,
       features=tuple(model_config.features),
       kernel_size=tuple(model_config.kernel_size),
       up_kernel_size=tuple(model_config.up_kernel_size),
@@ -40,7 +40,7 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, rngs: nnx.Rng
 
 MODELS = {"unet": _unet}
 
-MODEL_FIELDS = ("model", "stft", "sample_rate")
+MODEL_FIELDS = ("model", "stft", "sample_rate", "targets")
 """The top-level fields of an experiment config that define the model (and its parameters' shapes)."""
 
 
@@ -49,19 +49,48 @@ def names() -> list[str]:
   return sorted(MODELS)
 
 
-def get_model(model_config: ml_collections.ConfigDict, *, n_bins: int, rngs: nnx.Rngs | None = None) -> nnx.Module:
+def get_model(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int,
+              rngs: nnx.Rngs | None = None) -> nnx.Module:
   """Builds the model ``model_config.name`` with sizes from ``model_config``.
 
   Args:
     model_config: the ``config.model`` ConfigDict (``name``, sizes).
     n_bins: frequency bins the network models (see `model_bins`).
+    n_targets: how many targets it estimates (``len(config.targets)``).
     rngs: `nnx.Rngs` for the initialisation (default ``nnx.Rngs(0)``).
 
   Raises:
     ParameterError: unknown name, or bad sizes.
   """
   check_choice("model.name", model_config.name, names())
-  return MODELS[model_config.name](model_config, n_bins=n_bins, rngs=rngs if rngs is not None else nnx.Rngs(0))
+  check_positive_int("n_targets", n_targets)
+  return MODELS[model_config.name](model_config, n_bins=n_bins, n_targets=n_targets,
+                                   rngs=rngs if rngs is not None else nnx.Rngs(0))
+
+
+def targets_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The target names of an experiment config (``config.targets``), checked."""
+  return check_targets(config.targets, what="config.targets")
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """An experiment config stored before targets were data, in today's form (others unchanged).
+
+  Configs of weights files and workdirs written before ``config.targets``
+  existed name no targets and hold ``model.n_targets`` (always 4): they get
+  MUSDB18's four, `mssjax.TARGETS`, which is what such networks were trained on.
+  """
+  if "targets" in config or "model" not in config:
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  n_targets = config.model.get("n_targets", len(TARGETS))
+  if n_targets != len(TARGETS):
+    raise ParameterError(f"model.n_targets={n_targets}: a config without targets must have MUSDB18's "
+                         f"{len(TARGETS)}")
+  if "n_targets" in config.model:
+    del config.model["n_targets"]
+  config.targets = TARGETS
+  return config
 
 
 def stft_settings(config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -119,7 +148,7 @@ def _model_spec(key: str) -> ModelSpec:
   n_bins = model_bins(config)
 
   def create(rng: jax.Array) -> nnx.Module:
-    return get_model(config.model, n_bins=n_bins, rngs=nnx.Rngs(params=rng))
+    return get_model(config.model, n_bins=n_bins, n_targets=len(targets_of(config)), rngs=nnx.Rngs(params=rng))
 
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: create(jax.random.key(0))))
   init = jax.jit(lambda k: nnx.to_pure_dict(nnx.split(create(k))[1]))
@@ -129,4 +158,4 @@ def _model_spec(key: str) -> ModelSpec:
 
 
 __all__ = ["MODELS", "MODEL_FIELDS", "ModelSpec", "UNet", "count_parameters", "get_model", "model_bins",
-           "model_spec", "names", "stft_settings"]
+           "model_spec", "names", "stft_settings", "targets_of", "upgrade_config"]

@@ -32,13 +32,22 @@ def _table(rows):
   return "\n".join(out + ["</table>"])
 
 
+def _stem_names(base, methods):
+  """The targets with audio under a track's folder (its references' and methods'), MUSDB18's first."""
+  names = {p.stem for who in ["reference", *methods] if (base / who).is_dir() for p in (base / who).glob("*.wav")}
+  names.discard("mixture")
+  return [t for t in TARGETS if t in names] + sorted(names - set(TARGETS))
+
+
 def _players(report_dir, track, methods):
   """Audio players for one track: mixture and references, then each method's estimates."""
   base = report_dir / "audio" / fileio.safe_name(track)
-  lines = ["<table class='players'><tr><th></th>" + "".join(f"<th>{t}</th>" for t in TARGETS) + "</tr>"]
+  targets = _stem_names(base, methods)
+  lines = ["<table class='players'><tr><th></th>" + "".join(f"<th>{html.escape(t)}</th>" for t in targets)
+           + "</tr>"]
   for who in ["reference"] + list(methods):
     cells = []
-    for target in TARGETS:
+    for target in targets:
       if (base / who / f"{target}.wav").exists():
         src = _url("audio", fileio.safe_name(track), who, f"{target}.wav")
         cells.append(f"<td><audio controls preload='metadata' src='{src}'></audio></td>")
@@ -55,11 +64,12 @@ def _players(report_dir, track, methods):
 def _spectrograms(report_dir, track, methods):
   """One truth-vs-estimate spectrogram figure per method; returns the image file names."""
   base = report_dir / "audio" / fileio.safe_name(track)
-  refs = {t: audio.load(base / "reference" / f"{t}.wav") for t in TARGETS
+  targets = _stem_names(base, methods)
+  refs = {t: audio.load(base / "reference" / f"{t}.wav") for t in targets
           if (base / "reference" / f"{t}.wav").exists()}
   names = []
   for method in methods:
-    ests = {t: audio.load(base / method / f"{t}.wav") for t in TARGETS if (base / method / f"{t}.wav").exists()}
+    ests = {t: audio.load(base / method / f"{t}.wav") for t in targets if (base / method / f"{t}.wav").exists()}
     if not refs or not ests:
       continue
     digest = hashlib.md5(f"{track}/{method}".encode()).hexdigest()[:10]

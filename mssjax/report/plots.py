@@ -96,7 +96,7 @@ def spectrogram_figure(references: Mapping[str, np.ndarray], estimates: Mapping[
     sample_rate: Hz, for the time and frequency axes.
     title: the figure's title.
   """
-  targets = [t for t in TARGETS if t in references and t in estimates]
+  targets = [t for t in references if t in estimates]
   fig, axes = _grid(len(targets), 2, size=(4.2, 2.0))
   for i, target in enumerate(targets):
     ref = _log_spectrogram(references[target])

@@ -1,22 +1,8 @@
-"""The separators, chosen by name: classical recipes, oracles, the trained network.
+"""The classical recipes: ``hpss_repet`` and ``nmf``, masks on one STFT that sum to one.
 
-Every separator has one calling convention::
-
-    sep = separators.get("hpss_repet")
-    stems = sep(mixture)              # mixture [..., 2, n_samples] float32
-    stems["vocals"]                   # [..., 2, n_samples], likewise drums, bass, other
-
-Oracles (``sep.needs_references``) also take the true stems
-``[..., 4, 2, n_samples]`` in `mssjax.TARGETS` order. Leading dimensions are
-tracks of equal length, separated in one jit-compiled call (looped with
-`jax.lax.map` on CPU, where that is faster than `jax.vmap`; vmapped elsewhere).
-
-Every separator is built from a config (`default_config`; ``configs/<name>.py``
-returns the recipes' defaults): the one place each setting has its default,
-part of the library so that an installed copy needs no repository. `get`
-takes overrides of it (``get("hpss_repet", {"hpss.kernel_size": (31, 17)})``);
-a misspelled key is an error listing the valid ones. Every config holds
-``chunk_seconds`` and ``overlap_seconds``: how `mssjax.separate` cuts a song.
+Both return MUSDB18's four targets (vocals, drums, bass, other): each recipe
+assigns parts of the spectrum to those instruments by how they behave, so its
+targets are its own, not a setting.
 
 - ``hpss_repet``: HPSS of the mixture (Fitzgerald 2010); bass is the harmonic
   part below a cut-off; vocals the REPET-SIM foreground (Rafii & Pardo 2012)
@@ -53,19 +39,11 @@ a misspelled key is an error listing the valid ones. Every config holds
   the pretrained network installed with the package, a training workdir
   (``checkpoint``) or a weights file (``weights``).
 
-Bass. Both recipes take it from the harmonic part below the cut-off, as the
-librosa-built recipe (benchmarks/librosa_recipe.py) does, which beat them on
-bass. Its bass is the harmonic part of the REPET-SIM *background* with a
-background margin of 2 on a 2048-point STFT: whatever does not repeat, or
-sits between harmonic and percussive, goes to no stem. Our masks sum to one,
-so (our reading) that residue of kick drums and plucked attacks lands in
-bass. On the training previews (benchmarks/search_classical.py, whole-signal
-SDR) the 2048-point STFT did not help (bass 2.54 -> 1.98 dB); leaving out
-the multichannel Wiener post-filter did (2.54 -> 2.76 dB), and so did a longer harmonic
-median filter, 45 frames of 1024 samples (1.0 s) instead of 17 (0.4 s), so
-that only what sustains counts as harmonic (2.76 -> 3.26 dB; the librosa
-recipe 3.00 dB on the same tracks). The cut-off stays at 200 Hz: 160 and
-230 Hz both lost more than 0.4 dB.
+Bass. Both recipes take it from the harmonic part below the cut-off, with a
+long harmonic median filter (45 frames of 1024 samples, 1.0 s) so that only
+what sustains counts as harmonic, and no multichannel Wiener post-filter: the
+measurements behind these choices are in the README ("Classical recipes")
+and ``benchmarks/search_classical.py``.
 
 Masks of the classical recipes sum to one, so their stems add up to the
 mixture; the optional multichannel Wiener post-filter (`mssjax.filtering`) is
@@ -74,95 +52,15 @@ followed by a mixture-consistency projection that keeps that true.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from typing import Any, Callable, Mapping
-
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax.typing import ArrayLike
 
 from mssjax import TARGETS, decompose, filtering, spectral
-from mssjax import config as config_lib
-from mssjax.errors import ParameterError, check_choice, check_positive_int
-from mssjax.models import separator as separator_lib
+from mssjax.errors import check_positive_int
+from mssjax.separators.base import Separator
 
-__all__ = ["Separator", "names", "get", "make_config", "default_config", "hpss_repet_config", "nmf_config",
-           "bass_ownership"]
-
-@dataclasses.dataclass(frozen=True)
-class Separator:
-  """A named separator: ``separator(mixture, references=None) -> {target: stem}``.
-
-  Attributes:
-    name: the registry name.
-    needs_references: True for oracles, which need the true stems.
-    n_parameters: trained parameters (0 for the classical methods).
-    config: the settings it was built from.
-    fn: the per-track function ``[2, n] (, [4, 2, n]) -> [4, 2, n]``.
-  """
-
-  name: str
-  needs_references: bool
-  n_parameters: int
-  config: ml_collections.ConfigDict
-  fn: Callable = dataclasses.field(repr=False)
-
-  def __post_init__(self):
-    object.__setattr__(self, "_batched", jax.jit(_over_tracks(self.fn, self.needs_references)))
-
-  def __call__(self, mixture: ArrayLike, references: ArrayLike | None = None) -> dict[str, jax.Array]:
-    """``mixture [..., 2, n]`` (and, for oracles, ``references [..., 4, 2, n]``) -> ``{target: [..., 2, n]}``."""
-    mixture = _check_audio(mixture, "mixture", stems=False)
-    lead, n = mixture.shape[:-2], mixture.shape[-1]
-    flat = mixture.reshape((-1, 2, n))
-    if self.needs_references:
-      if references is None:
-        raise ParameterError(f"separator {self.name!r} is an oracle: pass the true stems as references")
-      references = _check_audio(references, "references", stems=True)
-      if references.shape != lead + (len(TARGETS), 2, n):
-        raise ParameterError(
-            f"references of shape {references.shape} must be {lead + (len(TARGETS), 2, n)} for the mixture")
-      out = self._batched(flat, references.reshape((-1, len(TARGETS), 2, n)))
-    else:
-      out = self._batched(flat)
-    out = out.reshape(lead + (len(TARGETS), 2, n))
-    return {target: out[..., j, :, :] for j, target in enumerate(TARGETS)}
-
-
-def _over_tracks(fn, needs_references):
-  """``fn`` over a leading axis of tracks: looped inside the compiled call on CPU, else vmapped.
-
-  On CPU the batched intermediates of 8 tracks (hundreds of MB) leave the
-  cache, and a `jax.vmap`-ed recipe ran slower than 8 calls (0.8-0.9x, 8 x 10 s
-  stereo); `jax.lax.map` runs one track at a time in one call, so 8 tracks
-  cost less than 8 calls (no per-call dispatch) and each result is exactly
-  that of a single call. Accelerators get the vmapped batch.
-  """
-  if jax.default_backend() != "cpu":
-    return jax.vmap(fn)
-  if needs_references:
-    return lambda mixtures, references: jax.lax.map(lambda pair: fn(*pair), (mixtures, references))
-  return lambda mixtures: jax.lax.map(fn, mixtures)
-
-
-def _check_audio(x, name, *, stems):
-  x = jnp.asarray(x)
-  if jnp.issubdtype(x.dtype, jnp.complexfloating):
-    raise ParameterError(f"{name} must be real audio, got dtype {x.dtype}")
-  x = x.astype(jnp.float32)
-  shape = "[..., 4, 2, n_samples]" if stems else "[..., 2, n_samples]"
-  if x.ndim < (3 if stems else 2) or x.shape[-2] != 2:
-    raise ParameterError(f"{name} must be stereo {shape}, got shape {x.shape}")
-  if stems and x.shape[-3] != len(TARGETS):
-    raise ParameterError(f"{name} must hold the {len(TARGETS)} targets {TARGETS}: {shape}, got {x.shape}")
-  if x.shape[-1] == 0 or x.size == 0:
-    raise ParameterError(f"{name} of shape {x.shape} is empty")
-  if not bool(jnp.all(jnp.isfinite(x))):
-    raise ParameterError(f"{name} contains non-finite samples (NaN or inf)")
-  return x
-
+__all__ = ["hpss_repet_config", "nmf_config", "bass_ownership", "build", "add_chunking", "check_stft_config"]
 
 # ----------------------------------------------------------------------------
 # Configs.
@@ -175,7 +73,7 @@ def hpss_repet_config() -> ml_collections.ConfigDict:
   _add_hpss_repet_front(config)
   # multichannel Wiener post-filter iterations (0: plain masks; 1 lost 0.2 dB on the training previews)
   config.wiener_iterations = 0
-  _add_chunking(config)
+  add_chunking(config)
   return config
 
 
@@ -193,7 +91,7 @@ def nmf_config() -> ml_collections.ConfigDict:
   # exponent of the Wiener-like bass / other split from the reconstructions
   config.mask_power = 1.0
   config.wiener_iterations = 0
-  _add_chunking(config)
+  add_chunking(config)
   return config
 
 
@@ -213,39 +111,14 @@ def _add_hpss_repet_front(config):
   config.vocal_residue = 1.0
 
 
-def _add_chunking(config, *, chunk_seconds=30.0, overlap_seconds=1.0):
+def add_chunking(config, *, chunk_seconds=30.0, overlap_seconds=1.0):
   """Songs are separated in chunks of ``chunk_seconds`` joined over ``overlap_seconds`` (`mssjax.separate`)."""
   config.chunk_seconds = chunk_seconds
   config.overlap_seconds = overlap_seconds
 
 
-def default_config(name: str) -> ml_collections.ConfigDict:
-  """A fresh, locked copy of the default config of separator ``name`` (part of the library, no file read).
-
-  Raises:
-    ParameterError: an unknown name (the message lists the valid ones).
-  """
-  check_choice("separator", name, names())
-  config = _DEFAULT_CONFIGS[name]()
-  config.lock()
-  return config
-
-
-def _oracle_config(name):
-  """STFT settings of the oracles (SiSEC 2018 used a 4096-point STFT, hop 1024)."""
-  config = ml_collections.ConfigDict(dict(method=name, sample_rate=44100, stft=dict(n_fft=4096, hop_length=1024),
-                                          wiener_iterations=1))
-  _add_chunking(config)
-  return config
-
-
-def _mixture_config():
-  config = ml_collections.ConfigDict(dict(method="mixture"))
-  _add_chunking(config)
-  return config
-
-
-def _check_stft_config(config):
+def check_stft_config(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """``(n_fft, hop_length)`` of a config's ``stft``, checked."""
   n_fft, hop = config.stft.n_fft, config.stft.hop_length
   check_positive_int("stft.n_fft", n_fft)
   check_positive_int("stft.hop_length", hop)
@@ -406,85 +279,12 @@ def _nmf(config):
   return separate
 
 
-# ----------------------------------------------------------------------------
-# Oracles.
-
-
-def _oracle(kind, config):
-  def separate(mixture, references):
-    X = _analyse(mixture, config)
-    Y = _analyse(references, config)  # [4, 2, F, T]
-    if kind == "mwf":
-      est = filtering.expectation_maximization(Y, X, iterations=int(config.wiener_iterations))
-    elif kind == "ibm":
-      # SiSEC's IBM: |Y_j| / |X| >= 0.5
-      est = (jnp.abs(Y) >= 0.5 * jnp.abs(X)).astype(X.real.dtype) * X
-    else:
-      est = spectral.ratio_masks(jnp.abs(Y), power=1.0 if kind == "irm1" else 2.0) * X
-    return _synthesise(est, mixture, config)
-  return separate
-
-
-def _mixture(config):
-  del config
-  return lambda mixture: jnp.broadcast_to(mixture, (len(TARGETS),) + mixture.shape)
-
-
-# ----------------------------------------------------------------------------
-# Registry.
-
 _RECIPES = {"hpss_repet": _hpss_repet, "nmf": _nmf}
-ORACLES = ("irm1", "irm2", "ibm", "mwf")
-_DEFAULT_CONFIGS = {"hpss_repet": hpss_repet_config, "nmf": nmf_config, "mixture": _mixture_config,
-                    "unet": separator_lib.unet_config,
-                    **{name: functools.partial(_oracle_config, name) for name in ORACLES}}
 
 
-def names() -> list[str]:
-  """The registered separator names."""
-  return list(_RECIPES) + list(ORACLES) + ["mixture", "unet"]
-
-
-def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None
-                ) -> ml_collections.ConfigDict:
-  """The locked config of separator ``name``.
-
-  Args:
-    name: a registered name.
-    config: None (the default config), a whole ConfigDict of the default's
-      keys, or a mapping of overrides of the default
-      (``{"hpss.kernel_size": (31, 17)}``).
-
-  Raises:
-    ParameterError: an unknown name, or a key the default config does not have
-      (the message lists the valid ones).
-  """
-  default = default_config(name)
-  what = f"{name} config"
-  if isinstance(config, ml_collections.ConfigDict):
-    config_lib.check_same_keys(config, default, what=what)
-    return config_lib.override(default, config.to_dict(), what=what)
-  return config_lib.override(default, config, what=what)
-
-
-def get(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Any:
-  """The separator registered as ``name``, built from its config (see `make_config`).
-
-  ``"unet"`` loads the network named by its config: the pretrained one by
-  default, a training workdir (``checkpoint``) or a weights file (``weights``).
-
-  Raises:
-    ParameterError: an unknown name (the message lists the valid ones) or a
-      bad config.
-    CheckpointError: a network that cannot be loaded.
-  """
-  config = make_config(name, config)
-  if name == "unet":
-    return separator_lib.unet_separator(config)
-  if name in _RECIPES:
-    _check_stft_config(config)
-    return Separator(name, False, 0, config, _RECIPES[name](config))
-  if name in ORACLES:
-    _check_stft_config(config)
-    return Separator(name, True, 0, config, _oracle(name, config))
-  return Separator(name, False, 0, config, _mixture(config))
+def build(name: str, config: ml_collections.ConfigDict) -> Separator:
+  """The recipe ``name`` (``"hpss_repet"`` or ``"nmf"``) built from its checked config."""
+  check_stft_config(config)
+  recipe = _RECIPES[name](config)
+  return Separator(name, TARGETS, int(config.sample_rate), config, lambda params, mixture: recipe(mixture),
+                   chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds)

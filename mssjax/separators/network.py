@@ -1,10 +1,9 @@
-"""The trained U-Net as a separator: masks on the mixture STFT, optional Wiener refinement.
+"""A trained mask network as a separator: masks on the mixture STFT, optional Wiener refinement.
 
 ``unet_separator(config)`` loads a network, from a training workdir
 (``config.checkpoint``, through `mssjax.checkpoints`) or from a single weights
-file (``config.weights``, `mssjax.weights`), and returns a `UNetSeparator`
-with the calling convention of `mssjax.separators`:
-``separator(mixture [..., 2, n]) -> {target: [..., 2, n]}``. Nothing here
+file (``config.weights``, `mssjax.weights`), and returns a `Separator` whose
+targets, rate and STFT are those the network was trained with. Nothing here
 imports the training loop.
 
 The estimate of target ``j`` is ``M_j * X``: the network's mask times the
@@ -25,13 +24,13 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 from ml_collections import config_dict
 
-from mssjax import TARGETS, filtering, models, separate, spectral, weights
+from mssjax import filtering, models, spectral, weights
 from mssjax import config as config_lib
 from mssjax.errors import CheckpointError, ParameterError
+from mssjax.separators.base import Network, Separator
 
 PRETRAINED_DIR = pathlib.Path(__file__).resolve().parents[1] / "pretrained"
 PRETRAINED = PRETRAINED_DIR / "unet.safetensors"
@@ -131,72 +130,39 @@ def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Arra
                             wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap)
 
 
-class UNetSeparator:
-  """A trained mask network with the `mssjax.separators` calling convention.
+def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[str, Any],
+                      config: ml_collections.ConfigDict | None = None) -> Separator:
+  """A trained mask network as a `Separator`.
 
   Args:
-    model_config: the experiment config the network was trained with.
+    model_config: the experiment config the network was trained with (its
+      ``targets``, ``sample_rate``, ``stft``, ``model`` and ``separate`` sections).
     params: its parameters (pure dict of arrays).
     config: the separator config (`unet_config`); its None settings are
       filled from ``model_config.separate``.
 
-  Attributes:
-    name: ``"unet"``.
-    needs_references: False.
-    n_parameters: the network's parameter count.
-    sample_rate: the rate the network was trained at.
-    config: the separator config, every setting resolved.
-    model_config: the experiment config.
+  Raises:
+    ParameterError: bad separation settings.
   """
+  config = unet_config() if config is None else config
+  resolved = {key: model_config.separate[key] if config[key] is None else config[key]
+              for key in ("chunk_seconds", "overlap_seconds", "wiener_iterations")}
+  config = config_lib.override(config, resolved, what="unet config")
+  shifts = int(config.shifts)
+  if shifts < 1:
+    raise ParameterError(f"shifts={shifts} must be at least 1 (one pass)")
+  n_fft, hop_length = models.stft_settings(model_config)
+  network = Network(models.model_spec(model_config).graphdef, n_fft, hop_length, int(config.wiener_iterations),
+                    shifts, bool(config.channel_swap), model_config)
 
-  name = "unet"
-  needs_references = False
+  def apply(params, mixture):
+    return separate_with_params(network.graphdef, params, mixture[None], n_fft=n_fft, hop_length=hop_length,
+                                wiener_iterations=network.wiener_iterations, shifts=shifts,
+                                channel_swap=network.channel_swap)[0]
 
-  def __init__(self, model_config: ml_collections.ConfigDict, params: Mapping[str, Any],
-               config: ml_collections.ConfigDict | None = None):
-    config = unet_config() if config is None else config
-    resolved = {key: model_config.separate[key] if config[key] is None else config[key]
-                for key in ("chunk_seconds", "overlap_seconds", "wiener_iterations")}
-    self.config = config_lib.override(config, resolved, what="unet config")
-    self.model_config = model_config
-    self.n_fft, self.hop_length = models.stft_settings(model_config)
-    self.sample_rate = int(model_config.sample_rate)
-    self.graphdef = models.model_spec(model_config).graphdef
-    self.params = jax.tree.map(jnp.asarray, dict(params))
-    self.n_parameters = int(sum(np.size(p) for p in jax.tree.leaves(self.params)))
-    self.wiener_iterations = int(self.config.wiener_iterations)
-    self.shifts = int(self.config.shifts)
-    if self.shifts < 1:
-      raise ParameterError(f"shifts={self.shifts} must be at least 1 (one pass)")
-    self.channel_swap = bool(self.config.channel_swap)
-
-  def separate_chunk(self, chunk: np.ndarray) -> np.ndarray:
-    """``[channels=2, n]`` numpy -> ``[n_targets, 2, n]`` numpy (one jit call, no chunking)."""
-    out = separate_with_params(self.graphdef, self.params, jnp.asarray(chunk, jnp.float32)[None],
-                               n_fft=self.n_fft, hop_length=self.hop_length,
-                               wiener_iterations=self.wiener_iterations, shifts=self.shifts,
-                               channel_swap=self.channel_swap)
-    return np.asarray(out[0])
-
-  def __call__(self, mixture: np.ndarray, references: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Separates ``[..., 2, n_samples]`` float32 audio at the model's rate into the four targets.
-
-    Long inputs are cut into overlapping chunks (``config.chunk_seconds``,
-    ``config.overlap_seconds``) joined by windowed overlap-add, so memory stays bounded.
-
-    Returns:
-      dict ``{target: float32 [..., 2, n_samples]}`` in `mssjax.TARGETS` order.
-    """
-    del references
-    mixture = np.asarray(mixture, dtype=np.float32)
-    if mixture.ndim < 2 or mixture.shape[-2] != 2:
-      raise ParameterError(f"mixture of shape {mixture.shape} must be [..., 2, n_samples]")
-    flat = mixture.reshape((-1,) + mixture.shape[-2:])
-    chunk, overlap = separate.chunk_samples(self.config, self.sample_rate)
-    outs = [separate.separate_in_chunks(self.separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap)
-            for x in flat]
-    stacked = np.stack(outs).reshape(mixture.shape[:-2] + (len(TARGETS),) + mixture.shape[-2:])
-    return {target: stacked[..., i, :, :] for i, target in enumerate(TARGETS)}
+  return Separator("unet", models.targets_of(model_config), int(model_config.sample_rate), config, apply,
+                   params=jax.tree.map(jnp.asarray, dict(params)), chunk_seconds=float(config.chunk_seconds),
+                   overlap_seconds=float(config.overlap_seconds), network=network)
 
 
 def load_workdir(workdir: str | os.PathLike, *, which: str = "best") -> tuple[ml_collections.ConfigDict, dict]:
@@ -241,8 +207,8 @@ def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, di
   return stored.config, weights.unflatten(stored.params, like, path=path)
 
 
-def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> UNetSeparator:
-  """Builds a `UNetSeparator`.
+def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
+  """The network the ``unet`` separator config names, as a `Separator`.
 
   Args:
     config: the separator config (`unet_config`), or a mapping of overrides of it.
@@ -261,4 +227,4 @@ def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None 
       raise CheckpointError(f"{path}: no pretrained network is installed; pass a training workdir "
                             "(checkpoint=WORKDIR) or a weights file (weights=FILE)")
     model_config, params = load_weights(path)
-  return UNetSeparator(model_config, params, config)
+  return network_separator(model_config, params, config)
