@@ -15,6 +15,7 @@ Variants import this file and override a few fields.
 
 import ml_collections
 
+import mssjax
 from mssjax.data import pipeline
 
 
@@ -26,6 +27,9 @@ def get_config():
   # mssjax/pretrained/unet.safetensors or an export-weights file of the same config.model and stft.
   config.init_weights = ""
   config.sample_rate = 44100
+  # The stems the model separates, in output order; the data pipeline serves them (any stem files of
+  # the dataset's layout, see mssjax.data.pipeline). model.n_targets must equal len(targets).
+  config.targets = mssjax.TARGETS
   config.num_train_steps = 300_000
   config.log_every = 100
   config.eval_every = 2_000
@@ -65,7 +69,7 @@ def get_config():
   # The grain pipeline's fields (mssjax.data.pipeline.default_config) plus the loader's name.
   config.data = pipeline.default_config()
   config.data.name = "musdb"  # mssjax.data.loaders.LOADERS: "musdb" (grain pipeline) or "synthetic"
-  config.data.source = "files"  # a MUSDB18-HQ folder; "tfds" for the array_record dataset
+  config.data.source = "files"  # a dataset folder (data.layout: auto, musdb18hq, trackfolder, sourcefolder); "tfds"
   config.data.root = ""  # set on the command line: --config.data.root=PATH
   config.data.chunk_seconds = 6.0
   config.data.batch_size = 16  # global: split over processes and devices
