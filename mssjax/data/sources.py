@@ -295,6 +295,7 @@ class SourceFolderSource:
       raise DataError(f"{dataset.root}: no files for target(s) {', '.join(absent)} in subset {subset!r} "
                       f"(stem folders: {', '.join(sorted(pools))})")
     self.root, self.subset, self.split, self.seed = str(root), subset, split, valid.seed
+    self.sample_rate = sample_rate
     self.stem_names = self.target_names + tuple(sorted(set(pools) - set(self.target_names)))
     self.pools = [pools[s] for s in self.stem_names]
     self.lengths = [[_header(pathlib.Path(p), sample_rate) for p in pool] for pool in self.pools]
