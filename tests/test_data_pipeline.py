@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 
 import grain
 from mssjax import TARGETS
-from mssjax.data import generate, pipeline, tfds_musdb
+from mssjax.data import generate, pipeline, sources, tfds_musdb
 from mssjax.errors import DataError, ParameterError
 
 N_TRACKS, N_SAMPLES, CHUNK = 5, 3000, 400
@@ -262,7 +262,7 @@ def test_wav_source_reads_stems_in_targets_order(songs):
   source = pipeline.WavSource(songs, subset="train")
   rng = np.random.default_rng(0)
   chunk = source.chunk(1, length=CHUNK, rng=rng)
-  start = pipeline._chunk_start(44100, CHUNK, np.random.default_rng(0))
+  start = sources.chunk_start(44100, CHUNK, np.random.default_rng(0))
   song = generate.generate_song(seed=generate._song_seed(5, "train", 1), seconds=1.0)
   expected = np.stack([song[name] for name in TARGETS])[..., start:start + CHUNK]
   np.testing.assert_array_equal(chunk, expected)

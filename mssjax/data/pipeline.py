@@ -63,7 +63,6 @@ from mssjax.data import layouts, splits
 from mssjax.data.augment import Augment, BatchRemix, RandomChunk
 from mssjax.data.sources import (ArraySource, MissingStemWarning, SourceFolderSource, TfdsSource, TrackSource,
                                  WavSource)
-from mssjax.data.sources import chunk_start as _chunk_start  # pylint: disable=unused-import
 from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 
 __all__ = [
