@@ -15,6 +15,7 @@ Variants import this file and override a few fields.
 
 import ml_collections
 
+import mssjax
 from mssjax.data import pipeline
 
 
@@ -23,11 +24,13 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0
   # A weights file to start from instead of a random initialisation (fine-tuning): the shipped
-  # mssjax/pretrained/unet.safetensors or an export-weights file of the same config.model and stft.
+  # mssjax/pretrained/unet.safetensors or an export-weights file of the same stft and sample_rate. Every
+  # parameter whose path and shape fit is loaded (so a 4-target network seeds a 2- or 6-target one).
   config.init_weights = ""
   config.sample_rate = 44100
-  # the stems the network separates, in order (MUSDB18's four by default; any names your data has)
-  config.targets = ("vocals", "drums", "bass", "other")
+  # the stems the network separates, in output order: MUSDB18's four by default, or any stem names of the
+  # dataset (see mssjax.data.pipeline); a weights file and an export carry them
+  config.targets = mssjax.TARGETS
   config.num_train_steps = 300_000
   config.log_every = 100
   config.eval_every = 2_000
@@ -69,7 +72,7 @@ def get_config():
   # The grain pipeline's fields (mssjax.data.pipeline.default_config) plus the loader's name.
   config.data = pipeline.default_config()
   config.data.name = "musdb"  # mssjax.data.loaders.LOADERS: "musdb" (grain pipeline) or "synthetic"
-  config.data.source = "files"  # a MUSDB18-HQ folder; "tfds" for the array_record dataset
+  config.data.source = "files"  # a dataset folder (data.layout: auto, musdb18hq, trackfolder, sourcefolder); "tfds"
   config.data.root = ""  # set on the command line: --config.data.root=PATH
   config.data.chunk_seconds = 6.0
   config.data.batch_size = 16  # global: split over processes and devices

@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 
 import grain
 from mssjax import TARGETS
-from mssjax.data import generate, pipeline, tfds_musdb
+from mssjax.data import generate, pipeline, sources, tfds_musdb
 from mssjax.errors import DataError, ParameterError
 
 N_TRACKS, N_SAMPLES, CHUNK = 5, 3000, 400
@@ -262,7 +262,7 @@ def test_wav_source_reads_stems_in_targets_order(songs):
   source = pipeline.WavSource(songs, subset="train")
   rng = np.random.default_rng(0)
   chunk = source.chunk(1, length=CHUNK, rng=rng)
-  start = pipeline._chunk_start(44100, CHUNK, np.random.default_rng(0))
+  start = sources.chunk_start(44100, CHUNK, np.random.default_rng(0))
   song = generate.generate_song(seed=generate._song_seed(5, "train", 1), seconds=1.0)
   expected = np.stack([song[name] for name in TARGETS])[..., start:start + CHUNK]
   np.testing.assert_array_equal(chunk, expected)
@@ -277,7 +277,11 @@ def test_loader_from_config_files_and_eval_tracks(songs):
   config.root, config.batch_size, config.chunk_seconds, config.shard_by_process = str(songs), 2, 0.25, False
   batch = next(iter(pipeline.make_train_loader(_Holder(config), seed=0)))
   assert batch["targets"].shape == (2, 4, 2, 11025)
-  with pytest.raises(DataError, match="split 'valid'"):  # generated songs have no MUSDB18 valid tracks
+  # Generated songs hold none of MUSDB18's validation tracks: a seeded tenth (at least one) of them validates.
+  (held_out,) = [t["name"] for t in pipeline.make_eval_source(config)]
+  assert held_out not in pipeline.make_source(config).names and len(pipeline.make_source(config)) == 2
+  config.valid_method = "musdb"
+  with pytest.raises(DataError, match="no tracks in split 'valid'"):
     pipeline.make_eval_source(config)
   config.eval_subset, config.eval_split = "test", None
   tracks = list(pipeline.make_eval_source({"data": config.to_dict()}))

@@ -1,4 +1,5 @@
-"""Datasets: MUSDB18 / MUSDB18-HQ readers, the study's preprocessing and validation.
+"""Datasets: any stems in four layouts (`layouts`: musdb18, musdb18hq, trackfolder,
+sourcefolder), MUSDB18 readers (`musdb`), the study's preprocessing and validation.
 
 ``python -m mssjax.data prepare|validate ...`` runs the tools from the shell
 (see `mssjax.data.__main__`).

@@ -6,9 +6,10 @@ command runs, so heavy ones (TFDS) cost nothing to the others. To add one,
 add a line to `COMMANDS`. mssjax's own errors (a missing folder, an unreadable
 file, a bad parameter) end a command with a one-line message and status 2.
 
-    python -m mssjax.data prepare --root IN --out OUT [--segment 30] ...
-    python -m mssjax.data validate --root ROOT --report OUT.json
+    python -m mssjax.data prepare --root IN --out OUT [--segment 30] [--layout auto --targets a,b] ...
+    python -m mssjax.data validate --root ROOT --report OUT.json [--layout auto --targets a,b]
     python -m mssjax.data generate --out OUT [--n-train 8 --n-test 4 --seconds 10]
+                                   [--stems guitar,piano,speech --layout trackfolder]
     python -m mssjax.data build --root MUSDB --data-dir TFDS_DIR [--config hq_10s]
 """
 
@@ -23,9 +24,9 @@ from mssjax.errors import USER_ERRORS
 
 COMMANDS = {
     # name: (module, one-line help)
-    "prepare": ("mssjax.data.prepare", "trim, cut one segment per track, remix; write MUSDB18-HQ"),
-    "validate": ("mssjax.data.validate", "check every track of a dataset, write a JSON report"),
-    "generate": ("mssjax.data.generate", "write generated multitrack songs (MUSDB18-HQ layout)"),
+    "prepare": ("mssjax.data.prepare", "trim, cut one segment per track, remix; write wav track folders"),
+    "validate": ("mssjax.data.validate", "check every track of a dataset (any layout), write a JSON report"),
+    "generate": ("mssjax.data.generate", "write generated multitrack songs (any stems, any layout)"),
     "build": ("mssjax.data.tfds_musdb", "write the musdb18 TFDS dataset (array_record)"),
 }
 

@@ -1,8 +1,9 @@
-"""Training-time augmentations of MUSDB18 chunks (Open-Unmix, Demucs), as grain transforms.
+"""Training-time augmentations of chunks of stems (Open-Unmix, Demucs), as grain transforms.
 
-`RandomChunk` turns a track index into an augmented chunk; `BatchRemix`
-permutes stems across a batch. `Augment` says which augmentations run. Used by
-`mssjax.data.pipeline.make_train_loader`.
+`RandomChunk` turns a track index into an augmented chunk of a source's stems
+(its targets, then the dataset's other stems, which join the mixture only);
+`BatchRemix` permutes stems across a batch. `Augment` says which augmentations
+run. Used by `mssjax.data.pipeline.make_train_loader`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import grain
 import numpy as np
 import soxr
 
-from mssjax import TARGETS
 from mssjax.errors import ParameterError
 
 
@@ -63,28 +63,40 @@ class Augment:
 
 
 class RandomChunk(grain.transforms.RandomMap):
-  """Track index -> an augmented chunk ``{"mixture": [2, n], "targets": [4, 2, n]}`` (float32).
+  """Track index -> an augmented chunk ``{"mixture": [2, n], "targets": [T, 2, n]}`` (float32).
+
+  ``T`` is ``len(source.target_names)``; the mixture is the sum of all the
+  source's augmented stems (``source.stem_names``: the targets, then the others).
+  With ``keep_rest`` the others' sum is also returned as ``"rest"`` ``[2, n]``
+  (for `BatchRemix`, which remakes the mixture).
 
   Args:
-    source: a track source (`ArraySource`, `WavSource`, `TfdsSource`).
+    source: a track source (`mssjax.data.sources`).
     length: chunk length in samples.
     augment: an `Augment`.
+    keep_rest: return ``"rest"`` too.
   """
 
-  def __init__(self, source: Any, *, length: int, augment: Augment = Augment()) -> None:
-    self.source, self.length, self.augment = source, length, augment
+  def __init__(self, source: Any, *, length: int, augment: Augment = Augment(), keep_rest: bool = False) -> None:
+    self.source, self.length, self.augment, self.keep_rest = source, length, augment, keep_rest
 
   def random_map(self, element: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Track index ``element`` -> ``{"mixture": [2, length], "targets": [4, 2, length]}``, drawn from ``rng``."""
+    """Track index ``element`` -> ``{"mixture": [2, length], "targets": [T, 2, length]}``, drawn from ``rng``."""
     index = int(element)
     augment = self.augment
+    n_stems = len(self.source.stem_names)
     if augment.remix or augment.speed:
-      others = rng.integers(0, len(self.source), size=len(TARGETS) - 1) if augment.remix else [index] * 3
+      others = rng.integers(0, len(self.source), size=n_stems - 1) if augment.remix else [index] * (n_stems - 1)
       indices = [index] + [int(i) for i in others]
-      targets = np.concatenate([self._stem(i, s, rng) for s, i in enumerate(indices)])
+      stems = np.concatenate([self._stem(i, s, rng) for s, i in enumerate(indices)])
     else:
-      targets = self.source.chunk(index, length=self.length, rng=rng)
-    return _augment(targets, augment, rng)
+      stems = self.source.chunk(index, length=self.length, rng=rng)
+    out = _augment(stems, augment, rng)
+    n_targets = len(self.source.target_names)
+    example = {"mixture": out.sum(axis=0), "targets": out[:n_targets]}
+    if self.keep_rest:
+      example["rest"] = out[n_targets:].sum(axis=0) if n_stems > n_targets else np.zeros_like(example["mixture"])
+    return example
 
   def _stem(self, index: int, stem: int, rng: np.random.Generator) -> np.ndarray:
     """``[1, 2, length]``: stem ``stem`` of track ``index`` at a random position (and speed)."""
@@ -97,24 +109,26 @@ class RandomChunk(grain.transforms.RandomMap):
     return fit(resampled[None, :, :self.length].astype(np.float32), self.length)
 
 
-def _augment(targets: np.ndarray, augment: Augment, rng: np.random.Generator) -> dict[str, np.ndarray]:
-  """Random gains (and signs) and channel swaps of ``targets [4, 2, n]`` (one pass); the mixture is their sum."""
-  n_stems = len(targets)
+def _augment(stems: np.ndarray, augment: Augment, rng: np.random.Generator) -> np.ndarray:
+  """Random gains (and signs) and channel swaps of ``stems [S, 2, n]``, in one pass."""
+  n_stems = len(stems)
   gains = rng.uniform(augment.gain_low, augment.gain_high, size=n_stems) if augment.gain else np.ones(n_stems)
   if augment.sign_flip:
     gains = gains * np.where(rng.random(n_stems) < 0.5, -1.0, 1.0)
   swaps = rng.random(n_stems) < 0.5 if augment.channel_swap else np.zeros(n_stems, dtype=bool)
-  out = np.empty(targets.shape, dtype=np.float32)
+  out = np.empty(stems.shape, dtype=np.float32)
   for stem, (gain, swap) in enumerate(zip(gains, swaps)):
-    np.multiply(targets[stem, ::-1] if swap else targets[stem], np.float32(gain), out=out[stem])
-  return {"mixture": out.sum(axis=0), "targets": out}
+    np.multiply(stems[stem, ::-1] if swap else stems[stem], np.float32(gain), out=out[stem])
+  return out
 
 
 class BatchRemix(grain.transforms.RandomMap):
-  """Demucs's remix: each stem of a batch ``[B, 4, 2, n]`` is permuted across the batch."""
+  """Demucs's remix: each stem of a batch ``[B, T, 2, n]`` (and the non-target ``"rest"``) is permuted
+  across the batch; the mixture is remade as their sum."""
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A batch ``{"targets": [B, 4, 2, n], ...}`` -> ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``."""
-    targets = element["targets"]
+    """``{"targets": [B, T, 2, n], "rest": [B, 2, n], ...}`` -> ``{"mixture": [B, 2, n], "targets": [B, T, 2, n]}``."""
+    targets, rest = element["targets"], element["rest"]
     remixed = np.stack([targets[rng.permutation(len(targets)), s] for s in range(targets.shape[1])], axis=1)
-    return {"mixture": remixed.sum(axis=1), "targets": remixed}
+    mixture = remixed.sum(axis=1) + rest[rng.permutation(len(rest))]
+    return {"mixture": mixture, "targets": remixed}

@@ -12,12 +12,18 @@ subtractive synthesis so that each stem occupies the place a real one would:
 - ``vocals``: a sung melody, a harmonic tone up to about 5 kHz with 5 to 6 Hz
   vibrato and vowel formants (Peterson & Barney 1952 averages), with rests.
 
+Other stem names (``stems=("guitar", "piano", "speech")``) are played by one of
+these four voices, or by a sum of them (`voices_of`: known names such as guitar,
+piano or speech by their kind, ``accompaniment`` as drums + bass + other, any other
+name by a hash of it); each stem is a new performance of its voices, so two stems
+on one voice differ.
+
 Tempo, key, mode, chord progression, levels and panning all come from the seed; the
 same seed always gives bit-identical audio. Every stem lies on the 16-bit grid
 (``k / 32768``) and the mixture is their exact float32 sum, peak-normalised to 0.9,
-so the 16-bit wav files that `write_songs` writes (MUSDB18-HQ layout) hold exactly
-the arrays that `generate_song` returns and ``mixture == sum of the stems`` holds in
-memory and on disk.
+so the 16-bit files that `write_songs` writes (MUSDB18-HQ, trackfolder or
+sourcefolder layout, wav or flac) hold exactly the arrays that `generate_song`
+returns and ``mixture == sum of the stems`` holds in memory and on disk.
 """
 
 from __future__ import annotations
@@ -25,22 +31,36 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import zlib
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
 import tqdm
 
-from mssjax import fileio
-from mssjax.errors import ParameterError, check_finite, check_positive_int
+from mssjax import TARGETS, fileio
+from mssjax.data import layouts
+from mssjax.errors import ParameterError, check_choice, check_finite, check_positive_int
 
-__all__ = ["generate_song", "write_songs", "song_name", "STEM_FILES"]
+__all__ = ["generate_song", "write_songs", "song_name", "voices_of", "STEM_FILES", "VOICES", "WRITE_LAYOUTS",
+           "FORMATS"]
 
 # Shell: python -m mssjax.data generate --out ROOT [--n-train 8 --n-test 4 --seconds 10 --seed 0]
+#        [--stems guitar,piano,speech --layout trackfolder]
 
 STEM_FILES = ("mixture", "drums", "bass", "other", "vocals")
 """The stem file names of MUSDB18-HQ, in the order of MUSDB18's streams."""
 
-_STEMS = ("vocals", "drums", "bass", "other")
+VOICES = ("vocals", "drums", "bass", "other")
+"""The synthesis voices, which are also MUSDB18's targets."""
+_NAMED_VOICES = {
+    "vocals": ("vocals",), "voice": ("vocals",), "speech": ("vocals",), "singing": ("vocals",), "choir": ("vocals",),
+    "drums": ("drums",), "percussion": ("drums",), "kick": ("drums",), "snare": ("drums",), "bass": ("bass",),
+    "other": ("other",), "guitar": ("other",), "piano": ("other",), "keys": ("other",), "synth": ("other",),
+    "strings": ("other",), "accompaniment": ("drums", "bass", "other"), "instrumental": ("drums", "bass", "other"),
+}
+WRITE_LAYOUTS = ("musdb18hq", "trackfolder", "sourcefolder")
+FORMATS = ("wav", "flac")
 _PEAK = 0.9
 _INT16_SCALE = 32768.0
 _VIBRATO_RATE = (5.0, 6.0)  # Hz
@@ -277,43 +297,58 @@ def _rms(x):
   return float(np.sqrt(np.mean(np.square(x)))) or 1.0
 
 
-def generate_song(*, seed: int, seconds: float, sample_rate: int = 44100) -> dict[str, np.ndarray]:
+def voices_of(name: str) -> tuple[str, ...]:
+  """The synthesis voices (`VOICES`) that play stem ``name``: a known name's, else one chosen by a
+  hash of the name (CRC-32), the same in every process."""
+  return _NAMED_VOICES.get(name.lower(), (VOICES[zlib.crc32(name.encode()) % len(VOICES)],))
+
+
+def generate_song(*, seed: int, seconds: float, sample_rate: int = 44100,
+                  stems: Sequence[str] = TARGETS) -> dict[str, np.ndarray]:
   """Generates one multitrack song.
 
   Args:
     seed: non-negative int; the same seed gives bit-identical audio.
     seconds: duration in seconds (positive).
     sample_rate: sampling rate in Hz.
+    stems: the stem names, played by `voices_of` each, made in this order.
 
   Returns:
-    dict with "vocals", "drums", "bass", "other" and "mixture", each float32
-    ``[2, n_samples]`` with ``n_samples = round(seconds * sample_rate)``. The
-    stems lie on the 16-bit grid, ``mixture == vocals + drums + bass + other``
-    exactly (summed in that order), and every peak is at most 0.9.
+    dict with each of ``stems`` and "mixture", each float32 ``[2, n_samples]`` with
+    ``n_samples = round(seconds * sample_rate)``. The stems lie on the 16-bit grid,
+    ``mixture`` is exactly their sum in the order of ``stems``, and every peak is at
+    most 0.9.
 
   Raises:
-    ParameterError: for a negative seed or a non-positive duration or rate.
+    ParameterError: for a negative seed, a non-positive duration or rate, or bad stem names.
   """
   _check_count("seed", seed)
   check_finite("seconds", seconds, minimum=0, strict=True)
   check_positive_int("sample_rate", sample_rate)
+  stems = layouts.check_targets(stems)
   song = _Song(np.random.default_rng(seed), seconds, sample_rate)
   synths = {"vocals": _vocals, "drums": _drums, "bass": _bass, "other": _other}
   levels_db = {"vocals": (-1.0, 2.0), "drums": (-2.0, 1.0), "bass": (-3.0, 0.0), "other": (-5.0, -2.0)}
-  stems = {}
-  for name in _STEMS:
-    audio = synths[name](song)
-    stems[name] = audio / _rms(audio) * 10.0 ** (song.rng.uniform(*levels_db[name]) / 20.0)
-  return _normalise(stems)
+  out = {}
+  for name in stems:
+    voices = voices_of(name)
+    audio = synths[voices[0]](song)
+    for voice in voices[1:]:
+      audio = audio + synths[voice](song)
+    out[name] = audio / _rms(audio) * 10.0 ** (song.rng.uniform(*levels_db[voices[0]]) / 20.0)
+  return _normalise(out)
 
 
 def _normalise(stems):
   """Scales all stems by one factor so every stem and the sum peak at most 0.9; 16-bit grid."""
   total = sum(stems.values())
   peak = max([np.abs(total).max()] + [np.abs(x).max() for x in stems.values()])
-  scale = (_PEAK * _INT16_SCALE - len(stems)) / peak  # room for the 4 stems' rounding in the sum
+  scale = (_PEAK * _INT16_SCALE - len(stems)) / peak  # room for the stems' rounding in the sum
   out = {name: (np.round(x * scale) / _INT16_SCALE).astype(np.float32) for name, x in stems.items()}
-  out["mixture"] = out["vocals"] + out["drums"] + out["bass"] + out["other"]
+  mixture = None
+  for x in out.values():  # in the order of the stems, one float32 addition at a time
+    mixture = x if mixture is None else mixture + x
+  out["mixture"] = mixture
   if np.abs(out["mixture"]).max() >= 1.0:  # rounding cannot push 0.9 past 1, but be explicit
     raise AssertionError("mixture peak reached full scale")
   return out
@@ -326,26 +361,49 @@ def _check_count(name, value):
 
 
 def _song_seed(seed, subset, index):
-  subset_id = {"train": 0, "test": 1}[subset]
+  subset_id = {"train": 0, "test": 1, "valid": 2}[subset]
   return int(np.random.SeedSequence((seed, subset_id, index)).generate_state(1)[0])
 
 
-def _write_wav(path, audio, sample_rate):
-  """Writes float32 ``[2, n]`` on the 16-bit grid as 16-bit PCM, exactly, atomically."""
+def _write_audio(path, audio, sample_rate):
+  """Writes float32 ``[2, n]`` on the 16-bit grid as 16-bit PCM (wav or flac by the suffix), exactly, atomically."""
   pcm = np.round(audio.T * _INT16_SCALE).astype(np.int16)
   with fileio.atomic_path(path) as temporary:
-    sf.write(temporary, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    sf.write(temporary, pcm, sample_rate, subtype="PCM_16", format=path.suffix[1:].upper())
+
+
+def _song_files(root, layout, subset, index, stems, mixture, audio_format):
+  """``{name: path}`` of song ``index``'s files (the track folder's, or one per stem folder)."""
+  name = song_name(subset, index)
+  if layout == "sourcefolder":
+    return {stem: root / subset / stem / f"{name} - {stem}.{audio_format}" for stem in stems}
+  names = (("mixture",) if mixture else ()) + tuple(stems)
+  return {stem: root / subset / name / f"{stem}.{audio_format}" for stem in names}
+
+
+def _check_write_layout(layout, stems, mixture, audio_format):
+  check_choice("layout", layout, WRITE_LAYOUTS)
+  check_choice("audio_format", audio_format, FORMATS)
+  if layout == "musdb18hq" and (set(stems) != set(TARGETS) or not mixture or audio_format != "wav"):
+    raise ParameterError(f"layout='musdb18hq' holds MUSDB18's stems {TARGETS} and a mixture as wav; got "
+                         f"stems={tuple(stems)}, mixture={mixture}, audio_format={audio_format!r}: use 'trackfolder'")
 
 
 def write_songs(root: str | os.PathLike, *, n_train: int, n_test: int, seconds: float, seed: int = 0,
-                sample_rate: int = 44100, progress: bool = False) -> list[pathlib.Path]:
-  """Writes generated songs in the MUSDB18-HQ layout.
+                sample_rate: int = 44100, progress: bool = False, stems: Sequence[str] = TARGETS,
+                layout: str = "musdb18hq", n_valid: int = 0, mixture: bool = True,
+                audio_format: str = "wav") -> list[pathlib.Path]:
+  """Writes generated songs in a dataset layout (`mssjax.data.layouts`).
 
-  ``root/{train,test}/NAME/{mixture,drums,bass,other,vocals}.wav``, 16-bit PCM
-  stereo. Song ``i`` of a subset is `generate_song` with a seed derived from
-  ``(seed, subset, i)``, so adding songs never changes the existing ones. Files
-  already present are skipped (re-running is cheap and resumes an interrupted
-  run); every file is written atomically (`mssjax.fileio`).
+  - "musdb18hq": ``root/SUBSET/NAME/{mixture,drums,bass,other,vocals}.wav``;
+  - "trackfolder": ``root/SUBSET/NAME/{STEM,...}.EXT`` (and ``mixture.EXT`` unless
+    ``mixture`` is False);
+  - "sourcefolder": ``root/SUBSET/STEM/NAME - STEM.EXT``, one file per song and stem.
+
+  16-bit PCM stereo. Song ``i`` of a subset is `generate_song` with a seed derived
+  from ``(seed, subset, i)``, so adding songs never changes the existing ones.
+  Files already present are skipped (re-running is cheap and resumes an
+  interrupted run); every file is written atomically (`mssjax.fileio`).
 
   Args:
     root: output folder (created).
@@ -355,44 +413,69 @@ def write_songs(root: str | os.PathLike, *, n_train: int, n_test: int, seconds: 
     seed: base seed.
     sample_rate: sampling rate in Hz.
     progress: show a progress bar.
+    stems: the stem names (`generate_song`).
+    layout: one of `WRITE_LAYOUTS`.
+    n_valid: number of songs in a ``valid`` subset folder (>= 0).
+    mixture: write the mixture file (track layouts).
+    audio_format: "wav" or "flac".
 
   Returns:
-    list of the track folders, train first, in index order.
+    list of the songs' track folders (a sourcefolder: each song's first stem file),
+    train first, then valid and test, in index order.
 
   Raises:
-    ParameterError: for a negative song count, or bad song settings (`generate_song`).
+    ParameterError: for a negative song count, a layout that cannot hold the stems
+      (musdb18hq: MUSDB18's, with a mixture, as wav), or bad song settings (`generate_song`).
   """
   _check_count("n_train", n_train)
   _check_count("n_test", n_test)
+  _check_count("n_valid", n_valid)
+  stems = layouts.check_targets(stems)
+  _check_write_layout(layout, stems, mixture, audio_format)
   root = pathlib.Path(root)
-  songs = [(subset, index) for subset, count in (("train", n_train), ("test", n_test))
+  songs = [(subset, index) for subset, count in (("train", n_train), ("valid", n_valid), ("test", n_test))
            for index in range(count)]
-  folders = []
+  written = []
   for subset, index in tqdm.tqdm(songs, desc="songs", unit="song", disable=not progress):
-    folder = root / subset / song_name(subset, index)
-    folders.append(folder)
-    if all((folder / f"{stem}.wav").is_file() for stem in STEM_FILES):
+    files = _song_files(root, layout, subset, index, stems, mixture, audio_format)
+    first = next(iter(files.values()))
+    written.append(first if layout == "sourcefolder" else first.parent)
+    if all(path.is_file() for path in files.values()):
       continue
-    folder.mkdir(parents=True, exist_ok=True)
-    song = generate_song(seed=_song_seed(seed, subset, index), seconds=seconds, sample_rate=sample_rate)
-    for stem in STEM_FILES:
-      if not (folder / f"{stem}.wav").is_file():
-        _write_wav(folder / f"{stem}.wav", song[stem], sample_rate)
-  return folders
+    song = generate_song(seed=_song_seed(seed, subset, index), seconds=seconds, sample_rate=sample_rate,
+                         stems=stems)
+    for stem, path in files.items():
+      if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_audio(path, song[stem], sample_rate)
+  return written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """``python -m mssjax.data generate``: its command-line arguments."""
-  parser.add_argument("--out", required=True, help="output folder (MUSDB18-HQ layout)")
+  parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--n-train", type=int, default=8, help="training songs (default 8)")
+  parser.add_argument("--n-valid", type=int, default=0, help="songs in a valid/ subset folder (default 0)")
   parser.add_argument("--n-test", type=int, default=4, help="test songs (default 4)")
   parser.add_argument("--seconds", type=float, default=10.0, help="song duration (default 10 s)")
   parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+  parser.add_argument("--stems", default=",".join(TARGETS),
+                      help="comma-separated stem names, e.g. guitar,piano,speech (default %(default)s)")
+  parser.add_argument("--layout", choices=WRITE_LAYOUTS,
+                      help="default: musdb18hq for MUSDB18's stems, else trackfolder")
+  parser.add_argument("--format", choices=FORMATS, default="wav", dest="audio_format",
+                      help="audio file format (default %(default)s; musdb18hq: wav)")
+  parser.add_argument("--no-mixture", dest="mixture", action="store_false",
+                      help="write no mixture file (trackfolder: the mixture is the sum of the stems)")
 
 
 def run(args: argparse.Namespace) -> int:
   """Writes the generated songs; returns the exit status."""
-  folders = write_songs(args.out, n_train=args.n_train, n_test=args.n_test, seconds=args.seconds,
-                        seed=args.seed, progress=True)
-  print(f"{len(folders)} generated songs in {args.out}")
+  stems = tuple(s.strip() for s in args.stems.split(",") if s.strip())
+  layout = args.layout or ("musdb18hq" if set(stems) == set(TARGETS) and args.mixture
+                           and args.audio_format == "wav" else "trackfolder")
+  written = write_songs(args.out, n_train=args.n_train, n_test=args.n_test, n_valid=args.n_valid,
+                        seconds=args.seconds, seed=args.seed, progress=True, stems=stems, layout=layout,
+                        mixture=args.mixture, audio_format=args.audio_format)
+  print(f"{len(written)} generated songs in {args.out} ({layout}, stems {', '.join(stems)})")
   return 0

@@ -1,12 +1,14 @@
 """Training batches and validation tracks, by ``config.data.name``.
 
-- ``"musdb"``: the grain pipeline over a MUSDB18-HQ folder or the TFDS dataset
+- ``"musdb"``: the grain pipeline over a dataset folder in any layout
+  (musdb18hq, trackfolder, sourcefolder) or the MUSDB18 TFDS dataset
   (`mssjax.data.pipeline`);
 - ``"synthetic"``: generated songs (`mssjax.data.generate`), deterministic,
   for tests and demos; no files needed.
 
-`make_train_iterator(config)` gives an endless iterator of batches
-``{"mixture": float32 [B, 2, n], "targets": float32 [B, 4, 2, n]}`` with
+Both follow the experiment's ``config.targets`` (`pipeline.targets_of`; MUSDB18's
+four by default). `make_train_iterator(config)` gives an endless iterator of batches
+``{"mixture": float32 [B, 2, n], "targets": float32 [B, len(config.targets), 2, n]}`` with
 ``get_state()`` / ``set_state()`` (grain's iterator protocol, so one
 checkpoint path serves both), where ``B`` is this JAX process's share of
 ``config.data.batch_size``. `validation_tracks(config)` gives the whole tracks
@@ -23,15 +25,16 @@ import ml_collections
 import numpy as np
 
 from mssjax import TARGETS
-from mssjax.data import generate, pipeline
+from mssjax.data import generate, layouts, pipeline
 from mssjax.errors import check_choice, check_positive_int
 
 
 class SyntheticIterator:
   """Deterministic training batches of generated songs.
 
-  Example ``i`` of the stream is the song of seed ``seed * 1_000_003 + i``,
-  so the stream is reproducible and its state is one integer. The state
+  Example ``i`` of the stream is the song of seed ``seed * 1_000_003 + i``
+  (`generate.generate_song` with the targets as its stems), so the stream is
+  reproducible and its state is one integer. The state
   methods follow grain's iterators, so the same checkpoint code handles both.
 
   Sharded (one shard per JAX process), the stream is cut in global batches of
@@ -47,11 +50,13 @@ class SyntheticIterator:
     seed: the stream's seed.
     sample_rate: Hz.
     shard_index, shard_count: this shard and the number of shards.
+    targets: the stem names, in batch order.
   """
 
   def __init__(self, *, seconds: float, batch_size: int, seed: int = 0, sample_rate: int = 44100,
-               shard_index: int = 0, shard_count: int = 1):
+               shard_index: int = 0, shard_count: int = 1, targets: tuple[str, ...] = TARGETS):
     self.seconds, self.batch_size, self.seed, self.sample_rate = seconds, batch_size, seed, sample_rate
+    self.targets = layouts.check_targets(targets)
     self.shard_index, self.shard_count = shard_index, shard_count
     self.index = 0
 
@@ -65,9 +70,10 @@ class SyntheticIterator:
     return {k: np.stack([e[k] for e in examples]) for k in ("mixture", "targets")}
 
   def example(self, seed: int) -> dict[str, np.ndarray]:
-    """The generated song of ``seed``: ``{"mixture": [2, n], "targets": [4, 2, n]}``."""
-    song = generate.generate_song(seed=seed, seconds=self.seconds, sample_rate=self.sample_rate)
-    return {"mixture": song["mixture"], "targets": np.stack([song[t] for t in TARGETS])}
+    """The generated song of ``seed``: ``{"mixture": [2, n], "targets": [len(targets), 2, n]}``."""
+    song = generate.generate_song(seed=seed, seconds=self.seconds, sample_rate=self.sample_rate,
+                                  stems=self.targets)
+    return {"mixture": song["mixture"], "targets": np.stack([song[t] for t in self.targets])}
 
   def get_state(self) -> bytes:
     return json.dumps({"index": self.index}).encode()
@@ -87,13 +93,13 @@ def local_batch_size(config: ml_collections.ConfigDict) -> int:
 def _synthetic_loader(config: ml_collections.ConfigDict, *, seed: int) -> Iterator[dict[str, np.ndarray]]:
   return SyntheticIterator(seconds=config.data.chunk_seconds, seed=seed, batch_size=local_batch_size(config),
                            sample_rate=config.sample_rate, shard_index=jax.process_index(),
-                           shard_count=jax.process_count())
+                           shard_count=jax.process_count(), targets=pipeline.targets_of(config))
 
 
 def _musdb_loader(config: ml_collections.ConfigDict, *, seed: int) -> Iterator[dict[str, np.ndarray]]:
   data = ml_collections.ConfigDict(config.data.to_dict())
   data.batch_size = local_batch_size(config)
-  return iter(pipeline.make_train_loader(data, seed=seed))
+  return iter(pipeline.make_train_loader(data, seed=seed, targets=pipeline.targets_of(config)))
 
 
 LOADERS: dict[str, Callable[..., Iterator[dict[str, np.ndarray]]]] = {
@@ -120,7 +126,7 @@ class ValidationTrack(NamedTuple):
   Attributes:
     name: the track's name.
     mixture: float32 ``[2, n]``.
-    targets: float32 ``[4, 2, n]`` in `mssjax.TARGETS` order.
+    targets: float32 ``[len(config.targets), 2, n]`` in ``config.targets`` order.
   """
   name: str
   mixture: np.ndarray
@@ -129,7 +135,7 @@ class ValidationTrack(NamedTuple):
 
 def _synthetic_tracks(config: ml_collections.ConfigDict) -> list[ValidationTrack]:
   songs = SyntheticIterator(seconds=config.eval.seconds, batch_size=1, seed=int(config.seed) + 7919,
-                            sample_rate=config.sample_rate)
+                            sample_rate=config.sample_rate, targets=pipeline.targets_of(config))
   count = int(config.eval.max_tracks) or 1
   tracks = []
   for seed in range(10_000_000, 10_000_000 + count):
@@ -139,7 +145,7 @@ def _synthetic_tracks(config: ml_collections.ConfigDict) -> list[ValidationTrack
 
 
 def _musdb_tracks(config: ml_collections.ConfigDict) -> list[ValidationTrack]:
-  tracks = pipeline.make_eval_source(config.data)
+  tracks = pipeline.make_eval_source(config.data, targets=pipeline.targets_of(config))
   count = min(len(tracks), int(config.eval.max_tracks)) if config.eval.max_tracks else len(tracks)
   return [ValidationTrack(t["name"], t["mixture"], t["targets"]) for t in (tracks[i] for i in range(count))]
 
@@ -151,8 +157,10 @@ VALIDATION_TRACKS: dict[str, Callable[[ml_collections.ConfigDict], list[Validati
 def validation_tracks(config: ml_collections.ConfigDict) -> list[ValidationTrack]:
   """The validation tracks of ``config.data.name`` (at most ``config.eval.max_tracks``; 0: all).
 
-  Generated songs (``"synthetic"``) are ``config.eval.seconds`` long; MUSDB18's
-  are its 14 validation tracks (``data.eval_subset`` / ``data.eval_split``).
+  Generated songs (``"synthetic"``) are ``config.eval.seconds`` long; a dataset's
+  are chosen by ``data.eval_subset`` / ``data.eval_split`` and ``data.valid_*``
+  (`mssjax.data.splits`: a valid/ folder, a list file, a seeded fraction, or
+  MUSDB18's 14 validation tracks for MUSDB18).
   """
   check_name(config)
   return VALIDATION_TRACKS[config.data.name](config)

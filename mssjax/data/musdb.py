@@ -85,6 +85,11 @@ class Track:
       at ffmpeg's length) or "float" (see `DECODINGS`).
   """
 
+  target_names = TARGETS
+  """The stems `targets` gives, in order (`mssjax.TARGETS`)."""
+  missing = ()
+  """Targets without a file (none: a MUSDB18 track that lacks one is refused)."""
+
   def __init__(self, name: str, subset: str, path: str | os.PathLike, layout: str, *,
                sample_rate: int = SAMPLE_RATE, cache: bool = False, decoding: str = "musdb"):
     check_choice("layout", layout, LAYOUTS)

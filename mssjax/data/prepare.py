@@ -1,8 +1,13 @@
 """The study's preprocessing: trim silence, cut one segment per track, remix.
 
-For each track of a MUSDB18 or MUSDB18-HQ folder:
+For each track of a dataset folder in any layout (`mssjax.data.layouts`):
 
-1. the four targets are decoded (the original mixture is not used);
+1. the stems are decoded (the original mixture is not used): MUSDB18's four
+   targets, or a trackfolder's ``targets`` (default: every stem the dataset
+   holds; a stem missing from a track is written as silence and recorded); a
+   sourcefolder's tracks are first made as the seeded mixtures of one file per
+   stem that validation uses (`sources.SourceFolderSource.track`), named
+   ``mixture 000``, ...;
 2. leading and trailing silence is trimmed, measured on the sum of the stems
    (so all stems are cut at the same samples and stay aligned): frames of
    `FRAME_LENGTH` samples whose RMS is below ``silence_db`` dBFS;
@@ -10,8 +15,9 @@ For each track of a MUSDB18 or MUSDB18-HQ folder:
    stem: the start, the centre, or the most active window (the window where
    the most stems are active, i.e. above ``active_db`` dBFS, for the most
    frames; ties go to the louder window);
-4. the mixture is made again as the sum of the four stems, and everything is
-   written as MUSDB18-HQ wav files, 16-bit by default: the tracks are read as
+4. the mixture is made again as the sum of the stems, and everything is
+   written as ``OUT/SUBSET/NAME/{mixture,STEM...}.wav`` (MUSDB18-HQ's layout, a
+   trackfolder for other stems), 16-bit by default: the tracks are read as
    the ``musdb`` package reads them (`mssjax.data.musdb`), on the 16-bit grid,
    so the cut stems are stored exactly and a prepared folder scores as its
    source does (and feeds ``python -m mssjax.data build --config hq``). The
@@ -47,7 +53,7 @@ import tqdm
 from mssjax import TARGETS
 from mssjax import audio
 from mssjax import fileio
-from mssjax.data import musdb
+from mssjax.data import layouts, musdb, sources, splits
 from mssjax.data import validate as validation
 from mssjax.errors import DataError, ParameterError, check_choice, check_finite
 
@@ -186,7 +192,7 @@ def cut(targets: np.ndarray, sample_rate: int, settings: Settings) -> tuple[int,
   """Trims silence and cuts the segment.
 
   Args:
-    targets: float32 ``[4, 2, n_samples]``.
+    targets: float32 ``[n_stems, 2, n_samples]``.
     sample_rate: Hz.
     settings: `Settings`.
 
@@ -224,7 +230,7 @@ def _is_done(out, track, settings):
   if {k: record.get(k) for k in ("source", "settings")} != _marker_key(track, settings):
     return None
   folder = pathlib.Path(out) / track.subset / track.name
-  complete = all((folder / f"{s}.wav").is_file() for s in musdb.STEM_NAMES)
+  complete = all((folder / f"{s}.wav").is_file() for s in (layouts.MIXTURE,) + tuple(track.target_names))
   return record if record.get("status") == "dropped" or complete else None
 
 
@@ -252,11 +258,13 @@ def _remove_track(folder):
     shutil.rmtree(stale)
 
 
-def prepare_track(track: musdb.Track, out: str | os.PathLike, settings: Settings = Settings()) -> dict[str, Any]:
+def prepare_track(track: musdb.Track | FolderTrack, out: str | os.PathLike,
+                  settings: Settings = Settings()) -> dict[str, Any]:
   """Prepares one track into ``out/<subset>/<name>/`` (see the module docstring).
 
   Args:
-    track: the source track.
+    track: the source track: ``name``, ``subset``, ``path``, ``expected_rate``,
+      ``target_names`` and ``targets()`` (``[len(target_names), 2, n]``).
     out: the output folder.
     settings: `Settings`.
 
@@ -274,7 +282,8 @@ def prepare_track(track: musdb.Track, out: str | os.PathLike, settings: Settings
   targets = track.targets()
   bounds = cut(targets, track.expected_rate, settings)
   record = {"track": track.name, "subset": track.subset, **_marker_key(track, settings),
-            "source_samples": int(targets.shape[-1])}
+            "source_samples": int(targets.shape[-1]), "stems": list(track.target_names),
+            "missing": list(track.missing)}
   if bounds is None:
     _remove_track(pathlib.Path(out) / track.subset / track.name)  # written by a run with other settings
     record.update(status="dropped", reason=f"shorter than {settings.segment:g} s after trimming")
@@ -287,11 +296,69 @@ def prepare_track(track: musdb.Track, out: str | os.PathLike, settings: Settings
         raise DataError(f"{track.path}: the stems are not 16-bit audio, so subtype='PCM_16' would alter them; "
                         "use --subtype FLOAT or PCM_24")
       record["mixture_clipped"] = int(np.count_nonzero(np.abs(mixture) > 32767 / 32768))
-    stems = {"mixture": mixture, **dict(zip(TARGETS, segment))}
+    stems = {layouts.MIXTURE: mixture, **dict(zip(track.target_names, segment))}
     _write_track(pathlib.Path(out) / track.subset / track.name, stems, track.expected_rate, settings.subtype)
     record.update(status="written", start=int(start), end=int(end))
   fileio.write_json(_marker_path(out, track), record, indent=1)
   return record
+
+
+class FolderTrack:
+  """A trackfolder track to prepare: its ``target_names`` read as one array, a missing one as silence.
+
+  Args:
+    item: the track, as `layouts.scan` lists it.
+    target_names: the stems to read, in order.
+    sample_rate: the rate every file must have (Hz).
+  """
+
+  def __init__(self, item: layouts.Item, target_names: Sequence[str], *, sample_rate: int = musdb.SAMPLE_RATE):
+    self.item, self.name, self.subset, self.path = item, item.name, item.subset, item.path
+    self.target_names, self.expected_rate = tuple(target_names), sample_rate
+    self.missing = tuple(t for t in self.target_names if t not in item.stems)
+
+  def targets(self) -> np.ndarray:
+    """float32 ``[len(target_names), 2, n_samples]``; a missing stem is zeros.
+
+    Raises:
+      DataError: a file's rate is not ``expected_rate``, the files differ in length,
+        or the track has none of the stems.
+      AudioError: a file is unreadable, not mono or stereo, or holds NaN / Inf.
+    """
+    stems = {}
+    for name in self.target_names:
+      path = self.item.stems.get(name)
+      if path is None:
+        continue
+      (decoded,), rate = audio.read(path)
+      if rate != self.expected_rate:
+        raise DataError(f"{path}: sample rate {rate} Hz, expected {self.expected_rate} Hz")
+      stems[name] = audio.as_stereo(decoded, path=path)
+      audio.check_finite(stems[name], path=path)
+    lengths = {name: x.shape[-1] for name, x in stems.items()}
+    if not lengths:
+      raise DataError(f"{self.path}: none of the stems {', '.join(self.target_names)}")
+    if len(set(lengths.values())) > 1:
+      detail = ", ".join(f"{n} {k}" for n, k in lengths.items())
+      raise DataError(f"{self.path}: stems differ in length ({detail} samples)")
+    silence = np.zeros((2, next(iter(lengths.values()))), np.float32)
+    return np.stack([stems.get(name, silence) for name in self.target_names]).astype(np.float32)
+
+
+class _MixtureTrack:
+  """A sourcefolder's seeded mixture ``index`` (`sources.SourceFolderSource.track`) as a track to prepare."""
+
+  missing = ()
+
+  def __init__(self, source: sources.SourceFolderSource, index: int):
+    self.source, self.index = source, index
+    self.name, self.subset = f"mixture {index:03d}", source.subset
+    self.path = pathlib.Path(source.root) / source.subset / self.name  # the marker's key, not a file
+    self.target_names = source.target_names
+    self.expected_rate = source.sample_rate
+
+  def targets(self) -> np.ndarray:
+    return self.source.track(self.index)["targets"]
 
 
 def _failed(entry, message):
@@ -319,17 +386,51 @@ def _prepare_entry(entry, layout, out, settings, strict):
     return _failed(entry, str(error))
 
 
+def _prepare_tracks(tracks, out, settings, strict):
+  """Prepares each track; a failure is recorded (or raised with ``strict``)."""
+  records = []
+  for track in tracks:
+    try:
+      records.append(prepare_track(track, out, settings))
+    except ValueError as error:
+      if strict:
+        raise
+      records.append(_failed(track, str(error)))
+  return records
+
+
+def _sourcefolder_tracks(root, dataset, subsets, target_names, seed, strict):
+  """The seeded mixtures of each subset, and a failed record per subset that cannot be mixed."""
+  tracks, failures = [], []
+  for subset in (s for s in dataset.subsets if s in subsets):
+    try:
+      source = sources.SourceFolderSource(root, targets=target_names, subset=subset, layout="sourcefolder",
+                                          valid=splits.ValidSplit(seed=seed))
+    except ValueError as error:
+      if strict:
+        raise
+      failures.append({"track": "*", "subset": subset, "status": "failed", "reason": str(error)})
+      continue
+    tracks += [_MixtureTrack(source, i) for i in range(len(source))]
+  return tracks, failures
+
+
 def prepare(root: str | os.PathLike, out: str | os.PathLike, settings: Settings = Settings(), *,
-            subset: str | Sequence[str] | None = None, layout: str | None = None, strict: bool = False,
-            progress: bool = False, check: bool = True) -> dict[str, Any]:
-  """Prepares every track of ``root`` into a MUSDB18-HQ folder ``out``.
+            subset: str | Sequence[str] | None = None, layout: str | None = None,
+            targets: Sequence[str] | None = None, seed: int = 0, strict: bool = False, progress: bool = False,
+            check: bool = True) -> dict[str, Any]:
+  """Prepares every track of ``root`` into ``out/SUBSET/NAME/{mixture,STEM...}.wav``.
 
   Args:
-    root: MUSDB18 or MUSDB18-HQ folder.
+    root: a dataset folder in any layout.
     out: output folder (must not be ``root``).
     settings: `Settings`.
-    subset: "train", "test", a list of them, or None for both.
-    layout: the input layout (None detects it).
+    subset: "train", "valid", "test", a list of them, or None for all.
+    layout: the input layout (None or "auto" detects it).
+    targets: the stems to write (trackfolder, sourcefolder; default every stem the
+      dataset holds; MUSDB18's layouts: their four). Other stems are left out,
+      of the remade mixture too.
+    seed: the seed of a sourcefolder's mixtures.
     strict: raise on the first bad track instead of reporting and skipping it.
     progress: show a tqdm progress bar.
     check: validate the output (`mssjax.data.validate`) and include the results.
@@ -341,20 +442,36 @@ def prepare(root: str | os.PathLike, out: str | os.PathLike, settings: Settings 
     ``out/prepare_report.json``.
 
   Raises:
-    ParameterError: ``out`` is ``root``.
-    DataError: ``root`` is missing or holds no tracks.
+    ParameterError: ``out`` is ``root``, or other targets for a MUSDB18 layout.
+    DataError: ``root`` is missing or holds no tracks, or its layout is ambiguous.
     AudioError, DataError: with ``strict``, the first bad track.
   """
   root, out = pathlib.Path(root), pathlib.Path(out)
   if out.resolve() == root.resolve():
     raise ParameterError(f"out={str(out)!r} must differ from root")
-  subsets = musdb._subsets(subset)  # pylint: disable=protected-access
-  layout, entries = musdb.scan(root, layout=layout)
-  entries = [e for e in entries if e.subset in subsets]
-  records = [_prepare_entry(e, layout, out, settings, strict) for e in _progress(entries, progress)]
+  subsets = validation._subsets(subset)  # pylint: disable=protected-access
+  layout = layouts.detect_layout(root, targets=targets) if layout in (None, "auto") else layout
+  check_choice("layout", layout, layouts.LAYOUTS)
+  if layout in musdb.LAYOUTS:
+    if targets is not None and tuple(targets) != TARGETS:
+      raise ParameterError(f"targets={tuple(targets)}: a {layout} folder is prepared with its stems {TARGETS}")
+    layout, entries = musdb.scan(root, layout=layout)
+    entries = [e for e in entries if e.subset in subsets]
+    records = [_prepare_entry(e, layout, out, settings, strict) for e in _progress(entries, progress)]
+    names, out_layout = TARGETS, "musdb18hq"
+  else:
+    dataset = layouts.scan(root, layout=layout, targets=targets)
+    names = layouts.check_targets(targets) if targets is not None else dataset.stem_names()
+    out_layout = "trackfolder"
+    if layout == "trackfolder":
+      tracks, records = [FolderTrack(i, names) for i in dataset.items if i.subset in subsets], []
+    else:
+      tracks, records = _sourcefolder_tracks(root, dataset, subsets, names, seed, strict)
+    records += _prepare_tracks(_progress(tracks, progress), out, settings, strict)
   checked = None
   if check and any(r["status"] in ("written", "done") for r in records):
-    checked = validation.validate(out, subset=[s for s in subsets if (out / s).is_dir()], layout="musdb18hq")
+    checked = validation.validate(out, subset=[s for s in subsets if (out / s).is_dir()], layout=out_layout,
+                                  targets=None if out_layout == "musdb18hq" else names)
   summary = {"tracks": records, "validation": checked}
   fileio.write_json(out / "prepare_report.json", summary, indent=1)
   return summary
@@ -381,9 +498,13 @@ def format_summary(summary: dict[str, Any]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The ``prepare`` subcommand's flags."""
   defaults = Settings()
-  parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ input folder")
-  parser.add_argument("--out", required=True, help="output folder (MUSDB18-HQ layout)")
-  parser.add_argument("--subset", choices=musdb.SUBSETS, help="prepare one subset (default both)")
+  parser.add_argument("--root", required=True, help="input folder (musdb18, musdb18hq, trackfolder, sourcefolder)")
+  parser.add_argument("--out", required=True, help="output folder (SUBSET/NAME/{mixture,STEM...}.wav)")
+  parser.add_argument("--subset", choices=layouts.SUBSETS, help="prepare one subset (default all)")
+  parser.add_argument("--layout", choices=layouts.LAYOUT_CHOICES, default="auto",
+                      help="the input's layout (default %(default)s: detected)")
+  parser.add_argument("--targets", help="comma-separated stems to write (default: every stem found)")
+  parser.add_argument("--seed", type=int, default=0, help="seed of a sourcefolder's mixtures (default 0)")
   parser.add_argument("--segment", type=float, default=defaults.segment,
                       help="seconds per track, 0 for whole tracks (default %(default)s)")
   parser.add_argument("--position", choices=POSITIONS, default=defaults.position,
@@ -406,7 +527,9 @@ def run(args: argparse.Namespace) -> int:
   """Runs ``prepare``; exit status 0 when no track failed and the output validates, else 1."""
   settings = Settings(segment=args.segment or None, position=args.position, silence_db=args.silence_db,
                       active_db=args.active_db, keep_short=args.keep_short, subtype=args.subtype)
-  summary = prepare(args.root, args.out, settings, subset=args.subset, strict=args.strict, progress=True)
+  summary = prepare(args.root, args.out, settings, subset=args.subset, layout=args.layout,
+                    targets=validation.parse_targets(args.targets), seed=args.seed, strict=args.strict,
+                    progress=True)
   print(format_summary(summary))
   print(f"report written to {pathlib.Path(args.out) / 'prepare_report.json'}")
   failed = any(r["status"] == "failed" for r in summary["tracks"])

@@ -1,17 +1,20 @@
-"""Checks a MUSDB18 / MUSDB18-HQ folder track by track.
+"""Checks a dataset folder track by track, in any layout (`mssjax.data.layouts`).
 
 For every track: the sample rate and channel count of each stem, equal stem
 lengths, NaN / Inf samples, clipping, silent or nearly silent stems, and the
-residual of the mixture minus the sum of the four stems, per channel, in dB
-relative to the mixture. On clean MUSDB18 tracks the residual is about -21 to
+residual of the mixture minus the sum of the stems, per channel, in dB
+relative to the mixture. A trackfolder track lacking one of the dataset's stems
+(or of ``targets``) is reported under "missing" and "warnings" (training reads it
+as silence), as is a track without a mixture file (its mixture is the sum of the
+stems); a sourcefolder is checked file by file (no mixture, no residual). On clean MUSDB18 tracks the residual is about -21 to
 -35 dB (each stream is AAC-coded on its own); a mixture that is not the sum of
 its stems ("PR - Oh No": the left channel is about 6 dB below the stem sum)
 stands well above it.
 
     python -m mssjax.data validate --root ROOT --report OUT.json
 
-writes a list of ``{"track", "subset", "ok", "problems", ...measured levels}``
-and prints a table.
+writes a list of ``{"track", "subset", "ok", "problems", "warnings", "missing",
+"rates", "lengths", ...measured levels}`` and prints a table.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import tqdm
 
 from mssjax import audio
 from mssjax import fileio
-from mssjax.data import musdb
-from mssjax.errors import AudioError
+from mssjax.data import layouts, musdb
+from mssjax.errors import AudioError, ParameterError, check_choice
 
-__all__ = ["Thresholds", "validate", "validate_entry", "validate_tracks", "format_table", "write_report"]
+__all__ = ["Thresholds", "validate", "validate_entry", "validate_item", "validate_tracks", "format_table",
+           "write_report"]
 
 _EPS = 1e-20
 
@@ -125,7 +129,7 @@ def _residual_problems(stems, thresholds, levels):
   per_channel, per_channel_stems = [], []
   for channel in range(stems["mixture"].shape[0]):  # one channel at a time: full tracks are large
     mixture = stems["mixture"][channel].astype(np.float64)
-    stem_sum = sum(stems[t][channel].astype(np.float64) for t in musdb.STEM_NAMES[1:])
+    stem_sum = sum(x[channel].astype(np.float64) for name, x in stems.items() if name != layouts.MIXTURE)
     residual_energy = float(np.sum(np.square(mixture - stem_sum)))
     per_channel.append(_db(residual_energy, float(np.sum(np.square(mixture)))))
     per_channel_stems.append(_db(residual_energy, float(np.sum(np.square(stem_sum)))))
@@ -136,8 +140,30 @@ def _residual_problems(stems, thresholds, levels):
           for c, v in enumerate(per_channel) if v > limit]
 
 
+def _check_stems(stems, rates, thresholds, *, residual):
+  """(problems, levels, lengths) of decoded stems; the residual is checked when ``residual`` and it can be."""
+  problems = []
+  levels = {"rms_db": {}, "peak": {}, "residual_db": None, "residual_stems_db": None}
+  for name in list(stems):
+    stem_problems, stems[name] = _stem_problems(name, stems[name], rates[name], thresholds, levels)
+    problems += stem_problems
+  lengths = {name: x.shape[-1] for name, x in stems.items()}
+  if len(set(lengths.values())) > 1:
+    problems.append("stems differ in length (" + ", ".join(f"{n} {k}" for n, k in lengths.items()) + ")")
+  elif residual and len({x.shape[0] for x in stems.values()}) == 1:
+    problems += _residual_problems(stems, thresholds, levels)
+  return problems, levels, lengths
+
+
+def _result(name, subset, problems, warnings, missing, rates, lengths, levels):
+  main = layouts.MIXTURE if layouts.MIXTURE in lengths else next(iter(lengths), None)
+  return {"track": name, "subset": subset, "ok": not problems, "problems": problems, "warnings": warnings,
+          "missing": missing, "sample_rate": rates.get(main), "n_samples": lengths.get(main), "rates": rates,
+          "lengths": lengths, **levels}
+
+
 def validate_entry(entry: musdb.Entry, layout: str, *, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
-  """Checks one track found by `musdb.scan`.
+  """Checks one MUSDB18 / MUSDB18-HQ track found by `musdb.scan`.
 
   Args:
     entry: the track, as `musdb.scan` lists it.
@@ -145,8 +171,9 @@ def validate_entry(entry: musdb.Entry, layout: str, *, thresholds: Thresholds = 
     thresholds: `Thresholds`.
 
   Returns:
-    dict with "track", "subset", "ok", "problems" (list of str) and the
-    measured "sample_rate", "n_samples", "rms_db", "peak" per stem and
+    dict with "track", "subset", "ok", "problems" (list of str), "warnings" (list
+    of str), "missing" (stems without a file), "rates" and "lengths" per stem, the
+    mixture's "sample_rate" and "n_samples", "rms_db" and "peak" per stem and
     "residual_db" (relative to the mixture, checked) and "residual_stems_db"
     (relative to the stem sum) per channel.
   """
@@ -155,17 +182,38 @@ def validate_entry(entry: musdb.Entry, layout: str, *, thresholds: Thresholds = 
     problems.append(f"duplicate track name (also {', '.join(entry.duplicate_of)})")
   stems, rates, read_problems = _read_entry(entry, layout)
   problems += read_problems
-  levels = {"rms_db": {}, "peak": {}, "residual_db": None, "residual_stems_db": None}
-  for name in list(stems):
-    stem_problems, stems[name] = _stem_problems(name, stems[name], rates[name], thresholds, levels)
-    problems += stem_problems
-  lengths = {name: x.shape[-1] for name, x in stems.items()}
-  if len(set(lengths.values())) > 1:
-    problems.append("stems differ in length (" + ", ".join(f"{n} {k}" for n, k in lengths.items()) + ")")
-  elif len(stems) == len(musdb.STEM_NAMES) and len({x.shape[0] for x in stems.values()}) == 1:
-    problems += _residual_problems(stems, thresholds, levels)
-  return {"track": entry.name, "subset": entry.subset, "ok": not problems, "problems": problems,
-          "sample_rate": rates.get("mixture"), "n_samples": lengths.get("mixture"), **levels}
+  complete = len(stems) == len(musdb.STEM_NAMES)
+  stem_problems, levels, lengths = _check_stems(stems, rates, thresholds, residual=complete)
+  return _result(entry.name, entry.subset, problems + stem_problems, [], list(entry.missing), rates, lengths,
+                 levels)
+
+
+def validate_item(item: layouts.Item, *, expected: Sequence[str] = (),
+                  thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+  """Checks one trackfolder track or sourcefolder file found by `layouts.scan`.
+
+  Args:
+    item: the track (or file).
+    expected: the stems every track should have; those it lacks are reported
+      under "missing" and "warnings" (read as silence in training).
+    thresholds: `Thresholds`.
+
+  Returns:
+    dict as `validate_entry`.
+  """
+  files = dict(item.files, **({layouts.MIXTURE: item.mixture} if item.mixture else {}))
+  stems, rates, problems = {}, {}, []
+  for name, path in files.items():
+    try:
+      (stems[name],), rates[name] = audio.read(path)
+    except (AudioError, ValueError) as error:
+      problems.append(f"{name}: unreadable: {error}")
+  missing = [s for s in expected if s not in item.stems]
+  warnings = [f"missing stem(s) {', '.join(missing)}: read as silence"] if missing else []
+  if item.mixture is None and len(item.files) > 1:
+    warnings.append("no mixture file: the mixture is the sum of the stems")
+  stem_problems, levels, lengths = _check_stems(stems, rates, thresholds, residual=item.mixture is not None)
+  return _result(item.name, item.subset, problems + stem_problems, warnings, missing, rates, lengths, levels)
 
 
 def validate_tracks(tracks: Iterable[musdb.Track], *, thresholds: Thresholds = Thresholds(),
@@ -185,31 +233,51 @@ def validate_tracks(tracks: Iterable[musdb.Track], *, thresholds: Thresholds = T
 
 
 def validate(root: str | os.PathLike, *, subset: str | Sequence[str] | None = None, layout: str | None = None,
-             thresholds: Thresholds = Thresholds(), report: str | os.PathLike | None = None,
-             progress: bool = False) -> list[dict[str, Any]]:
+             targets: Sequence[str] | None = None, thresholds: Thresholds = Thresholds(),
+             report: str | os.PathLike | None = None, progress: bool = False) -> list[dict[str, Any]]:
   """Checks every track of a dataset folder; one bad track never stops the run.
 
   Args:
-    root: a MUSDB18 or MUSDB18-HQ folder.
-    subset: "train", "test", a list of them, or None for both.
-    layout: as `musdb.load_tracks` (None detects it).
+    root: a dataset folder in any layout.
+    subset: "train", "valid", "test", a list of them, or None for all.
+    layout: one of `layouts.LAYOUTS`; None or "auto" detects it.
+    targets: the stems every track should have (default: every stem the dataset
+      holds), and a hint for the layout's detection.
     thresholds: `Thresholds`.
     report: if given, the JSON file the results are written to (atomically).
     progress: show a tqdm progress bar.
 
   Returns:
-    list of dicts, one per track, as `validate_entry`.
+    list of dicts, one per track (a sourcefolder: per file), as `validate_entry`.
 
   Raises:
-    DataError: ``root`` is missing or holds no tracks.
+    DataError: ``root`` is missing or holds no tracks, or its layout is ambiguous.
+    ParameterError: an unknown subset or layout.
   """
-  subsets = musdb._subsets(subset)  # pylint: disable=protected-access
-  layout, entries = musdb.scan(root, layout=layout)
-  entries = [(e, layout) for e in entries if e.subset in subsets]
-  results = [validate_entry(e, lay, thresholds=thresholds) for e, lay in _progress(entries, progress)]
+  subsets = _subsets(subset)
+  layout = "auto" if layout is None else check_choice("layout", layout, layouts.LAYOUT_CHOICES)
+  if layout == "auto":
+    layout = layouts.detect_layout(root, targets=targets)
+  if layout in musdb.LAYOUTS:
+    layout, entries = musdb.scan(root, layout=layout)
+    entries = [e for e in entries if e.subset in subsets]
+    results = [validate_entry(e, layout, thresholds=thresholds) for e in _progress(entries, progress)]
+  else:
+    dataset = layouts.scan(root, layout=layout, targets=targets)
+    expected = () if layout == "sourcefolder" else tuple(targets or dataset.stem_names())
+    items = [i for i in dataset.items if i.subset in subsets]
+    results = [validate_item(i, expected=expected, thresholds=thresholds) for i in _progress(items, progress)]
   if report is not None:
     write_report(report, results)
   return results
+
+
+def _subsets(subset):
+  subsets = layouts.SUBSETS if subset is None else (subset,) if isinstance(subset, str) else tuple(subset)
+  for s in subsets:
+    if s not in layouts.SUBSETS:
+      raise ParameterError(f"subset={s!r} must be one of {layouts.SUBSETS} (or a list of them, or None)")
+  return subsets
 
 
 def _progress(items, enabled):
@@ -234,6 +302,7 @@ def format_table(results: Sequence[dict[str, Any]], *, only_problems: bool = Fal
     lines.append(f"{r['track'][:48]:<48} {r['subset']:<6} {'yes' if r['ok'] else 'NO':<4} "
                  f"{residual:<19} {lowest:<22}")
     lines += [f"    - {p}" for p in r["problems"]]
+    lines += [f"    ~ {w}" for w in r.get("warnings", ())]
   bad = sum(not r["ok"] for r in results)
   lines.append(f"{len(results)} tracks checked, {len(results) - bad} ok, {bad} with problems")
   return "\n".join(lines)
@@ -241,10 +310,12 @@ def format_table(results: Sequence[dict[str, Any]], *, only_problems: bool = Fal
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The ``validate`` subcommand's flags."""
-  parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ folder")
+  parser.add_argument("--root", required=True, help="dataset folder (musdb18, musdb18hq, trackfolder, sourcefolder)")
   parser.add_argument("--report", help="write the results to this JSON file")
-  parser.add_argument("--subset", choices=musdb.SUBSETS, help="check one subset (default both)")
-  parser.add_argument("--layout", choices=musdb.LAYOUTS, help="skip layout detection")
+  parser.add_argument("--subset", choices=layouts.SUBSETS, help="check one subset (default all)")
+  parser.add_argument("--layout", choices=layouts.LAYOUT_CHOICES, default="auto",
+                      help="the dataset's layout (default %(default)s: detected)")
+  parser.add_argument("--targets", help="comma-separated stems every track should have (default: all found)")
   parser.add_argument("--residual-db", type=float, default=Thresholds.residual_db,
                       help="largest residual of mixture - sum(stems) per channel, dB (default %(default)s)")
   parser.add_argument("--silent-db", type=float, default=Thresholds.silent_db,
@@ -252,11 +323,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--only-problems", action="store_true", help="list only tracks with problems")
 
 
+def parse_targets(text: str | None) -> tuple[str, ...] | None:
+  """``"guitar,piano"`` -> ``("guitar", "piano")``; None or "" -> None."""
+  return tuple(s.strip() for s in text.split(",") if s.strip()) or None if text else None
+
+
 def run(args: argparse.Namespace) -> int:
   """Runs ``validate``; returns the exit status (0 when every track is ok, 1 otherwise)."""
   thresholds = Thresholds(residual_db=args.residual_db, silent_db=args.silent_db)
-  results = validate(args.root, subset=args.subset, layout=args.layout, thresholds=thresholds,
-                     report=args.report, progress=True)
+  results = validate(args.root, subset=args.subset, layout=args.layout, targets=parse_targets(args.targets),
+                     thresholds=thresholds, report=args.report, progress=True)
   print(format_table(results, only_problems=args.only_problems))
   if args.report:
     print(f"report written to {args.report}")
