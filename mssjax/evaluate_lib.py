@@ -38,7 +38,8 @@ import tqdm
 
 from mssjax import audio, distributed, fileio, separate, separators
 from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
-from mssjax.data import Track, generate, load_tracks
+from mssjax.data import Track, generate
+from mssjax.data.tracks import open_tracks
 from mssjax.metrics import batched, bss_eval, store
 from mssjax.separators import Separator
 
@@ -89,7 +90,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     separators.make_config(name, config.separators[name])
   check_finite("window_seconds", config.window_seconds, minimum=0, strict=True)
   check_finite("hop_seconds", config.hop_seconds, minimum=0, strict=True)
-  check_choice("data.subset", config.data.subset, ("train", "test"))
+  check_choice("data.subset", config.data.subset, ("train", "valid", "test"))
   if config.data.split:
     check_choice("data.split", config.data.split, ("train", "valid"))
     if config.data.subset != "train":
@@ -393,7 +394,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if workdir.exists() and not workdir.is_dir():
     raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
   methods = load_separators(config)
-  tracks = load_tracks(resolve_root(config, workdir), subset=config.data.subset, split=config.data.split or None)
+  tracks = open_tracks(resolve_root(config, workdir), subset=config.data.subset, split=config.data.split or None)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
   audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()

@@ -46,8 +46,9 @@ import numpy as np
 import tqdm
 
 from mssjax import TARGETS, audio, fileio
-from mssjax.data import load_tracks
-from mssjax.data.musdb import SUBSETS, Track
+from mssjax.data.tracks import open_tracks
+from mssjax.data.layouts import SUBSETS
+from mssjax.data.musdb import Track
 from mssjax.errors import USER_ERRORS, AudioError, DataError, ParameterError, check_choice, check_targets
 from mssjax.metrics import museval_compat, store
 
@@ -181,8 +182,25 @@ def _match(folders: Sequence[pathlib.Path], tracks: Sequence[Track]) -> tuple[li
   return pairs, unmatched
 
 
+def _check_scorable(targets: list[str] | None, tracks: Sequence[Track]) -> list[str]:
+  """``targets`` (None: every stem of the references), each a stem of the references.
+
+  Raises:
+    ParameterError: a target no reference track has, or fewer than two to score together.
+  """
+  known = list(dict.fromkeys(name for track in tracks for name in track.target_names))
+  if targets is None:
+    targets = known
+  scorable = known + (["accompaniment"] if set(TARGETS) <= set(known) else [])
+  for target in targets:
+    check_choice("target", target, scorable)
+  if len(targets) < 2:
+    raise ParameterError(f"targets={targets}: at least two targets are scored together (BSSEval's images mode)")
+  return targets
+
+
 def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_dir: str | pathlib.Path, *,
-          subset: str = "test", targets: Sequence[str] = TARGETS, method: str | None = None,
+          subset: str = "test", targets: Sequence[str] | None = None, method: str | None = None,
           window_seconds: float = 1.0, hop_seconds: float = 1.0, report: bool = True, report_tracks: int = 2,
           jobs: int = 2, progress: bool = True) -> dict[str, Any]:
   """Scores every track folder of ``estimates_dir`` against the references of ``root``.
@@ -193,7 +211,8 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
     output_dir: where the JSON, tables and report go (created).
     subset: "train" or "test".
     targets: the targets scored together: any of the references' stems (at
-      least two), or vocals with ``accompaniment`` (MUSDB18's drums + bass + other).
+      least two), or vocals with ``accompaniment`` (MUSDB18's drums + bass + other);
+      None: every stem of the references (MUSDB18's four).
     method: the method's name in the tables (default: the estimates folder's name).
     window_seconds, hop_seconds: BSSEval windows (SiSEC: 1 s, 1 s).
     report: write the HTML report; ``report_tracks`` of them with audio.
@@ -212,16 +231,17 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
   """
   start = time.perf_counter()
   check_choice("subset", subset, SUBSETS)
-  targets = list(check_targets(list(dict.fromkeys(targets))))
-  if len(targets) < 2:
-    raise ParameterError(f"targets={targets}: at least two targets are scored together (BSSEval's images mode)")
+  if targets is not None:
+    targets = list(check_targets(list(dict.fromkeys(targets))))
   if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
     raise ParameterError(f"jobs={jobs!r} must be a positive integer")
   estimates_dir, output_dir = pathlib.Path(estimates_dir), pathlib.Path(output_dir)
   method = method or estimates_dir.resolve().name
   if not method or method != fileio.safe_name(method) or method in (REFERENCE, "report"):
     raise ParameterError(f"method={method!r} is not usable as a folder name; pass --method NAME")
-  tracks = load_tracks(root, subset=subset)
+  tracks = open_tracks(root, subset=subset, targets=None if targets is None else
+                       [t for t in targets if t != "accompaniment"])
+  targets = _check_scorable(targets, tracks)
   pairs, outcomes = _match(find_estimates(estimates_dir, subset), tracks)
   audio_tracks = {t.name for t, _ in pairs[:report_tracks]} if report else set()
   output_dir.mkdir(parents=True, exist_ok=True)
@@ -309,9 +329,9 @@ def add_arguments(parser) -> None:
   parser.add_argument("--root", required=True, help="MUSDB18, MUSDB18-HQ or prepared folder (the references)")
   parser.add_argument("-o", "--out", required=True, help="output folder: museval JSON, tables, report")
   parser.add_argument("--subset", default="test", choices=SUBSETS, help="default %(default)s")
-  parser.add_argument("--targets", default=",".join(TARGETS),
-                      help="comma-separated targets scored together (default %(default)s; "
-                      "vocals,accompaniment for the two-stem task)")
+  parser.add_argument("--targets", default="",
+                      help="comma-separated targets scored together (default: every stem of the references; "
+                      "vocals,accompaniment for MUSDB18's two-stem task)")
   parser.add_argument("--method", help="the method's name in the tables (default: the estimates folder's name)")
   parser.add_argument("--window-seconds", type=float, default=1.0, help="BSSEval window (default 1 s)")
   parser.add_argument("--hop-seconds", type=float, default=1.0, help="BSSEval hop (default 1 s)")
@@ -326,7 +346,7 @@ def run(args) -> int:
   """Runs ``score``; exit status 1 when any track failed."""
   from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
   compilation_cache.enable()
-  targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+  targets = [t.strip() for t in args.targets.split(",") if t.strip()] or None
   summary = score(args.estimates, args.root, args.out, subset=args.subset, targets=targets, method=args.method,
                   window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, report=not args.no_report,
                   report_tracks=args.report_tracks, jobs=args.jobs, progress=not args.quiet)

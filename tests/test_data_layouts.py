@@ -103,8 +103,8 @@ def test_ambiguous_and_empty_folders_ask_for_the_layout(tmp_path):
 
 
 @pytest.mark.parametrize("targets, message", [
-    ("vocals", "must be a sequence of names"), ((), "at least one"), (("a", "a"), "distinct"),
-    (("mixture",), "must not hold 'mixture'"), (("",), "non-empty file name"),
+    ("vocals", "must be a sequence of target names"), ((), "at least one"), (("a", "a"), "names a target twice"),
+    (("mixture",), "must not hold 'mixture'"), (("",), "not a usable target name"),
 ])
 def test_bad_targets(targets, message):
   with pytest.raises(ParameterError, match=message):

@@ -32,6 +32,7 @@ from typing import NamedTuple, Sequence
 
 from mssjax import audio
 from mssjax.data import musdb
+from mssjax import errors
 from mssjax.errors import DataError, ParameterError, check_choice
 
 __all__ = ["LAYOUTS", "LAYOUT_CHOICES", "SUBSETS", "AUDIO_SUFFIXES", "MIXTURE", "Item", "Dataset",
@@ -47,21 +48,14 @@ MIXTURE = "mixture"
 
 
 def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
-  """``targets`` as a tuple after checking it: distinct non-empty names, not "mixture".
+  """``targets`` checked as `mssjax.errors.check_targets` does, and none of them "mixture".
 
   Raises:
-    ParameterError: empty, repeated names, a name that is not a plain string, or "mixture".
+    ParameterError: as `mssjax.errors.check_targets`, or a target named "mixture".
   """
-  if isinstance(targets, str):
-    raise ParameterError(f"targets={targets!r} must be a sequence of names, not one string")
-  targets = tuple(targets)
-  if not targets or len(set(targets)) != len(targets):
-    raise ParameterError(f"targets={targets!r} must be distinct names, at least one")
-  for name in targets:
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-      raise ParameterError(f"targets={targets!r}: {name!r} must be a non-empty file name")
-    if name == MIXTURE:
-      raise ParameterError(f"targets={targets!r} must not hold {MIXTURE!r} (the sum of the targets)")
+  targets = errors.check_targets(targets)
+  if MIXTURE in targets:
+    raise ParameterError(f"targets={targets!r} must not hold {MIXTURE!r} (the sum of the targets)")
   return targets
 
 
