@@ -77,10 +77,10 @@ def check_targets(targets: Any, *, what: str = "targets") -> tuple[str, ...]:
   if not names:
     raise ParameterError(f"{what}=() must name at least one target")
   for name in names:
-    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name or \
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\,") or \
         any(ord(c) < 32 for c in name):
       raise ParameterError(f"{what}: {name!r} is not a usable target name (a file name without a path "
-                           "separator, leading dot or control character)")
+                           "separator, comma, leading dot or control character)")
   if len(set(names)) != len(names):
     raise ParameterError(f"{what}={names!r} names a target twice")
   return names

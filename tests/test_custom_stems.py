@@ -86,7 +86,7 @@ def test_separate_writes_files_named_after_the_targets(trained, tmp_path):
 def test_export_carries_the_targets_and_runs_without_mssjax(trained, tmp_path):
   workdir, targets, root = trained["two_trackfolder"]
   module = tmp_path / "two.jaxexport"
-  assert main(["export", "--method", "unet", "--checkpoint", str(workdir), "-o", str(module),
+  assert main(["export", "--method", "unet", "--set", f"checkpoint={workdir}", "-o", str(module),
                "--platforms", "cpu"]) == 0
   document = json.loads(exported.metadata_path(module).read_text())
   assert document["targets"] == list(targets) and document["output"]["shape"][0] == 2
@@ -119,7 +119,7 @@ def test_score_and_evaluate_follow_the_datasets_targets(trained, tmp_path):
   out = subprocess.run(
       [sys.executable, "evaluate.py", "--config", "configs/evaluate.py", "--workdir", str(tmp_path / "eval"),
        "--config.methods=unet,irm2", f"--config.data.root={root}", "--config.data.subset=test",
-       f"--config.separators.unet.checkpoint={workdir}", f"--config.separators.irm2.targets={','.join(targets)}",
+       f"--config.separators.unet.checkpoint={workdir}", f"--config.separators.irm2.targets={targets!r}",
        "--config.report.n_audio_tracks=1", "--config.progress=False"],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -77,7 +77,7 @@ def test_sharded_tracks_follow_the_targets():
 
 @pytest.mark.parametrize("bad, match", [
     ((), "at least one target"), ("vocals", "sequence of target names"), (("a", "a"), "names a target twice"),
-    (("a/b",), "not a usable target name"), ((".hidden",), "not a usable target name"), (("",), "not a usable")])
+    (("a/b",), "not a usable target name"), (("a,b",), "not a usable target name"), ((".hidden",), "not a usable target name"), (("",), "not a usable")])
 def test_bad_targets_are_named(bad, match):
   with pytest.raises(ParameterError, match=match):
     check_targets(bad)
