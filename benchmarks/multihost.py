@@ -32,6 +32,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from timing import peak_memory_mb  # pylint: disable=wrong-import-position
+sys.path.insert(0, str(REPO / "tests"))
+import _cluster  # noqa: E402  # pylint: disable=wrong-import-position
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -82,7 +84,7 @@ def run_layout(args: argparse.Namespace, processes: int, devices: int) -> list[d
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     out = [subprocess.run(argv, env=env, capture_output=True, text=True, timeout=args.timeout, check=False)]
   else:
-    out = distributed.run_local_cluster(argv, num_processes=processes, devices_per_process=devices,
+    out = _cluster.run_local_cluster(argv, num_processes=processes, devices_per_process=devices,
                                         timeout=args.timeout, env=env)
   results = []
   for i, process in enumerate(out):

@@ -61,6 +61,14 @@ def place_tracks(x: np.ndarray, mesh: Mesh) -> jax.Array:
   return jax.make_array_from_process_local_data(sharding, x)
 
 
+def replicate(tree, mesh: Mesh):
+  """A pytree of arrays (every process holds the same values) replicated on every device of ``mesh``."""
+  sharding = NamedSharding(mesh, PartitionSpec())
+  if local_device_count(mesh) == mesh.size:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
 def local_tracks(x: jax.Array) -> np.ndarray:
   """This process's rows of a track-sharded array, in order, as numpy."""
   shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
@@ -112,7 +120,7 @@ def separate_tracks(separator: Separator, mixtures: ArrayLike, references: Array
   mesh = track_mesh() if mesh is None else mesh
   n_tracks = mixtures.shape[0]
   placed = [place_tracks(pad_tracks(x, local_device_count(mesh)), mesh) for x in inputs]
-  params = jax.device_put(separator.params, NamedSharding(mesh, PartitionSpec()))
+  params = replicate(separator.params, mesh)
   out = local_tracks(_separate_program(separator, mesh)(params, *placed))[:n_tracks]
   return {target: out[:, j] for j, target in enumerate(separator.targets)}
 
@@ -138,5 +146,5 @@ def _separate_program(separator: Separator, mesh: Mesh) -> Callable:
   return program
 
 
-__all__ = ["AXIS", "local_device_count", "local_tracks", "over_tracks", "pad_tracks", "place_tracks",
+__all__ = ["AXIS", "local_device_count", "local_tracks", "over_tracks", "pad_tracks", "place_tracks", "replicate",
            "separate_tracks", "track_mesh"]

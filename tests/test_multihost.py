@@ -3,7 +3,7 @@
 Each process has 2 forced CPU devices and talks to the others through gloo
 (`mssjax.distributed`), so 2 processes see 4 global devices, as the hosts of a
 cluster would. Every run has a fresh port and a bounded time, and
-`mssjax.distributed.local_cluster` kills every child it started.
+`mssjax._cluster.local_cluster` kills every child it started.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import numpy as np
 import pytest
 
 from mssjax import checkpoints, distributed, models
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _cluster  # noqa: E402  # pylint: disable=wrong-import-position
 from mssjax.errors import ParameterError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -35,11 +38,11 @@ def _env(cache: pathlib.Path) -> dict[str, str]:
 
 
 def _train(workdir: pathlib.Path, cache: pathlib.Path, *, num_processes: int, devices_per_process: int,
-           flags: tuple[str, ...] = TRAIN_FLAGS) -> list[distributed.LocalProcess]:
+           flags: tuple[str, ...] = TRAIN_FLAGS) -> list[_cluster.LocalProcess]:
   argv = [sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir", str(workdir), *flags]
   if num_processes > 1:
     argv.append("--multihost")
-  out = distributed.run_local_cluster(argv, num_processes=num_processes, devices_per_process=devices_per_process,
+  out = _cluster.run_local_cluster(argv, num_processes=num_processes, devices_per_process=devices_per_process,
                                       timeout=TIMEOUT, cwd=REPO, env=_env(cache))
   for i, process in enumerate(out):
     assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
@@ -143,11 +146,11 @@ def test_killed_run_resumes_exactly(two_process_run, tmp_path, cache):
   workdir = tmp_path / "killed"
   argv = [sys.executable, "train.py", "--config", "configs/unet_tiny.py", "--workdir", str(workdir),
           "--multihost", *TRAIN_FLAGS]
-  with distributed.local_cluster(argv, num_processes=2, devices_per_process=2, cwd=REPO,
+  with _cluster.local_cluster(argv, num_processes=2, devices_per_process=2, cwd=REPO,
                                  env=_env(cache)) as processes:
     deadline = time.monotonic() + TIMEOUT
     while not _saved_steps(workdir) and time.monotonic() < deadline:
-      assert all(p.poll() is None for p in processes), distributed.read_output(processes[0]).stderr[-3000:]
+      assert all(p.poll() is None for p in processes), _cluster.read_output(processes[0]).stderr[-3000:]
       time.sleep(0.02)
     for p in processes:
       p.kill()
@@ -199,10 +202,10 @@ EVAL_FLAGS = ("--config.methods=irm2,mixture", "--config.data.n_generated=4", "-
               "--config.report.n_audio_tracks=1", "--config.progress=False")
 
 
-def _evaluate(workdir: pathlib.Path, cache: pathlib.Path) -> list[distributed.LocalProcess]:
+def _evaluate(workdir: pathlib.Path, cache: pathlib.Path) -> list[_cluster.LocalProcess]:
   argv = [sys.executable, "evaluate.py", "--config", "configs/evaluate.py", "--workdir", str(workdir),
           "--multihost", *EVAL_FLAGS]
-  out = distributed.run_local_cluster(argv, num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO,
+  out = _cluster.run_local_cluster(argv, num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO,
                                       env=_env(cache))
   for i, process in enumerate(out):
     assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"
@@ -286,7 +289,7 @@ CLUSTER_CHECKS = textwrap.dedent("""
 def cluster_checks(tmp_path_factory):
   """Runs `CLUSTER_CHECKS` on 2 processes x 2 devices; returns the folder of their outputs."""
   folder = tmp_path_factory.mktemp("cluster_checks")
-  out = distributed.run_local_cluster([sys.executable, "-c", CLUSTER_CHECKS, str(folder), str(REPO / "tests")],
+  out = _cluster.run_local_cluster([sys.executable, "-c", CLUSTER_CHECKS, str(folder), str(REPO / "tests")],
                                       num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO)
   for i, process in enumerate(out):
     assert process.returncode == 0, f"process {i}:\n{process.stderr[-3000:]}"

@@ -107,3 +107,13 @@ def test_a_whole_song_separator_cannot_be_exported():
   from mssjax import export  # pylint: disable=import-outside-toplevel
   with pytest.raises(ParameterError, match="chunk_seconds=None"):
     export.metadata(separators.get("mixture", {"chunk_seconds": None}), b"", None)
+
+
+def test_sharded_tracks_of_a_network_equal_its_own_calls():
+  """A separator with parameters (the shipped network) splits tracks over devices like a classical one."""
+  unet = separators.get("unet")
+  x = (0.1 * np.random.default_rng(2).standard_normal((2, 2, 8192))).astype(np.float32)
+  out = sharded.separate_tracks(unet, x)
+  alone = unet(x)
+  for t in unet.targets:
+    np.testing.assert_allclose(out[t], np.asarray(alone[t]), atol=1e-5)
