@@ -6,7 +6,7 @@ CPU, mostly hpss_repet and nmf separating and their jit compilation):
 
 On MUSDB18 / MUSDB18-HQ:
   python evaluate.py --config configs/evaluate.py --workdir workdirs/musdb \
-      --config.methods=hpss_repet,nmf,irm2 --config.data.root=/path/to/musdb18hq --config.data.subset=test
+      --set methods=hpss_repet,nmf,irm2 --set data.root=/path/to/musdb18hq --set data.subset=test
 
 Writes DIR/<method>/<subset>/<track>.json (museval format, readable by
 museval.MethodStore().add_eval_dir(DIR/<method>)), DIR/results.csv and
@@ -30,8 +30,8 @@ def get_config():
   """The default evaluation config."""
   config = ml_collections.ConfigDict()
   config.methods = "unet,hpss_repet,nmf,irm2,mixture"   # comma-separated names of mssjax.separators
-  # Every method's config, overridable as --config.separators.<method>.<key>=VALUE, for example
-  # --config.separators.hpss_repet.hpss.kernel_size=31,17 or --config.separators.unet.checkpoint=WORKDIR.
+  # Every method's config, overridable as --set separators.<method>.<key>=VALUE, for example
+  # --set separators.hpss_repet.hpss.kernel_size=31,17 or --set separators.unet.checkpoint=WORKDIR.
   config.separators = ml_collections.ConfigDict(
       {name: METHOD_CONFIGS.get(name, lambda n=name: separators.default_config(n))()
        for name in separators.names()})

@@ -3,7 +3,7 @@
 Run:
   python -c "from mssjax import separators; sep = separators.get('hpss_repet')"
   python evaluate.py --config configs/evaluate.py --workdir workdirs/hpss_repet \
-      --config.methods=hpss_repet --config.data.root=../shared/data/musdb18-7 --config.data.subset=test
+      --set methods=hpss_repet --set data.root=../shared/data/musdb18-7 --set data.subset=test
   python benchmarks/search_classical.py --method hpss_repet   # how the settings were chosen
 
 No training. The settings (a 45-frame harmonic median filter, no Wiener

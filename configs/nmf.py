@@ -3,7 +3,7 @@
 Run:
   python -c "from mssjax import separators; sep = separators.get('nmf')"
   python evaluate.py --config configs/evaluate.py --workdir workdirs/nmf \
-      --config.methods=nmf --config.data.root=../shared/data/musdb18-7 --config.data.subset=test
+      --set methods=nmf --set data.root=../shared/data/musdb18-7 --set data.subset=test
   python benchmarks/search_classical.py --method nmf   # how the settings were chosen
 
 No training. Vocals are the REPET-SIM foreground of the harmonic part above

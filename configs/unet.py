@@ -1,7 +1,7 @@
 """U-Net + BiLSTM on MUSDB18(-HQ): the full-size experiment.
 
 Run:
-  python train.py --config configs/unet.py --workdir workdirs/unet --config.data.root=/path/to/musdb18hq
+  python train.py --config configs/unet.py --workdir workdirs/unet --set data.root=/path/to/musdb18hq
 
 Trains on random 6 s chunks of MUSDB18's 86 training tracks with Open-Unmix /
 Demucs augmentations, validates on its 14 validation tracks (BSSEval v4 SDR)
@@ -52,7 +52,7 @@ def get_config():
   config.model.stats_batches = 8  # batches for the input normalisation's initial statistics
 
   # mssjax.train_lib.LOSS_KINDS; weights add WAVEFORM_TERMS (negative SDR/SI-SDR/ISR/SIR/SAR in dB,
-  # the multi-resolution STFT distance) to the main term, e.g. --config.loss.weights.sir=0.01.
+  # the multi-resolution STFT distance) to the main term, e.g. --set loss.weights.sir=0.01.
   config.loss = ml_collections.ConfigDict(dict(kind="l1", domain="magnitude"))
   config.loss.weights = ml_collections.ConfigDict(
       dict(sdr=0.0, si_sdr=0.0, multi_resolution_stft=0.0, isr=0.0, sir=0.0, sar=0.0))
@@ -74,7 +74,7 @@ def get_config():
   config.data = pipeline.default_config()
   config.data.name = "musdb"  # mssjax.data.loaders.LOADERS: "musdb" (grain pipeline) or "synthetic"
   config.data.source = "files"  # a dataset folder (data.layout: auto, musdb18hq, trackfolder, sourcefolder); "tfds"
-  config.data.root = ""  # set on the command line: --config.data.root=PATH
+  config.data.root = ""  # set on the command line: --set data.root=PATH
   config.data.chunk_seconds = 6.0
   config.data.batch_size = 16  # global: split over processes and devices
   config.data.samples_per_track = 64

@@ -3,7 +3,7 @@
 First convert the previews (``.stem.mp4``) once to a MUSDB18-HQ folder the grain
 pipeline reads (the mixture is remade as the sum of the stems; about a minute)::
 
-  python -m mssjax.data prepare --root ../shared/data/musdb18-7 --out data_cache/musdb18-7-hq --segment 0
+  python -m mssjax data prepare --root ../shared/data/musdb18-7 -o data_cache/musdb18-7-hq --set segment=0
 
 then train (resumable: re-run the same command after an interruption)::
 
@@ -11,7 +11,7 @@ then train (resumable: re-run the same command after an interruption)::
 
 and separate / evaluate with the best checkpoint::
 
-  python -m mssjax separate SONG.wav --method unet --checkpoint workdirs/unet_previews -o separated/
+  python -m mssjax separate SONG.wav --set checkpoint=workdirs/unet_previews -o separated/
 
 Sizes are cut for the CPU: a 2048-point STFT with bins up to 11 kHz, 3-second
 chunks, batch 8, four encoder levels of 12 to 96 features and a 128-unit

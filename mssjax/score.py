@@ -2,8 +2,10 @@
 
 ::
 
-  python -m mssjax score ESTIMATES_DIR --root MUSDB_ROOT -o OUTPUT_DIR [--subset test]
-      [--targets vocals,drums,bass,other] [--method NAME] [--jobs 2]
+  python -m mssjax score ESTIMATES_DIR --root MUSDB_ROOT -o OUTPUT_DIR [--set subset=test]
+      [--set targets=vocals,drums,bass,other] [--set method=NAME] [--set jobs=2]
+
+(`mssjax.cli`; ``--root`` = ``--set root=``; the settings' defaults are `score`'s.)
 
 ``ESTIMATES_DIR`` holds ``<track>/<target>.<ext>`` or
 ``<subset>/<track>/<target>.<ext>``: what museval's ``eval_mus_dir``, Demucs,
@@ -11,7 +13,7 @@ Open-Unmix, Spleeter and ``python -m mssjax separate`` write, in any format
 `mssjax.audio` reads (wav, flac, mp3, ...). A track folder matches a reference
 track by its name, or by the name `mssjax.fileio.safe_name` makes of it (as
 ``mssjax separate`` names folders). ``MUSDB_ROOT`` is MUSDB18, MUSDB18-HQ or a
-``python -m mssjax.data prepare``d folder; its tracks are read as the ``musdb``
+``python -m mssjax data prepare``d folder; its tracks are read as the ``musdb``
 package reads them (16-bit values, ffmpeg's length), so the numbers are the
 field's.
 
@@ -19,7 +21,7 @@ Each track is scored with BSSEval v4 (`mssjax.metrics.score_targets`, museval's
 grouping of targets) and written as museval JSON to
 ``OUTPUT_DIR/<method>/<subset>/<track>.json`` (museval's ``MethodStore`` reads
 the method folder), with the SiSEC tables (``results.csv``, ``results.md``)
-and the HTML report (audio players for the first ``--report-tracks``).
+and the HTML report (audio players for the first ``report_tracks``).
 
 Per-track problems are one line each and the other tracks go on: a missing
 target, an unreadable file, a sample rate or channel count other than the
@@ -28,7 +30,7 @@ another length are cut or zero-padded at the end to the reference's length,
 as museval does, and the line says so. Every file is written atomically, and a
 re-run skips tracks already scored from the same estimate files (their size
 and modification time are kept in the track's meta), so an interrupted run
-resumes. ``--jobs`` tracks are read and scored at once in threads (default 2);
+resumes. ``jobs`` tracks are read and scored at once in threads (default 2);
 the JSON is written on the main thread, in the tracks' order.
 """
 
@@ -38,7 +40,6 @@ import concurrent.futures
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 from typing import Any, Iterable, Sequence
 
@@ -321,42 +322,3 @@ def _record(output_dir, method, track, folder, result, window_seconds, hop_secon
   store.save_track(output_dir, method, track.subset, track.name, result.scores, meta=meta, win=window_seconds,
                    hop=hop_seconds)
   return Outcome(track.name, "scored", notes=result.notes)
-
-
-def add_arguments(parser) -> None:
-  """The ``score`` subcommand's flags."""
-  parser.add_argument("estimates", help="folder of <track>/<target>.wav (or <subset>/<track>/<target>.wav)")
-  parser.add_argument("--root", required=True, help="MUSDB18, MUSDB18-HQ or prepared folder (the references)")
-  parser.add_argument("-o", "--out", required=True, help="output folder: museval JSON, tables, report")
-  parser.add_argument("--subset", default="test", choices=SUBSETS, help="default %(default)s")
-  parser.add_argument("--targets", default="",
-                      help="comma-separated targets scored together (default: every stem of the references; "
-                      "vocals,accompaniment for MUSDB18's two-stem task)")
-  parser.add_argument("--method", help="the method's name in the tables (default: the estimates folder's name)")
-  parser.add_argument("--window-seconds", type=float, default=1.0, help="BSSEval window (default 1 s)")
-  parser.add_argument("--hop-seconds", type=float, default=1.0, help="BSSEval hop (default 1 s)")
-  parser.add_argument("--report-tracks", type=int, default=2, help="tracks with audio in the report (default 2)")
-  parser.add_argument("--jobs", type=int, default=2,
-                      help="tracks read and scored at once (default %(default)s; each holds a track in memory)")
-  parser.add_argument("--no-report", action="store_true", help="no HTML report")
-  parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args) -> int:
-  """Runs ``score``; exit status 1 when any track failed."""
-  from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
-  compilation_cache.enable()
-  targets = [t.strip() for t in args.targets.split(",") if t.strip()] or None
-  summary = score(args.estimates, args.root, args.out, subset=args.subset, targets=targets, method=args.method,
-                  window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, report=not args.no_report,
-                  report_tracks=args.report_tracks, jobs=args.jobs, progress=not args.quiet)
-  counts = {s: sum(o.status == s for o in summary["outcomes"]) for s in ("scored", "done", "failed")}
-  print(store.markdown_table(summary["rows"]))
-  print(f"{counts['scored']} scored, {counts['done']} already scored, {counts['failed']} failed "
-        f"in {summary['seconds']:.1f} s; results in {args.out}")
-  for outcome in summary["outcomes"]:
-    if outcome.status == "failed":
-      print(f"FAILED {outcome.track}: {outcome.message}", file=sys.stderr)
-  if summary["report"] is not None:
-    print(f"report: {summary['report']}")
-  return 1 if counts["failed"] else 0

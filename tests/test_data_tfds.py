@@ -133,7 +133,7 @@ def test_stem_mp4_previews(musdb_root, tmp_path):
 
 def test_build_command(root, tmp_path, capsys):
   from mssjax.data.__main__ import main  # pylint: disable=import-outside-toplevel
-  status = main(["build", "--root", str(root), "--data-dir", str(tmp_path), "--config", "hq_float32"])
+  status = main(["build", "--root", str(root), "--data-dir", str(tmp_path), "--builder-config", "hq_float32"])
   out = capsys.readouterr().out
   assert status == 0 and "train: 2 examples" in out and "test: 1 examples" in out
   assert len(tfds.data_source("musdb18/hq_float32", split="train", data_dir=str(tmp_path))) == 2
@@ -141,7 +141,7 @@ def test_build_command(root, tmp_path, capsys):
 
 @pytest.mark.realdata
 def test_prepared_real_previews_build_as_int16(musdb_root, tmp_path):
-  """The README's path: `prepare` a MUSDB18 folder, then `build --config hq` (int16, exact)."""
+  """The README's path: `prepare` a MUSDB18 folder, then `build --builder-config hq` (int16, exact)."""
   from mssjax.data import prepare  # pylint: disable=import-outside-toplevel
   names = sorted(p.name for p in (musdb_root / "test").glob("*.stem.mp4"))[:2]
   (tmp_path / "root" / "test").mkdir(parents=True)

@@ -362,7 +362,42 @@ def test_training_starts_from_init_weights_and_refuses_another_model(trained, tm
   assert sorted(got) == sorted(stored) and int(state.step) == 2
   for name, value in stored.items():
     np.testing.assert_allclose(got[name], value, rtol=1e-6, atol=1e-12, err_msg=name)
-  config.model.features = (4, 4)
-  with pytest.raises(CheckpointError, match=rf"{path}: init_weights holds a model of another config .*features"):
+  config.stft.n_fft = 256  # parameters of another STFT would mean something else
+  with pytest.raises(CheckpointError, match=rf"{path}: init_weights holds a model of another STFT .*n_fft|{path}: "
+                     "init_weights holds a model of another STFT"):
     train_lib.train_and_evaluate(config, tmp_path / "other")
   assert not (tmp_path / "other").exists()
+
+
+def test_init_weights_loads_what_fits_and_lists_the_rest(trained, tmp_path):
+  """A file of another model: parameters whose path and shape fit are loaded, the others start fresh."""
+  from mssjax import models, weights  # pylint: disable=import-outside-toplevel
+  from mssjax.separators import network  # pylint: disable=import-outside-toplevel
+  path = network.export_weights(trained[0], tmp_path / "start.safetensors")
+  config = tiny_config()
+  config.update(init_weights=str(path), targets=("a", "b"))
+  initial = train_lib.initial_params(config, models.model_spec(config).abstract_params)
+  assert initial.fresh == ["head/bias", "head/kernel"] == initial.skipped
+  stored = weights.read(path).params
+  for name, value in initial.params.items():
+    np.testing.assert_array_equal(value, stored[name])
+  line = train_lib._describe_initial(str(path), initial, models.model_spec(config).n_parameters)  # pylint: disable=protected-access
+  assert "fresh 2: head/bias, head/kernel" in line and str(path) in line
+  config.model.features = (3, 5)
+  config.model.lstm_hidden = 3
+  config.model.bandwidth_hz = 4_000
+  with pytest.raises(CheckpointError, match="fits the model"):
+    train_lib.initial_params(config, models.model_spec(config).abstract_params)
+
+
+def test_freeze_keeps_named_parameters_and_refuses_unknown_prefixes():
+  config = tiny_config()
+  from mssjax import weights  # pylint: disable=import-outside-toplevel
+  like = models.model_spec(config).abstract_params
+  labels = weights.flatten(jax.tree.map(lambda label: np.asarray(label == "frozen"),
+                                        train_lib.freeze_labels(like, ("down", "input_mean"))))
+  assert labels["input_mean"] and not labels["input_scale"] and not labels["head/kernel"]
+  assert all(labels[k] for k in labels if k.startswith("down/")) and any(k.startswith("down/") for k in labels)
+  config.optim.freeze = ("dow",)
+  with pytest.raises(ParameterError, match="'dow' names no parameter of the model; its top-level names are"):
+    train_lib.check_freeze(config, like)

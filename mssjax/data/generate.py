@@ -28,7 +28,6 @@ returns and ``mixture == sum of the stems`` holds in memory and on disk.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import zlib
@@ -45,8 +44,8 @@ from mssjax.errors import ParameterError, check_choice, check_finite, check_posi
 __all__ = ["generate_song", "write_songs", "song_name", "voices_of", "STEM_FILES", "VOICES", "WRITE_LAYOUTS",
            "FORMATS"]
 
-# Shell: python -m mssjax.data generate --out ROOT [--n-train 8 --n-test 4 --seconds 10 --seed 0]
-#        [--stems guitar,piano,speech --layout trackfolder]
+# Shell: python -m mssjax data generate -o ROOT [--set n_train=8 --set n_test=4 --set seconds=10]
+#        [--set stems=guitar,piano,speech --set layout=trackfolder]   (mssjax.cli)
 
 STEM_FILES = ("mixture", "drums", "bass", "other", "vocals")
 """The stem file names of MUSDB18-HQ, in the order of MUSDB18's streams."""
@@ -449,33 +448,3 @@ def write_songs(root: str | os.PathLike, *, n_train: int, n_test: int, seconds: 
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_audio(path, song[stem], sample_rate)
   return written
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """``python -m mssjax.data generate``: its command-line arguments."""
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--n-train", type=int, default=8, help="training songs (default 8)")
-  parser.add_argument("--n-valid", type=int, default=0, help="songs in a valid/ subset folder (default 0)")
-  parser.add_argument("--n-test", type=int, default=4, help="test songs (default 4)")
-  parser.add_argument("--seconds", type=float, default=10.0, help="song duration (default 10 s)")
-  parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-  parser.add_argument("--stems", default=",".join(TARGETS),
-                      help="comma-separated stem names, e.g. guitar,piano,speech (default %(default)s)")
-  parser.add_argument("--layout", choices=WRITE_LAYOUTS,
-                      help="default: musdb18hq for MUSDB18's stems, else trackfolder")
-  parser.add_argument("--format", choices=FORMATS, default="wav", dest="audio_format",
-                      help="audio file format (default %(default)s; musdb18hq: wav)")
-  parser.add_argument("--no-mixture", dest="mixture", action="store_false",
-                      help="write no mixture file (trackfolder: the mixture is the sum of the stems)")
-
-
-def run(args: argparse.Namespace) -> int:
-  """Writes the generated songs; returns the exit status."""
-  stems = tuple(s.strip() for s in args.stems.split(",") if s.strip())
-  layout = args.layout or ("musdb18hq" if set(stems) == set(TARGETS) and args.mixture
-                           and args.audio_format == "wav" else "trackfolder")
-  written = write_songs(args.out, n_train=args.n_train, n_test=args.n_test, n_valid=args.n_valid,
-                        seconds=args.seconds, seed=args.seed, progress=True, stems=stems, layout=layout,
-                        mixture=args.mixture, audio_format=args.audio_format)
-  print(f"{len(written)} generated songs in {args.out} ({layout}, stems {', '.join(stems)})")
-  return 0

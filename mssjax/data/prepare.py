@@ -20,7 +20,7 @@ For each track of a dataset folder in any layout (`mssjax.data.layouts`):
    trackfolder for other stems), 16-bit by default: the tracks are read as
    the ``musdb`` package reads them (`mssjax.data.musdb`), on the 16-bit grid,
    so the cut stems are stored exactly and a prepared folder scores as its
-   source does (and feeds ``python -m mssjax.data build --config hq``). The
+   source does (and feeds ``python -m mssjax data build --builder-config hq``). The
    sum of four 16-bit stems is on the same grid; where it exceeds full scale
    (1 or 2 samples in 3 of the 134 previews) those samples are clipped and
    the marker counts them (``mixture_clipped``). A source that is not 16-bit
@@ -32,12 +32,13 @@ that is renamed into place once complete, then a marker records the settings,
 so a re-run skips finished tracks. A track that fails is reported and skipped
 unless ``strict``. The output is then checked with `mssjax.data.validate`.
 
-    python -m mssjax.data prepare --root IN --out OUT [--segment 30] [--position active]
+    python -m mssjax data prepare --root IN -o OUT [--set segment=30] [--set position=active]
+
+(`mssjax.cli`; ``--help`` lists every setting, whose defaults are `Settings`'s and `prepare`'s.)
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -493,45 +494,3 @@ def format_summary(summary: dict[str, Any]) -> str:
     table = validation.format_table(summary["validation"], only_problems=True)
     lines += ["", "validation of the output:", table]
   return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """The ``prepare`` subcommand's flags."""
-  defaults = Settings()
-  parser.add_argument("--root", required=True, help="input folder (musdb18, musdb18hq, trackfolder, sourcefolder)")
-  parser.add_argument("--out", required=True, help="output folder (SUBSET/NAME/{mixture,STEM...}.wav)")
-  parser.add_argument("--subset", choices=layouts.SUBSETS, help="prepare one subset (default all)")
-  parser.add_argument("--layout", choices=layouts.LAYOUT_CHOICES, default="auto",
-                      help="the input's layout (default %(default)s: detected)")
-  parser.add_argument("--targets", help="comma-separated stems to write (default: every stem found)")
-  parser.add_argument("--seed", type=int, default=0, help="seed of a sourcefolder's mixtures (default 0)")
-  parser.add_argument("--segment", type=float, default=defaults.segment,
-                      help="seconds per track, 0 for whole tracks (default %(default)s)")
-  parser.add_argument("--position", choices=POSITIONS, default=defaults.position,
-                      help="where the segment is cut (default %(default)s)")
-  parser.add_argument("--silence-db", type=float, default=defaults.silence_db,
-                      help="trim threshold on the stem sum, dBFS (default %(default)s)")
-  parser.add_argument("--active-db", type=float, default=defaults.active_db,
-                      help="a stem is active above this, dBFS (default %(default)s)")
-  short = parser.add_mutually_exclusive_group()
-  short.add_argument("--keep-short", dest="keep_short", action="store_true", default=True,
-                     help="keep tracks shorter than the segment whole (default)")
-  short.add_argument("--drop-short", dest="keep_short", action="store_false",
-                     help="drop tracks shorter than the segment")
-  parser.add_argument("--subtype", choices=audio.SUBTYPES, default=defaults.subtype,
-                      help="wav sample format (default %(default)s: MUSDB18 is 16-bit, stored exactly)")
-  parser.add_argument("--strict", action="store_true", help="stop at the first bad track")
-
-
-def run(args: argparse.Namespace) -> int:
-  """Runs ``prepare``; exit status 0 when no track failed and the output validates, else 1."""
-  settings = Settings(segment=args.segment or None, position=args.position, silence_db=args.silence_db,
-                      active_db=args.active_db, keep_short=args.keep_short, subtype=args.subtype)
-  summary = prepare(args.root, args.out, settings, subset=args.subset, layout=args.layout,
-                    targets=validation.parse_targets(args.targets), seed=args.seed, strict=args.strict,
-                    progress=True)
-  print(format_summary(summary))
-  print(f"report written to {pathlib.Path(args.out) / 'prepare_report.json'}")
-  failed = any(r["status"] == "failed" for r in summary["tracks"])
-  invalid = summary["validation"] is not None and not all(r["ok"] for r in summary["validation"])
-  return 1 if failed or invalid else 0

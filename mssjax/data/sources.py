@@ -239,8 +239,8 @@ class WavSource:
 def _check_track_layout(dataset: layouts.Dataset) -> None:
   if dataset.layout == "musdb18":
     raise DataError(f"{dataset.root}: holds MUSDB18 .stem.mp4 files, not MUSDB18-HQ wav folders; build the "
-                    "TFDS dataset (python -m mssjax.data build --config stems_10s) and use "
-                    "data.source='tfds', or convert it with python -m mssjax.data prepare")
+                    "TFDS dataset (python -m mssjax data build --builder-config stems_10s) and use "
+                    "data.source='tfds', or convert it with python -m mssjax data prepare")
   if dataset.layout == "sourcefolder":
     raise DataError(f"{dataset.root}: a sourcefolder (STEM/FILE), not track folders; use SourceFolderSource")
 

@@ -20,8 +20,8 @@ Splits: ``train`` and ``valid`` (MUSDB18's standard split of the training tracks
 ``valid`` is absent when none of its 14 tracks is present, e.g. for generated
 songs, and then ``train`` holds all training tracks) and ``test``.
 
-Build from the command line with ``python -m mssjax.data build --root ROOT
---data-dir DIR --config hq`` or in Python::
+Build from the command line with ``python -m mssjax data build --root ROOT
+-o DIR --set builder_config=hq`` or in Python::
 
   builder = build("/data/musdb18hq", "/data/tfds", config="hq_10s")
   source = builder.as_data_source("train")   # len(source), source[i] -> dict
@@ -29,7 +29,6 @@ Build from the command line with ``python -m mssjax.data build --root ROOT
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -264,20 +263,3 @@ def build(root: str | os.PathLike, data_dir: str | os.PathLike, *,
       file_format="array_record",
       download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
   return builder
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """``python -m mssjax.data build``: its command-line arguments."""
-  names = [c.name for c in Musdb18.BUILDER_CONFIGS]
-  parser.add_argument("--root", required=True, help="MUSDB18 or MUSDB18-HQ folder (train/, test/)")
-  parser.add_argument("--data-dir", required=True, help="TFDS data folder to write")
-  parser.add_argument("--config", default="hq", choices=names, help="builder config (default hq)")
-
-
-def run(args: argparse.Namespace) -> int:
-  """Builds the array_record dataset; returns the exit status."""
-  builder = build(args.root, args.data_dir, config=args.config)
-  for name, split in builder.info.splits.items():
-    print(f"{name}: {split.num_examples} examples")
-  print(f"written to {builder.data_dir}")
-  return 0

@@ -11,7 +11,7 @@ stems); a sourcefolder is checked file by file (no mixture, no residual). On cle
 its stems ("PR - Oh No": the left channel is about 6 dB below the stem sum)
 stands well above it.
 
-    python -m mssjax.data validate --root ROOT --report OUT.json
+    python -m mssjax data validate --root ROOT -o OUT.json [--set residual_db=-15]
 
 writes a list of ``{"track", "subset", "ok", "problems", "warnings", "missing",
 "rates", "lengths", ...measured levels}`` and prints a table.
@@ -19,7 +19,6 @@ writes a list of ``{"track", "subset", "ok", "problems", "warnings", "missing",
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -306,34 +305,3 @@ def format_table(results: Sequence[dict[str, Any]], *, only_problems: bool = Fal
   bad = sum(not r["ok"] for r in results)
   lines.append(f"{len(results)} tracks checked, {len(results) - bad} ok, {bad} with problems")
   return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """The ``validate`` subcommand's flags."""
-  parser.add_argument("--root", required=True, help="dataset folder (musdb18, musdb18hq, trackfolder, sourcefolder)")
-  parser.add_argument("--report", help="write the results to this JSON file")
-  parser.add_argument("--subset", choices=layouts.SUBSETS, help="check one subset (default all)")
-  parser.add_argument("--layout", choices=layouts.LAYOUT_CHOICES, default="auto",
-                      help="the dataset's layout (default %(default)s: detected)")
-  parser.add_argument("--targets", help="comma-separated stems every track should have (default: all found)")
-  parser.add_argument("--residual-db", type=float, default=Thresholds.residual_db,
-                      help="largest residual of mixture - sum(stems) per channel, dB (default %(default)s)")
-  parser.add_argument("--silent-db", type=float, default=Thresholds.silent_db,
-                      help="flag stems whose RMS is below this, dBFS (default %(default)s)")
-  parser.add_argument("--only-problems", action="store_true", help="list only tracks with problems")
-
-
-def parse_targets(text: str | None) -> tuple[str, ...] | None:
-  """``"guitar,piano"`` -> ``("guitar", "piano")``; None or "" -> None."""
-  return tuple(s.strip() for s in text.split(",") if s.strip()) or None if text else None
-
-
-def run(args: argparse.Namespace) -> int:
-  """Runs ``validate``; returns the exit status (0 when every track is ok, 1 otherwise)."""
-  thresholds = Thresholds(residual_db=args.residual_db, silent_db=args.silent_db)
-  results = validate(args.root, subset=args.subset, layout=args.layout, targets=parse_targets(args.targets),
-                     thresholds=thresholds, report=args.report, progress=True)
-  print(format_table(results, only_problems=args.only_problems))
-  if args.report:
-    print(f"report written to {args.report}")
-  return 0 if all(r["ok"] for r in results) else 1
