@@ -281,7 +281,7 @@ def _score_config() -> ConfigDict:
   from mssjax import score  # pylint: disable=import-outside-toplevel
   defaults = keyword_defaults(score.score, "subset", "targets", "method", "window_seconds", "hop_seconds", "report",
                               "report_tracks", "jobs")
-  # targets () (the default): every stem of the references
+  # targets () (the default): every stem of the references (MUSDB18: vocals, drums, bass, other)
   return ConfigDict(dict(defaults, root="", targets=tuple(defaults["targets"] or ()), method=defaults["method"] or ""))
 
 

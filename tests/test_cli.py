@@ -51,7 +51,7 @@ def test_help_lists_every_command_on_one_line_each(capsys):
     (["separate"], ["method=unet", "chunk_seconds=None", "= --set chunk_seconds=VALUE"]),
     (["separate", "--method", "hpss_repet"], ["hpss.kernel_size=", "bass_cutoff_hz=200.0"]),
     (["export"], ["platforms=cpu,cuda", "= --set platforms=VALUE"]),
-    (["score"], ["window_seconds=1.0", "targets=vocals,drums,bass,other", "--no-report", "= --set report=False"]),
+    (["score"], ["window_seconds=1.0", "targets=()", "--no-report", "= --set report=False"]),
     (["export-weights"], ["which=best", "storage_dtype=float32"]),
     (["data", "prepare"], ["segment=30.0", "position=active", "--drop-short", "= --set keep_short=False"]),
     (["data", "generate"], ["n_train=8", "seconds=10.0", "layout=auto"]),
