@@ -127,7 +127,7 @@ def take_range(signal, start, length):
   inside the signal.
   """
   n_samples = signal.shape[1]
-  idx = start + jnp.arange(length)
+  idx = start + jnp.arange(length, dtype=jnp.int32)  # the start's dtype (32-bit where it is)
   inside = (idx >= 0) & (idx < n_samples)
   return jnp.where(inside[None, :, None], take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)
 
@@ -169,8 +169,10 @@ def split_scan(step, carry, steps, inside):
       carry, out = jax.lax.scan(lambda c, i, flag=flag: step(c, i, flag), carry, jnp.asarray(steps[idx]))
       outputs.append(out)
       order.append(idx)
-  out = jax.tree.map(lambda *parts: jnp.concatenate(parts)[np.argsort(np.concatenate(order))], *outputs)
-  return carry, out
+  if len(outputs) == 1:
+    return carry, outputs[0]
+  order = np.argsort(np.concatenate(order)).astype(np.int32)  # 32-bit: its gradient's scatter lowers without x64
+  return carry, jax.tree.map(lambda *parts: jnp.concatenate(parts)[order], *outputs)
 
 
 __all__ = ["EDGE", "SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range",
