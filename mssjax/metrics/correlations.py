@@ -73,7 +73,7 @@ def correlations(x, y, max_lag, blocks_per_step=16, *, differentiable=False):
   before and after each boundary. Every signal is transformed once, where an
   overlap-save split (blocks of ``x`` with margins against plain blocks of ``x``
   and ``y``) transforms ``x`` twice: 16 long FFTs per block instead of 24 for four
-  stereo sources, 7 % less time on a 4-minute track (benchmarks/metrics.py). Of the
+  stereo sources (benchmarks/metrics.py times the stage). Of the
   correlations of ``x`` with itself only ``p <= q`` are accumulated (``out[q, p]`` is
   ``out[p, q]`` reversed in lag).
   ``blocks_per_step`` blocks are transformed at a time, so memory stays bounded.

@@ -264,8 +264,8 @@ def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayL
   on the diagonal of ``R'_0``), the rest is solved by `block_levinson`, and
   the solution is turned back: the minimum-norm least-squares solution of the
   singular system, as `lstsq_block_toeplitz` gives it, in Levinson's
-  ``O(N^2 m^3)`` instead of a dense SVD's ``O(N^3 m^3)`` (on museval's
-  4096 x 4096 systems about 0.3 s instead of 20 s on a 2-core CPU).
+  ``O(N^2 m^3)`` instead of a dense SVD's ``O(N^3 m^3)`` (the README gives
+  the times on museval's 4096 x 4096 systems).
 
   Args:
     blocks: ``[..., 2N - 1, m, m]`` as `block_levinson` takes them.
