@@ -9,7 +9,7 @@ augmentations and batch; constant learning rate ``--lr``, no warm-up) with:
 
 - ``magnitude``: the shipped loss alone (magnitude L1): the control;
 - ``+sdr``: plus the negative SDR of the waveforms (`mssjax.losses.sdr`);
-- ``+sir``: plus the negative BSSEval v4 SIR of each chunk (`mssjax.losses.bss_eval_v4`,
+- ``+sir``: plus the negative BSSEval v4 SIR of each chunk (`mssjax.losses.bss_eval_terms`,
   ``--filters-len`` taps: 512 as museval costs ~10x a step here).
 
 Each added term's weight is set so that its gradient norm on the first batch

@@ -3,7 +3,7 @@
 ``config.loss`` selects it (`loss_spec`); `compute_loss` is the pure function
 `mssjax.train_lib`'s train step differentiates. The waveform terms go through
 the differentiable iSTFT: the negative SDR, SI-SDR, ISR, SIR or SAR in dB (ISR,
-SIR and SAR through BSSEval v4's distortion filters, `mssjax.losses.bss_eval_v4`,
+SIR and SAR through BSSEval v4's distortion filters, `mssjax.losses.bss_eval_terms`,
 one window per chunk) and the multi-resolution STFT distance.
 """
 
@@ -92,9 +92,8 @@ def _bss_term(name: str, targets: jax.Array, estimates: jax.Array, audible: jax.
   stand_in = jax.random.normal(jax.random.key(0), targets.shape[1:], targets.dtype)
   refs = jnp.where(valid[:, None, None, None], targets, stand_in)
   ests = jnp.where(valid[:, None, None, None], estimates, 0.5 * stand_in + 0.5 * stand_in[::-1])
-  n_samples = targets.shape[-2]
-  metrics = losses.bss_eval_v4(refs, ests, window=n_samples, hop=n_samples, filters_len=filters_len)
-  return -_masked_mean(getattr(metrics, name)[..., 0], valid[:, None])
+  metrics = losses.bss_eval_terms(refs, ests, filters_len=filters_len)
+  return -_masked_mean(metrics[name.upper()], valid[:, None])
 
 
 def _waveform_term(name: str, targets: jax.Array, estimates: jax.Array, filters_len: int) -> jax.Array:

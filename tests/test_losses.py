@@ -1,4 +1,4 @@
-"""mssjax.losses against museval, mssjax.metrics.bss_eval_v4, a NumPy transcription and finite differences."""
+"""mssjax.losses and bss_eval_v4(differentiable=True) against museval, the metric, a NumPy transcription and finite differences."""
 
 import jax
 import jax.numpy as jnp
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from mssjax import ParameterError, losses
-from mssjax.metrics import METRICS, bss_eval_v4
+from mssjax.metrics import METRICS, bss_eval_v4, toeplitz
 
 museval = pytest.importorskip("museval")
 
-VALUE_TOL = 0.01   # dB: the differentiable BSSEval against the metric function
+VALUE_TOL = 0.01   # dB: the differentiable BSSEval against the metric function's checked numpy route
 
 
 def _coloured(rng, shape, smooth=8):
@@ -102,9 +102,11 @@ def test_multi_resolution_stft_rejects_mismatched_resolutions(synthetic):
 def test_bss_eval_v4_values_equal_the_metric(synthetic, window, hop):
   refs, ests = synthetic
   expected = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=32)
-  actual = losses.bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=32)
-  for name, value in zip(METRICS, actual):
-    np.testing.assert_allclose(np.asarray(value), expected[name], atol=VALUE_TOL, err_msg=name)
+  actual = bss_eval_v4(refs, ests, window=window, hop=hop, filters_len=32, differentiable=True)
+  assert list(actual) == list(METRICS)
+  for name in METRICS:
+    assert isinstance(actual[name], jax.Array) and actual[name].dtype == np.float32, name
+    np.testing.assert_allclose(np.asarray(actual[name]), expected[name], atol=VALUE_TOL, err_msg=name)
 
 
 def _silent_first_window(refs):
@@ -116,22 +118,22 @@ def _silent_first_window(refs):
 def test_bss_eval_v4_is_batched_and_silent_windows_are_nan(synthetic):
   refs, ests = synthetic
   refs_silent = _silent_first_window(refs)
-  out = losses.bss_eval_v4(np.stack([refs, refs_silent]), np.stack([ests, ests]), window=1000, hop=1000,
-                           filters_len=32)
-  assert out.sir.shape == (2, 3, 3)
+  out = bss_eval_v4(np.stack([refs, refs_silent]), np.stack([ests, ests]), window=1000, hop=1000,
+                    filters_len=32, differentiable=True)
+  assert out["SIR"].shape == (2, 3, 3)
   for track, track_refs in enumerate((refs, refs_silent)):
     expected = bss_eval_v4(track_refs, ests, window=1000, hop=1000, filters_len=32)
-    for name, value in zip(METRICS, out):
-      np.testing.assert_allclose(np.asarray(value[track]), expected[name], atol=VALUE_TOL, err_msg=name)
-  assert np.all(np.isnan(np.stack(out)[:, 1, :, 0]))
+    for name in METRICS:
+      np.testing.assert_allclose(np.asarray(out[name][track]), expected[name], atol=VALUE_TOL, err_msg=name)
+  assert np.all(np.isnan(np.stack([out[name] for name in METRICS])[:, 1, :, 0]))
 
 
 def test_bss_eval_v4_gradient_is_float32_in_a_float32_program_and_zero_in_silent_windows(synthetic):
   refs, ests = synthetic
   refs_silent = _silent_first_window(refs)
   with jax.enable_x64(False):
-    grad = jax.jit(jax.grad(lambda e: jnp.nansum(jnp.stack(losses.bss_eval_v4(
-        refs_silent, e, window=1000, hop=1000, filters_len=16)))))(ests)
+    grad = jax.jit(jax.grad(lambda e: jnp.nansum(jnp.stack(list(bss_eval_v4(
+        refs_silent, e, window=1000, hop=1000, filters_len=16, differentiable=True).values())))))(ests)
   assert grad.dtype == np.float32 and np.all(np.isfinite(np.asarray(grad)))
 
 
@@ -144,8 +146,8 @@ def float64_case():
     ests = 0.8 * refs + 0.2 * refs[::-1] + 0.1 * rng.standard_normal(refs.shape)
 
     def sums(r, e):
-      out = losses.bss_eval_v4(r, e, window=200, hop=100, filters_len=8, framewise_dtype="float64")
-      return jnp.stack([jnp.sum(m) for m in out])
+      out = bss_eval_v4(r, e, window=200, hop=100, filters_len=8, framewise_dtype="float64", differentiable=True)
+      return jnp.stack([jnp.sum(out[name]) for name in METRICS])
 
     def pullback(r, e, cotangent):
       return jax.vjp(sums, r, e)[1](cotangent)
@@ -170,38 +172,45 @@ def test_bss_eval_v4_gradient_matches_finite_differences_in_float64(float64_case
         assert abs(float(np.sum(grad * direction)) - fd[index]) <= 1e-6 * max(1.0, abs(fd[index])), (name, seed)
 
 
-@pytest.mark.slow
-def test_adjoint_and_autodiff_gradients_agree():
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_adjoint_solve_has_autodiffs_gradient(batched):
+  """`toeplitz.solve_block_toeplitz(adjoint=True)`'s VJP rule against JAX's derivative of the recursion."""
   with jax.enable_x64(True):
     rng = np.random.default_rng(3)
-    refs = _coloured(rng, (2, 400, 2))
-    ests = 0.8 * refs + 0.2 * refs[::-1] + 0.1 * rng.standard_normal(refs.shape)
-    grads = {g: np.asarray(jax.grad(lambda e: jnp.sum(losses.bss_eval_v4(
-        refs, e, window=400, hop=400, filters_len=8, gradient=g).sir))(ests)) for g in losses.GRADIENTS}
-  np.testing.assert_allclose(grads["adjoint"], grads["autodiff"], rtol=1e-7, atol=1e-9)
+    signal = _coloured(rng, (3000, 2))
+    lags = np.arange(-3, 4)
+    blocks = np.stack([signal[max(k, 0):3000 + min(k, 0)].T @ signal[max(-k, 0):3000 - max(k, 0)]
+                       for k in lags])                                  # R_k of a stereo signal, [7, 2, 2]
+    y = rng.standard_normal((4, 2, 3))
+    if batched:
+      blocks, y = np.stack([blocks, 1.5 * blocks]), np.stack([y, -y])
+    weights = rng.standard_normal(y.shape)
 
+    def loss(b, v, adjoint):
+      degenerate = np.zeros(y.shape[:-3], bool)
+      return jnp.sum(weights * toeplitz.solve_block_toeplitz(b, v, degenerate, adjoint=adjoint))
 
-def test_autodiff_gradient_needs_x64(synthetic):
-  refs, ests = synthetic
-  with jax.enable_x64(False), pytest.raises(ParameterError, match='gradient="autodiff" needs jax_enable_x64'):
-    losses.bss_eval_v4(refs, ests, gradient="autodiff")
+    grads = {a: jax.grad(loss, argnums=(0, 1))(blocks, y, a) for a in (False, True)}
+  for by_adjoint, by_autodiff in zip(grads[True], grads[False]):
+    np.testing.assert_allclose(np.asarray(by_adjoint), np.asarray(by_autodiff), rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(window=0), "window=0 must be a positive integer"),
     (dict(filters_len=5000), "n_samples=3000 must be at least filters_len=5000"),
-    (dict(gradient="fd"), "gradient='fd' is not known"),
+    (dict(frames_batch=0), "frames_batch=0 must be a positive integer"),
+    (dict(solver="lu"), "solver='lu' has no gradient here"),
     (dict(framewise_dtype="float16"), "framewise_dtype='float16' is not known"),
 ])
-def test_bss_eval_v4_rejects_bad_settings(synthetic, kwargs, match):
+def test_differentiable_bss_eval_v4_rejects_bad_settings(synthetic, kwargs, match):
   refs, ests = synthetic
   with pytest.raises(ParameterError, match=match):
-    losses.bss_eval_v4(refs, ests, **kwargs)
+    bss_eval_v4(refs, ests, differentiable=True, **kwargs)
 
 
 def test_shapes_must_match(synthetic):
   refs, ests = synthetic
-  for fn in (losses.sdr, losses.si_sdr, losses.multi_resolution_stft, losses.bss_eval_v4):
+  for fn in (losses.sdr, losses.si_sdr, losses.multi_resolution_stft, losses.bss_eval_terms):
     with pytest.raises(ParameterError, match="must match"):
       fn(refs, ests[:, :2000])
 
@@ -284,6 +293,5 @@ def test_sir_term_is_the_mean_over_the_chunks_it_is_defined_for():
   targets[1, 0] = 0                                                   # chunk 1 left out
   term = float(jax.jit(lambda t, e: train_loss._waveform_term("sir", t, e, 16))(targets, estimates))
   refs, ests = np.swapaxes(targets[0], -1, -2), np.swapaxes(estimates[0], -1, -2)
-  n = refs.shape[-2]
-  expected = -np.mean(np.asarray(losses.bss_eval_v4(refs, ests, window=n, hop=n, filters_len=16).sir))
+  expected = -np.mean(np.asarray(losses.bss_eval_terms(refs, ests, filters_len=16)["SIR"]))
   np.testing.assert_allclose(term, expected, rtol=1e-5)

@@ -32,7 +32,8 @@ def _blocks(signal, start, n_blocks, length, hop, inside=False):
     read = track_input.slice_range if inside else track_input.take_range
     values = read(signal, start, n_blocks * length).reshape(n_src, n_blocks, length, n_ch)
   else:
-    idx = start + hop * jnp.arange(n_blocks)[:, None] + jnp.arange(length)[None, :]
+    # 32-bit offsets: the index dtype is the start's (see `_overlap_save`).
+    idx = start + hop * jnp.arange(n_blocks, dtype=jnp.int32)[:, None] + jnp.arange(length, dtype=jnp.int32)[None, :]
     inside = (idx >= 0) & (idx < n_samples)
     values = track_input.take(signal, jnp.clip(idx, 0, n_samples - 1))      # [S, nb, len, C]
     values = jnp.where(inside[None, :, :, None], values, 0)
@@ -62,7 +63,7 @@ def _untiled(parts):
   return jnp.concatenate([jnp.transpose(head, (1, 0, 2)).reshape(head.shape[1], -1), rest], axis=1)
 
 
-def correlations(x, y, max_lag, blocks_per_step=16):
+def correlations(x, y, max_lag, blocks_per_step=16, *, differentiable=False):
   """Linear cross-correlations for small lags of ``x`` with ``x`` and ``y``, by blockwise FFT.
 
   The signals are cut in blocks of ``n_fft - max_lag`` samples. Each block's spectrum
@@ -72,26 +73,32 @@ def correlations(x, y, max_lag, blocks_per_step=16):
   before and after each boundary. Every signal is transformed once, where an
   overlap-save split (blocks of ``x`` with margins against plain blocks of ``x``
   and ``y``) transforms ``x`` twice: 16 long FFTs per block instead of 24 for four
-  stereo sources, 7 % less time on a 4-minute track (benchmarks/metrics.py). Of the
+  stereo sources (benchmarks/metrics.py times the stage). Of the
   correlations of ``x`` with itself only ``p <= q`` are accumulated (``out[q, p]`` is
   ``out[p, q]`` reversed in lag).
   ``blocks_per_step`` blocks are transformed at a time, so memory stays bounded.
+
+  ``differentiable=True`` takes another route to the same values, whose gradient is
+  cheaper (`_overlap_save`).
 
   Args:
     x: ``[S, n_samples, C]``: ``n_x = S * C`` signals (source-major).
     y: ``[S_y, n_samples, C_y]``: ``n_y = S_y * C_y`` signals.
     max_lag: largest absolute lag ``L - 1``.
     blocks_per_step: blocks transformed at once.
+    differentiable: by `_overlap_save` (arrays only, not `track_input.FlatSignal`).
 
   Returns:
     ``[n_x, n_x + n_y, 2 * max_lag + 1]``: ``out[p, q, k + max_lag] = sum_n x[p, n + k]
     z[q, n]`` for ``k`` in ``[-max_lag, max_lag]``, ``z`` the signals of ``x`` then ``y``
     (signals are zero outside ``[0, n_samples)``).
   """
+  if differentiable:
+    return _overlap_save(x, y, max_lag)
   n_samples = x.shape[1]
   n_x = x.shape[0] * x.shape[2]
   n_z = n_x + y.shape[0] * y.shape[2]
-  n_fft = max(CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))
+  n_fft = _fft_length(max_lag)
   block = n_fft - max_lag  # a block's own lags |k| <= max_lag do not wrap around
   n_short = 1 << int(np.ceil(np.log2(4 * max_lag))) if max_lag else 2  # two max_lag segments, no wrap
   n_blocks = -(-n_samples // block)
@@ -159,6 +166,43 @@ def correlations(x, y, max_lag, blocks_per_step=16):
   out = jnp.zeros((n_x, n_z, 2 * max_lag + 1), pairs.dtype).at[pair_p, pair_q].set(pairs)
   lower = upper_p != upper_q
   return out.at[upper_q[lower], upper_p[lower]].set(pairs[:len(upper_p)][lower, ::-1])
+
+
+def _fft_length(max_lag):
+  return max(CORRELATION_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2))))
+
+
+def _overlap_save(x, y, max_lag, blocks_per_step=64):
+  """`correlations` by overlap-save, for differentiation: 32-bit indices, one einsum per step.
+
+  Blocks of ``x`` with ``max_lag`` samples of margin on either side are correlated
+  with plain blocks of ``x`` and ``y`` (``x`` is transformed twice), and every pair
+  ``(p, q)`` is accumulated, in a ``lax.scan`` of one einsum per step. The indices
+  are int32 so that the gradient's scatters lower in a program compiled without
+  x64 (a float32 training step; a 64-bit index scatter does not lower there).
+
+  `correlations` is the faster forward pass, but its gradient is a scatter per
+  block of its ``fori_loop`` of gathers: slower to run and to compile than this
+  route's (commit cc6afb7 has the measurements).
+  """
+  n_samples = x.shape[1]
+  n_fft = _fft_length(max_lag)
+  block = n_fft - 2 * max_lag
+  n_blocks = -(-n_samples // block)
+  per_step = min(blocks_per_step, n_blocks)
+  n_steps = -(-n_blocks // per_step)
+
+  def step(acc, i):
+    start = i * (per_step * block)
+    x_spec = jnp.fft.rfft(_blocks(x, start - max_lag, per_step, block + 2 * max_lag, block), n=n_fft, axis=-1)
+    z_spec = jnp.fft.rfft(jnp.concatenate([_blocks(s, start, per_step, block, block) for s in (x, y)]),
+                          n=n_fft, axis=-1)
+    return acc + jnp.einsum("pbf,qbf->fpq", x_spec, jnp.conj(z_spec)), None
+
+  n_x, n_z = x.shape[0] * x.shape[2], x.shape[0] * x.shape[2] + y.shape[0] * y.shape[2]
+  acc = jnp.zeros((n_fft // 2 + 1, n_x, n_z), jnp.complex128)
+  cross, _ = jax.lax.scan(step, acc, jnp.arange(n_steps, dtype=jnp.int32))
+  return jnp.fft.irfft(jnp.transpose(cross, (1, 2, 0)), n=n_fft, axis=-1)[..., :2 * max_lag + 1]
 
 
 __all__ = ["CORRELATION_FFT", "correlations"]

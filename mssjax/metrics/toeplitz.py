@@ -187,7 +187,7 @@ def levinson_refined(blocks: jax.Array, y: jax.Array, refine_steps: int) -> jax.
 
 
 def solve_block_toeplitz(blocks: ArrayLike, y: ArrayLike, degenerate: ArrayLike,
-                         refine_steps: int = 0) -> jax.Array:
+                         refine_steps: int = 0, *, adjoint: bool = False) -> jax.Array:
   """`levinson_refined`, or least squares (museval's fallback) where the system is singular.
 
   ``degenerate`` (a traced bool: some reference's channels are linearly
@@ -195,11 +195,25 @@ def solve_block_toeplitz(blocks: ArrayLike, y: ArrayLike, degenerate: ArrayLike,
   solution of the dense system, as `solve_gram` explains. A leading batch of
   systems (``blocks [S, 2N - 1, m, m]``, ``y [S, N, m, r]``, ``degenerate [S]``)
   is solved at once, the fallback system by system.
+
+  ``adjoint=True`` gives the solve a ``jax.custom_vjp``: the cotangent of ``y``
+  is one more solve, ``y_bar = T^-T x_bar``, and that of the blocks, ``T_bar =
+  -y_bar x^T`` summed along each block diagonal, one cross-correlation over the
+  block index (an FFT). JAX's own derivative of the recursion (``adjoint=False``)
+  is the same to rounding, but stores every step's predictors, compiles about
+  twice as long, and lowers only with x64 enabled globally (the loops' 64-bit
+  indices become scatters).
   """
   blocks, y, degenerate = jnp.asarray(blocks), jnp.asarray(y), jnp.asarray(degenerate)
   batched = y.ndim == 4
   if not batched:
     blocks, y, degenerate = blocks[None], y[None], degenerate[None]
+  x = (_solve_adjoint if adjoint else _solve_batch)(blocks, y, degenerate, refine_steps)
+  return x if batched else x[0]
+
+
+def _solve_batch(blocks, y, degenerate, refine_steps):
+  """`solve_block_toeplitz` of a batch of systems."""
   x = jax.vmap(functools.partial(levinson_refined, refine_steps=refine_steps))(blocks, y)
   bad = degenerate | ~jnp.all(jnp.isfinite(x), axis=(1, 2, 3))
 
@@ -207,12 +221,38 @@ def solve_block_toeplitz(blocks: ArrayLike, y: ArrayLike, degenerate: ArrayLike,
     return jax.lax.map(lambda a: jax.lax.cond(a[3], lstsq_block_toeplitz, lambda b, y: a[2], a[0], a[1]),
                        (blocks, y, x, bad))
 
-  x = jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
-  return x if batched else x[0]
+  return jax.lax.cond(jnp.any(bad), fix, lambda _: x, None)
+
+
+_solve_adjoint = jax.custom_vjp(_solve_batch, nondiff_argnums=(3,))
+
+
+def _solve_adjoint_fwd(blocks, y, degenerate, refine_steps):
+  x = _solve_batch(blocks, y, degenerate, refine_steps)
+  return x, (blocks, x, degenerate)
+
+
+def _solve_adjoint_bwd(refine_steps, residuals, x_bar):
+  blocks, x, degenerate = residuals
+  # T^T is block Toeplitz with blocks R'_k = R_{-k}^T (T itself for a Gram matrix).
+  transposed = jnp.swapaxes(blocks[:, ::-1], -1, -2)
+  y_bar = _solve_batch(transposed, x_bar, degenerate, refine_steps)
+  # T_bar = -y_bar x^T; block k (lag k - N + 1) sums it along one block diagonal:
+  # -sum_j y_bar[j + k] x[j]^T, a cross-correlation over the block index.
+  n_blocks = x.shape[1]
+  n_fft = 2 * n_blocks
+  spectrum = jnp.einsum("sfpr,sfqr->sfpq", jnp.fft.rfft(y_bar, n=n_fft, axis=1),
+                        jnp.conj(jnp.fft.rfft(x, n=n_fft, axis=1)))
+  circular = jnp.fft.irfft(spectrum, n=n_fft, axis=1)            # [S, 2N, m, m], lag k at k mod 2N
+  blocks_bar = -jnp.concatenate([circular[:, n_blocks + 1:], circular[:, :n_blocks]], axis=1)
+  return blocks_bar.astype(blocks.dtype), y_bar, None
+
+
+_solve_adjoint.defvjp(_solve_adjoint_fwd, _solve_adjoint_bwd)
 
 
 def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayLike, null: ArrayLike,
-                               refine_steps: int = 0) -> jax.Array:
+                               refine_steps: int = 0, *, adjoint: bool = False) -> jax.Array:
   """Minimum-norm solution of a block Toeplitz system that is singular along known channel directions.
 
   A reference whose channels are linearly dependent (an exactly mono stem)
@@ -224,8 +264,8 @@ def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayL
   on the diagonal of ``R'_0``), the rest is solved by `block_levinson`, and
   the solution is turned back: the minimum-norm least-squares solution of the
   singular system, as `lstsq_block_toeplitz` gives it, in Levinson's
-  ``O(N^2 m^3)`` instead of a dense SVD's ``O(N^3 m^3)`` (on museval's
-  4096 x 4096 systems about 0.3 s instead of 20 s on a 2-core CPU).
+  ``O(N^2 m^3)`` instead of a dense SVD's ``O(N^3 m^3)`` (the README gives
+  the times on museval's 4096 x 4096 systems).
 
   Args:
     blocks: ``[..., 2N - 1, m, m]`` as `block_levinson` takes them.
@@ -233,6 +273,8 @@ def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayL
     rotation: ``[..., m, m]`` orthogonal; its columns are the new coordinates.
     null: ``[..., m]`` bool, the rotated coordinates to decouple.
     refine_steps: as `levinson_refined`.
+    adjoint: the solve's gradient by its adjoint, as `solve_block_toeplitz`'s
+      (``rotation`` and ``null`` are constants to it).
 
   Returns:
     ``x [..., N, m, r]`` (zero along the null directions); least squares on the
@@ -248,7 +290,7 @@ def solve_with_null_directions(blocks: ArrayLike, y: ArrayLike, rotation: ArrayL
   unit = (1 - keep)[..., :, None] * jnp.eye(m, dtype=blocks.dtype) * pivot[..., None, None]
   turned = turned.at[..., n_blocks - 1, :, :].add(unit)
   turned_y = jnp.einsum("...ji,...njr->...nir", rotation, y) * keep[..., None, :, None]
-  x = solve_block_toeplitz(turned, turned_y, jnp.zeros(y.shape[:-3], bool), refine_steps)
+  x = solve_block_toeplitz(turned, turned_y, jnp.zeros(y.shape[:-3], bool), refine_steps, adjoint=adjoint)
   return jnp.einsum("...ij,...njr->...nir", rotation, x)
 
 

@@ -23,11 +23,10 @@ def no_hugepages():
   """numpy's ``madvise(MADV_HUGEPAGE)`` on new large arrays turned off while the block runs.
 
   Where the kernel's transparent-huge-page defrag setting is "madvise" (a common
-  default), faulting in a hinted buffer can stall in memory compaction: the two
-  339 MB staging copies of a 4-minute track took 0.06 to 1.0 s each from call to
-  call after XLA had freed its buffers, against a steady 0.17 to 0.23 s with
-  4 KiB pages (the same machine, same run). Other threads allocating meanwhile
-  merely miss the hint.
+  default), faulting in a hinted buffer can stall in memory compaction: the
+  staging copies of a long track took several times longer, and varied from
+  call to call, than with 4 KiB pages (commit 4c383dd). Other threads
+  allocating meanwhile merely miss the hint.
   """
   toggle = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
   previous = toggle(False) if toggle is not None else None
@@ -41,12 +40,11 @@ def no_hugepages():
 def host_buffer(x, dtype):
   """``x`` as a C-contiguous, 64-byte aligned ``dtype`` array that ``jax.device_put`` aliases.
 
-  XLA's CPU client aliases an aligned host buffer and copies any other with a slow path:
-  measured 0.6 s per 339 MB array (a 4-minute four-source stereo track in float32),
-  against 0.1 ms aliased and 0.1 s for numpy's own copy. numpy's large buffers are
+  XLA's CPU client aliases an aligned host buffer and copies any other with a slow path,
+  several times slower than numpy's own copy (commit a895aab). numpy's large buffers are
   16-byte aligned, so most inputs need one numpy copy here. The copy lands half a
   page away from the source's offset in its page: at equal offsets (4K aliasing)
-  numpy's copy took twice as long. It is allocated without numpy's huge-page hint
+  numpy's copy is slower. It is allocated without numpy's huge-page hint
   (`no_hugepages`).
   """
   dtype = np.dtype(dtype)
@@ -77,8 +75,7 @@ def aligned_split(x, dtype):
   last ``EDGE`` elements, and ``k`` (a scalar argument, not a shape) is the boundary's offset. Every
   shape depends on ``x.size`` alone, not on where numpy placed ``x``: one compiled program serves
   every placement, so JAX's persistent cache finds it in the next process. (With the head's length
-  as a shape, the 40 test previews compiled 4 to 6 variants per process, each a cache miss: 5.6 s of
-  a 24 s `score` run.)
+  as a shape, one track compiled several variants per process, each a cache miss: commit 0c6d9d5.)
   """
   dtype = np.dtype(dtype)
   if x.dtype != dtype or not x.flags.c_contiguous:
@@ -127,7 +124,7 @@ def take_range(signal, start, length):
   inside the signal.
   """
   n_samples = signal.shape[1]
-  idx = start + jnp.arange(length)
+  idx = start + jnp.arange(length, dtype=jnp.int32)  # the start's dtype (32-bit where it is)
   inside = (idx >= 0) & (idx < n_samples)
   return jnp.where(inside[None, :, None], take(signal, jnp.clip(idx, 0, n_samples - 1)), 0)
 
@@ -169,8 +166,10 @@ def split_scan(step, carry, steps, inside):
       carry, out = jax.lax.scan(lambda c, i, flag=flag: step(c, i, flag), carry, jnp.asarray(steps[idx]))
       outputs.append(out)
       order.append(idx)
-  out = jax.tree.map(lambda *parts: jnp.concatenate(parts)[np.argsort(np.concatenate(order))], *outputs)
-  return carry, out
+  if len(outputs) == 1:
+    return carry, outputs[0]
+  order = np.argsort(np.concatenate(order)).astype(np.int32)  # 32-bit: its gradient's scatter lowers without x64
+  return carry, jax.tree.map(lambda *parts: jnp.concatenate(parts)[order], *outputs)
 
 
 __all__ = ["EDGE", "SLICE_FROM", "FlatSignal", "aligned_split", "host_buffer", "no_hugepages", "slice_range",
