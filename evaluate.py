@@ -6,7 +6,7 @@
 
 This file is intentionally kept short: every setting lives in the config
 (``--set KEY=VALUE`` or ``--config.KEY=VALUE`` changes one; see `mssjax.cli`)
-and the work is done by `mssjax.evaluate_lib.evaluate`, which writes museval
+and the work is done by `mssjax.evaluation.loop.evaluate`, which writes museval
 JSON, tables and an HTML report. Re-running with the same workdir skips
 finished tracks. With --multihost every process runs the same command on a
 shared workdir (`mssjax.distributed`) and evaluates its share of the tracks.

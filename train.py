@@ -4,7 +4,7 @@
 
 This file is intentionally kept short: every hyperparameter lives in the config
 (``--set KEY=VALUE`` or ``--config.KEY=VALUE`` changes one; see `mssjax.cli`)
-and the work is done by `mssjax.train_lib.train_and_evaluate`. Re-running with
+and the work is done by `mssjax.training.loop.train_and_evaluate`. Re-running with
 the same workdir resumes from its latest checkpoint; a different config is
 refused unless --allow-config-change. With --multihost every process runs the
 same command on a shared workdir (`mssjax.distributed`). A bad setting is one

@@ -1,4 +1,4 @@
-"""Exported separators (mssjax.export / mssjax.exported): sizes, load and run times, equality with mssjax.
+"""Exported separators (mssjax.deploy.export / mssjax.deploy.exported): sizes, load and run times, equality with mssjax.
 
     .venv/bin/python benchmarks/export.py [--methods unet,hpss_repet,nmf] [--no-onnx]
 
@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mssjax import TARGETS, audio, export, separate, separators, spectral
+from mssjax import TARGETS, audio, separate, separators, spectral
+from mssjax.deploy import export
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from timing import format_time, time_call  # pylint: disable=wrong-import-position

@@ -8,8 +8,8 @@ and trains ``--steps`` more steps of ``configs/unet_previews.py`` (same data,
 augmentations and batch; constant learning rate ``--lr``, no warm-up) with:
 
 - ``magnitude``: the shipped loss alone (magnitude L1): the control;
-- ``+sdr``: plus the negative SDR of the waveforms (`mssjax.losses.sdr`);
-- ``+sir``: plus the negative BSSEval v4 SIR of each chunk (`mssjax.losses.bss_eval_terms`,
+- ``+sdr``: plus the negative SDR of the waveforms (`mssjax.training.losses.sdr`);
+- ``+sir``: plus the negative BSSEval v4 SIR of each chunk (`mssjax.training.losses.bss_eval_terms`,
   ``--filters-len`` taps: 512 as museval costs ~10x a step here).
 
 Each added term's weight is set so that its gradient norm on the first batch
@@ -57,11 +57,15 @@ def _grad_norms(args):
   """Gradient norm of the magnitude term and of each added term alone, on the first batch."""
   import jax  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
-  from mssjax import train_lib, train_loss  # pylint: disable=import-outside-toplevel
+  from mssjax import weights  # pylint: disable=import-outside-toplevel
+  from mssjax.training import finetune  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import objective as train_loss  # pylint: disable=import-outside-toplevel
   from mssjax.data import loaders  # pylint: disable=import-outside-toplevel
   config = _config(args)
   state = train_lib.create_train_state(config, jax.random.key(0))
-  params = jax.tree.map(jax.numpy.asarray, train_lib.initial_params(config, state.params))
+  loaded = finetune.initial_params(config, state.params).params  # the shipped network: every parameter fits
+  params = jax.tree.map(jax.numpy.asarray, weights.unflatten(loaded, state.params))
   batch = next(loaders.make_train_iterator(config))
   base = train_loss.loss_spec(config)
   norms = {}
@@ -75,7 +79,7 @@ def _grad_norms(args):
 
 def _validation_scores(workdir, out):
   from configs import evaluate as evaluate_config  # pylint: disable=import-outside-toplevel
-  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=import-outside-toplevel
   config = evaluate_config.get_config()
   config.update(methods="unet", progress=False)
   config.separators.unet.checkpoint = str(workdir)
@@ -92,7 +96,7 @@ def main():
   parser.add_argument("--filters-len", type=int, default=64)
   parser.add_argument("--variants", default="magnitude,+sdr,+sir")
   args = parser.parse_args()
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   if not PREPARED.is_dir():
     from mssjax.data import prepare  # pylint: disable=import-outside-toplevel
     prepare.prepare(MUSDB, PREPARED, prepare.Settings(segment=None))

@@ -38,7 +38,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from timing import peak_memory_mb, time_call  # pylint: disable=wrong-import-position
 
-from mssjax import separate, train_lib  # pylint: disable=wrong-import-position
+from mssjax import separate  # pylint: disable=wrong-import-position
+from mssjax.training import loop as train_lib
 from mssjax.data import loaders  # pylint: disable=wrong-import-position
 from mssjax.separators import network as separator_lib  # pylint: disable=wrong-import-position
 

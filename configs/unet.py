@@ -51,7 +51,7 @@ def get_config():
   config.model.bandwidth_hz = 16_000  # bins above reuse the top bin's mask (as Open-Unmix)
   config.model.stats_batches = 8  # batches for the input normalisation's initial statistics
 
-  # mssjax.train_lib.LOSS_KINDS; weights add WAVEFORM_TERMS (negative SDR/SI-SDR/ISR/SIR/SAR in dB,
+  # mssjax.training.loop.LOSS_KINDS; weights add WAVEFORM_TERMS (negative SDR/SI-SDR/ISR/SIR/SAR in dB,
   # the multi-resolution STFT distance) to the main term, e.g. --set loss.weights.sir=0.01.
   config.loss = ml_collections.ConfigDict(dict(kind="l1", domain="magnitude"))
   config.loss.weights = ml_collections.ConfigDict(

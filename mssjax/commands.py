@@ -164,7 +164,7 @@ SEPARATOR_SHORTHANDS = _shorthands("--method", "--checkpoint", "--chunk-seconds"
 
 def _export_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) -> ConfigDict:
   """The separator's config and ``platforms``, the platforms its module is lowered for."""
-  from mssjax import export  # pylint: disable=import-outside-toplevel
+  from mssjax.deploy import export  # pylint: disable=import-outside-toplevel
   platforms = export.DEFAULT_PLATFORMS
   if file is not None and "platforms" in file:
     platforms = file.platforms
@@ -183,7 +183,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, config: ConfigDict) -> int:
   """Writes the module and its JSON, then the ONNX files asked for."""
-  from mssjax import export  # pylint: disable=import-outside-toplevel
+  from mssjax.deploy import export  # pylint: disable=import-outside-toplevel
   _require(args.out, "-o OUT (the module file)")
   platforms = export.check_platforms(list(config.platforms))
   if (args.onnx or args.onnx_separator) and config.method != "unet":
@@ -250,7 +250,7 @@ def _start(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, config: ConfigDict) -> int:
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   _start(args)
   train_lib.train_and_evaluate(config, args.workdir, allow_config_change=args.allow_config_change)
   return 0
@@ -263,7 +263,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Evaluates; exit status 1 if any track failed."""
-  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=import-outside-toplevel
   _start(args)
   summary = evaluate_lib.evaluate(config, args.workdir)
   print(f"{summary['done']} evaluated, {summary['skipped']} skipped, {len(summary['failures'])} failed")
@@ -278,7 +278,7 @@ def _evaluate(args: argparse.Namespace, config: ConfigDict) -> int:
 
 
 def _score_config() -> ConfigDict:
-  from mssjax import score  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import score  # pylint: disable=import-outside-toplevel
   defaults = keyword_defaults(score.score, "subset", "targets", "method", "window_seconds", "hop_seconds", "report",
                               "report_tracks", "jobs")
   # targets () (the default): every stem of the references (MUSDB18: vocals, drums, bass, other)
@@ -293,7 +293,8 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _score(args: argparse.Namespace, config: ConfigDict) -> int:
   """Scores the estimates; exit status 1 when any track failed."""
-  from mssjax import compilation_cache, score  # pylint: disable=import-outside-toplevel
+  from mssjax import compilation_cache  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import score
   from mssjax.metrics import store  # pylint: disable=import-outside-toplevel
   _require(args.estimates, "ESTIMATES (the folder of estimates)")
   _require(config.root, "root (the references: --root FOLDER)")

@@ -29,7 +29,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 import tqdm
 
-from mssjax import audio, exported, fileio
+from mssjax import audio, fileio
+from mssjax.deploy import exported
 from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
 from mssjax.separators import Separator
 

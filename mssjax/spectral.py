@@ -12,7 +12,7 @@ settings static, and differentiable.
 centred and the inverse's normaliser computed as ``librosa.util.pad_center``
 and ``librosa.filters.window_sumsquare`` do, bit for bit (tests/test_spectral.py
 checks it), by two small numpy functions here: librosa's load numba on first
-use, which cost every process about 0.8 s before its first STFT.
+use, a cost every process would pay before its first STFT.
 """
 
 from __future__ import annotations

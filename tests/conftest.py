@@ -47,7 +47,8 @@ def pytest_sessionfinish(session):
 # The files that take longest (seconds of one idle 2-core run), started first so that the xdist workers
 # finish together (`make test` keeps this order: --no-loadscope-reorder); the others follow in name order.
 LONGEST_FIRST = ("test_losses.py", "test_multihost.py", "test_metrics.py", "test_separate.py", "test_evaluate.py",
-                 "test_train.py", "test_separators.py", "test_export.py", "test_reliability.py")
+                 "test_train.py", "test_separators.py", "test_export.py", "test_reliability.py",
+                 "test_custom_stems.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -13,7 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from mssjax import audio, exported, models, separators, train_lib, weights
+from mssjax import audio, models, separators, weights
+from mssjax.deploy import exported
+from mssjax.training import loop as train_lib
 from mssjax.__main__ import main
 from mssjax.data import generate
 from mssjax.separators import network

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from mssjax import TARGETS, audio, evaluate_lib
+from mssjax import TARGETS, audio
+from mssjax.evaluation import loop as evaluate_lib
 from mssjax.errors import ParameterError
 from mssjax.data import load_tracks
 from mssjax.metrics import bss_eval_v4, store

@@ -1,4 +1,4 @@
-"""Tests of ``python -m mssjax export`` (mssjax.export) and the standalone loader (mssjax.exported).
+"""Tests of ``python -m mssjax export`` (mssjax.deploy.export) and the standalone loader (mssjax.deploy.exported).
 
 Each artifact is exported once per module (fixtures in ``tmp_path_factory``):
 the shipped network with its own chunking, and hpss_repet in 3 s chunks so
@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mssjax import TARGETS, audio, export, exported, separate, separators, spectral
+from mssjax import TARGETS, audio, separate, separators, spectral
+from mssjax.deploy import export
+from mssjax.deploy import exported
 from mssjax.__main__ import main
 from mssjax.errors import ParameterError
 
@@ -70,12 +72,12 @@ def _standalone_loader(tmp_path):
   """``exported.py`` copied alone into a folder, as an application without mssjax would hold it."""
   folder = tmp_path / "app"
   folder.mkdir()
-  shutil.copy(REPO / "mssjax" / "exported.py", folder / "exported.py")
+  shutil.copy(REPO / "mssjax" / "deploy" / "exported.py", folder / "exported.py")
   return folder
 
 
 def test_loader_imports_only_jax_numpy_and_the_standard_library():
-  tree = ast.parse((REPO / "mssjax" / "exported.py").read_text())
+  tree = ast.parse((REPO / "mssjax" / "deploy" / "exported.py").read_text())
   imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
               for alias in node.names}
   imported |= {node.module.split(".")[0] for node in ast.walk(tree)

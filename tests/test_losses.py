@@ -1,4 +1,4 @@
-"""mssjax.losses and bss_eval_v4(differentiable=True) against museval, the metric, a NumPy transcription and finite differences."""
+"""mssjax.training.losses and bss_eval_v4(differentiable=True) against museval, the metric, a NumPy transcription and finite differences."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from mssjax import ParameterError, losses
+from mssjax import ParameterError
+from mssjax.training import losses
 from mssjax.metrics import METRICS, bss_eval_v4, toeplitz
 
 museval = pytest.importorskip("museval")
@@ -215,7 +216,7 @@ def test_shapes_must_match(synthetic):
       fn(refs, ests[:, :2000])
 
 
-# --- in training (mssjax.train_lib) -----------------------------------------------------------------
+# --- in training (mssjax.training.loop) -----------------------------------------------------------------
 
 
 def _tiny(**loss):
@@ -237,14 +238,14 @@ def tiny_batch():
 
 
 def test_default_loss_is_unchanged():
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   spec = train_lib.loss_spec(_tiny())
   assert (spec.kind, spec.domain, spec.weights) == ("l1", "magnitude", ())
 
 
 def test_training_steps_with_waveform_terms_lower_the_loss(tiny_batch):
   """Every waveform term at once (one compile): SDR as the main term, SI-SDR, the STFT distance and SIR added."""
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   config = _tiny(**{"kind": "sdr", "weights.si_sdr": 0.5, "weights.multi_resolution_stft": 0.5,
                     "weights.sir": 0.05, "filters_len": 16})
   assert [name for name, _ in train_lib.loss_spec(config).weights] == ["si_sdr", "multi_resolution_stft", "sir"]
@@ -262,7 +263,7 @@ def test_training_steps_with_waveform_terms_lower_the_loss(tiny_batch):
 
 @pytest.mark.slow
 def test_sir_term_skips_silent_and_mono_chunks_with_finite_gradients(tiny_batch):
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   config = _tiny(kind="sir", filters_len=16)
   batch = {k: np.array(v) for k, v in tiny_batch.items()}
   batch["targets"][0, 0] = 0                                          # a silent target
@@ -281,13 +282,13 @@ def test_sir_term_skips_silent_and_mono_chunks_with_finite_gradients(tiny_batch)
     ("filters_len", 0, "loss.filters_len=0 must be a positive integer"),
 ])
 def test_bad_loss_settings_fail_before_training(key, value, match):
-  from mssjax import train_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.training import loop as train_lib  # pylint: disable=import-outside-toplevel
   with pytest.raises(ParameterError, match=match):
     train_lib.check_config(_tiny(**{key: value}))
 
 
 def test_sir_term_is_the_mean_over_the_chunks_it_is_defined_for():
-  from mssjax import train_loss  # pylint: disable=import-outside-toplevel
+  from mssjax.training import objective as train_loss  # pylint: disable=import-outside-toplevel
   targets = np.swapaxes(_coloured(np.random.default_rng(4), (2, 4, 2000, 2)), -1, -2).astype(np.float32)
   estimates = 0.8 * targets + 0.05 * targets.sum(1, keepdims=True)
   targets[1, 0] = 0                                                   # chunk 1 left out

@@ -231,7 +231,7 @@ def test_evaluate_multihost_splits_tracks_and_equals_one_process(tmp_path, cache
   # One process, tracks scored one by one: the same numbers.
   sys.path.insert(0, str(REPO))
   from configs import evaluate as evaluate_config  # pylint: disable=import-outside-toplevel
-  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=import-outside-toplevel
   config = evaluate_config.get_config()
   config.update(methods="irm2,mixture", progress=False, score_batch_size=1)
   config.data.update(n_generated=4, seconds=3.0)

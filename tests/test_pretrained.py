@@ -31,7 +31,7 @@ LOAD = textwrap.dedent("""
     sep = separators.get("unet")
     stems = sep(np.zeros((2, 44100), np.float32))
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("orbax", "grain", "tensorflow_datasets")
-                   or m in ("mssjax.train_lib", "mssjax.checkpoints"))
+                   or m in ("mssjax.training.loop", "mssjax.checkpoints"))
     print("N_PARAMETERS", sep.n_parameters, "HEAVY", heavy)
 """)
 

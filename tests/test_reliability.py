@@ -177,7 +177,7 @@ def _evaluate_config(**data):
 
 
 def test_stores_resume_repair_and_rescore(tmp_path, capsys):
-  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=import-outside-toplevel
   from mssjax.metrics import store  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / "wd"
   first = evaluate_lib.evaluate(_evaluate_config(), workdir)

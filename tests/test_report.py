@@ -1,4 +1,4 @@
-"""mssjax.report: the static page, checked in a real headless browser (Debian's chromium)."""
+"""mssjax.evaluation.report: the static page, checked in a real headless browser (Debian's chromium)."""
 
 import json
 import os
@@ -17,7 +17,7 @@ import pytest
 
 from mssjax import TARGETS, audio
 from mssjax.metrics import store
-from mssjax.report import build_report
+from mssjax.evaluation.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

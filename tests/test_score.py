@@ -8,7 +8,8 @@ import pytest
 import soundfile
 
 from _musdb_synth import RATE, write_track
-from mssjax import TARGETS, audio, fileio, score
+from mssjax import TARGETS, audio, fileio
+from mssjax.evaluation import score
 from mssjax.__main__ import main
 from mssjax.data import load_tracks
 from mssjax.errors import DataError, ParameterError

@@ -14,7 +14,8 @@ import soundfile as sf
 
 import ml_collections
 
-from mssjax import TARGETS, audio, separate, train_lib
+from mssjax import TARGETS, audio, separate
+from mssjax.training import loop as train_lib
 from mssjax.__main__ import main
 from mssjax.errors import CheckpointError, ParameterError
 from mssjax.separators import Separator

@@ -184,7 +184,7 @@ def test_configs_are_locked_and_checked():
 
 def test_config_files_are_what_the_tools_build_from():
   import configs.evaluate, configs.hpss_repet  # pylint: disable=import-outside-toplevel,multiple-imports
-  from mssjax import evaluate_lib  # pylint: disable=import-outside-toplevel
+  from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=import-outside-toplevel
   config = configs.evaluate.get_config()
   config.methods = "hpss_repet,nmf,mixture"
   config.separators.hpss_repet.bass_cutoff_hz = 150.0

@@ -104,7 +104,7 @@ def test_the_shipped_network_is_a_separator_like_any_other():
 
 
 def test_a_whole_song_separator_cannot_be_exported():
-  from mssjax import export  # pylint: disable=import-outside-toplevel
+  from mssjax.deploy import export  # pylint: disable=import-outside-toplevel
   with pytest.raises(ParameterError, match="chunk_seconds=None"):
     export.metadata(separators.get("mixture", {"chunk_seconds": None}), b"", None)
 

@@ -1,4 +1,4 @@
-"""Tests of the training library (mssjax.train_lib) on the tiny config: checkpoints, exact resume,
+"""Tests of the training library (mssjax.training.loop) on the tiny config: checkpoints, exact resume,
 NaN handling, config checks, every optimiser and schedule default, data parallelism, metrics files."""
 
 import glob
@@ -15,7 +15,9 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from mssjax import checkpoints, models, train_lib
+from mssjax import checkpoints, models
+from mssjax.training import finetune
+from mssjax.training import loop as train_lib
 from mssjax import config as config_lib
 from mssjax.data import loaders
 from mssjax.errors import CheckpointError, ParameterError
@@ -310,7 +312,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import jax, numpy as np
     from configs import unet_tiny
-    from mssjax import train_lib
+    from mssjax.training import loop as train_lib
     from mssjax.data import loaders
     from mssjax.errors import ParameterError
     assert jax.device_count() == 8, jax.devices()
@@ -376,18 +378,18 @@ def test_init_weights_loads_what_fits_and_lists_the_rest(trained, tmp_path):
   path = network.export_weights(trained[0], tmp_path / "start.safetensors")
   config = tiny_config()
   config.update(init_weights=str(path), targets=("a", "b"))
-  initial = train_lib.initial_params(config, models.model_spec(config).abstract_params)
+  initial = finetune.initial_params(config, models.model_spec(config).abstract_params)
   assert initial.fresh == ["head/bias", "head/kernel"] == initial.skipped
   stored = weights.read(path).params
   for name, value in initial.params.items():
     np.testing.assert_array_equal(value, stored[name])
-  line = train_lib._describe_initial(str(path), initial, models.model_spec(config).n_parameters)  # pylint: disable=protected-access
+  line = finetune.describe_initial(str(path), initial, models.model_spec(config).n_parameters)
   assert "fresh 2: head/bias, head/kernel" in line and str(path) in line
   config.model.features = (3, 5)
   config.model.lstm_hidden = 3
   config.model.bandwidth_hz = 4_000
   with pytest.raises(CheckpointError, match="fits the model"):
-    train_lib.initial_params(config, models.model_spec(config).abstract_params)
+    finetune.initial_params(config, models.model_spec(config).abstract_params)
 
 
 def test_freeze_keeps_named_parameters_and_refuses_unknown_prefixes():
@@ -395,9 +397,9 @@ def test_freeze_keeps_named_parameters_and_refuses_unknown_prefixes():
   from mssjax import weights  # pylint: disable=import-outside-toplevel
   like = models.model_spec(config).abstract_params
   labels = weights.flatten(jax.tree.map(lambda label: np.asarray(label == "frozen"),
-                                        train_lib.freeze_labels(like, ("down", "input_mean"))))
+                                        finetune.freeze_labels(like, ("down", "input_mean"))))
   assert labels["input_mean"] and not labels["input_scale"] and not labels["head/kernel"]
   assert all(labels[k] for k in labels if k.startswith("down/")) and any(k.startswith("down/") for k in labels)
   config.optim.freeze = ("dow",)
   with pytest.raises(ParameterError, match="'dow' names no parameter of the model; its top-level names are"):
-    train_lib.check_freeze(config, like)
+    finetune.check_freeze(config, like)

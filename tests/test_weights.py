@@ -18,7 +18,8 @@ def _params():
 
 
 def _config():
-  return ml_collections.ConfigDict(dict(model=dict(name="unet", features=(4, 8)), sample_rate=44100))
+  return ml_collections.ConfigDict(dict(model=dict(name="unet", features=(4, 8)), sample_rate=44100,
+                                        targets=("speech", "piano")))
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -26,6 +27,7 @@ def test_round_trip_is_exact(tmp_path):
   path = weights.save(tmp_path / "m.safetensors", params, _config(), metadata={"step": "12"})
   stored = weights.read(path)
   assert stored.config.to_dict() == json.loads(_config().to_json()) and stored.metadata["step"] == "12"
+  assert tuple(stored.config.targets) == ("speech", "piano")  # the targets travel in the file
   restored = weights.unflatten(stored.params, params, path=path)
   assert restored["down"][0]["conv"]["kernel"].dtype == np.float32
   np.testing.assert_array_equal(restored["down"][0]["conv"]["kernel"], params["down"][0]["conv"]["kernel"])

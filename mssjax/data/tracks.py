@@ -4,8 +4,8 @@
 ``musdb`` package does; `FolderTrack` reads a trackfolder (``TRACK/STEM.EXT``,
 any stem names, an optional mixture: the sum of the stems when absent). Both
 give ``stems(names) -> {name: float32 [2, n]}``, ``mixture()``, ``name``,
-``subset``, ``sample_rate`` and ``n_samples``: what `mssjax.evaluate_lib` and
-`mssjax.score` read. A sourcefolder holds no tracks (its files are unrelated):
+``subset``, ``sample_rate`` and ``n_samples``: what `mssjax.evaluation.loop` and
+`mssjax.evaluation.score` read. A sourcefolder holds no tracks (its files are unrelated):
 ``python -m mssjax.data prepare`` turns it into track folders first.
 """
 

@@ -9,7 +9,7 @@ its config and parameters, and one pure jax function for one chunk of audio::
 `mssjax.separate` cuts a song into chunks of ``chunk_seconds`` (None: the
 whole song in one call) joined over ``overlap_seconds``, resampled to
 ``sample_rate`` and back; `mssjax.sharded` splits tracks over devices;
-`mssjax.export` serialises ``apply`` with its parameters. None of them asks
+`mssjax.deploy.export` serialises ``apply`` with its parameters. None of them asks
 which kind of separator it holds: a network differs only in having parameters
 and a `Network` description (what its ONNX export needs).
 """

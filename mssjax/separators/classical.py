@@ -212,14 +212,6 @@ def _hpss_repet_masks(S, config):
   return _stack_targets(stems)
 
 
-def _hpss_repet(config):
-  def separate(mixture):
-    X = _analyse(mixture, config)
-    masks = _hpss_repet_masks(jnp.abs(X), config)
-    return _synthesise(_apply_masks(masks, X, config), mixture, config)
-  return separate
-
-
 # ----------------------------------------------------------------------------
 # nmf.
 
@@ -271,20 +263,24 @@ def _nmf_masks(S, config):
   return _stack_targets(stems)
 
 
-def _nmf(config):
+# ----------------------------------------------------------------------------
+# The recipes: masks of the mixture's magnitude applied to its STFT.
+
+
+def _masking(masks_of, config):
+  """``mixture [2, n] -> [4, 2, n]``: ``masks_of(|X|, config)`` applied to the mixture's STFT ``X``."""
   def separate(mixture):
     X = _analyse(mixture, config)
-    masks = _nmf_masks(jnp.abs(X), config)
-    return _synthesise(_apply_masks(masks, X, config), mixture, config)
+    return _synthesise(_apply_masks(masks_of(jnp.abs(X), config), X, config), mixture, config)
   return separate
 
 
-_RECIPES = {"hpss_repet": _hpss_repet, "nmf": _nmf}
+_MASKS = {"hpss_repet": _hpss_repet_masks, "nmf": _nmf_masks}
 
 
 def build(name: str, config: ml_collections.ConfigDict) -> Separator:
   """The recipe ``name`` (``"hpss_repet"`` or ``"nmf"``) built from its checked config."""
   check_stft_config(config)
-  recipe = _RECIPES[name](config)
+  recipe = _masking(_MASKS[name], config)
   return Separator(name, TARGETS, int(config.sample_rate), config, lambda params, mixture: recipe(mixture),
                    chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds)

@@ -218,8 +218,8 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
     window_seconds, hop_seconds: BSSEval windows (SiSEC: 1 s, 1 s).
     report: write the HTML report; ``report_tracks`` of them with audio.
     jobs: tracks read and scored at once, each in a thread. BSSEval's filter solve is a chain
-      of small kernels that leaves cores idle, which a second track fills: 2 jobs scored the
-      test previews 1.4x faster than 1 on a 2-core CPU. Memory grows with each job (a
+      of small kernels that leaves cores idle, which a second track fills (benchmarks/score.py
+      times ``--jobs``). Memory grows with each job (a
       4-minute track's stems and estimates are 0.7 GB in float32).
     progress: show a progress bar.
 
@@ -291,7 +291,7 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
   rows = store.write_tables(output_dir, [method], subset=subset)
   page = None
   if report:
-    from mssjax import report as report_lib  # pylint: disable=import-outside-toplevel
+    from mssjax.evaluation import report as report_lib  # pylint: disable=import-outside-toplevel
     page = report_lib.build_report(output_dir, [method], subset=subset,
                                    tracks=[t.name for t, _ in pairs[:report_tracks]], failures=failures)
   return {"method": method, "outcomes": outcomes, "rows": rows, "report": page,

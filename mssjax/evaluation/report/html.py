@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from mssjax import TARGETS, audio, fileio
 from mssjax.metrics import store
-from mssjax.report import plots
+from mssjax.evaluation.report import plots
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}
 table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}

@@ -407,7 +407,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   names = list(methods)
   summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset)
   if config.report.enabled:
-    from mssjax import report  # pylint: disable=import-outside-toplevel
+    from mssjax.evaluation import report  # pylint: disable=import-outside-toplevel
     summary["report"] = report.build_report(
         workdir, names, subset=config.data.subset,
         tracks=[t.name for t in tracks[:config.report.n_audio_tracks]], failures=summary["failures"])

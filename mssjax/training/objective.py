@@ -1,9 +1,9 @@
-"""The training loss: magnitude or time-domain L1 / MSE, plus weighted waveform terms from `mssjax.losses`.
+"""The training loss: magnitude or time-domain L1 / MSE, plus weighted waveform terms from `mssjax.training.losses`.
 
 ``config.loss`` selects it (`loss_spec`); `compute_loss` is the pure function
-`mssjax.train_lib`'s train step differentiates. The waveform terms go through
+`mssjax.training.loop`'s train step differentiates. The waveform terms go through
 the differentiable iSTFT: the negative SDR, SI-SDR, ISR, SIR or SAR in dB (ISR,
-SIR and SAR through BSSEval v4's distortion filters, `mssjax.losses.bss_eval_terms`,
+SIR and SAR through BSSEval v4's distortion filters, `mssjax.training.losses.bss_eval_terms`,
 one window per chunk) and the multi-resolution STFT distance.
 """
 
@@ -17,11 +17,12 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from mssjax import losses, models, spectral
+from mssjax import models, spectral
+from mssjax.training import losses
 from mssjax.errors import check_choice, check_finite, check_positive_int
 
 WAVEFORM_TERMS = ("sdr", "si_sdr", "multi_resolution_stft", "isr", "sir", "sar")
-"""Losses on the waveforms (through the differentiable iSTFT), from `mssjax.losses`: the negative mean
+"""Losses on the waveforms (through the differentiable iSTFT), from `mssjax.training.losses`: the negative mean
 SDR, SI-SDR, ISR, SIR or SAR in dB (ISR, SIR and SAR through BSSEval v4's distortion filters, one window
 per chunk), or the multi-resolution STFT distance."""
 LOSS_KINDS = ("l1", "mse") + WAVEFORM_TERMS

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from mssjax.report.html import build_report
+from mssjax.evaluation.report.html import build_report
 
 __all__ = ["build_report"]

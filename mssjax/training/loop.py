@@ -45,12 +45,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mssjax import checkpoints, models, separate, spectral, weights
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
+from mssjax.errors import (ParameterError, check_choice, check_finite, check_non_negative_int,
                            check_positive_int)
 from mssjax.metrics import sdr
 from mssjax.separators import network as network_lib
-# The loss (config.loss) lives in mssjax.train_loss; its names stay importable from here.
-from mssjax.train_loss import (  # pylint: disable=unused-import
+from mssjax.training import finetune
+# The loss (config.loss) lives in mssjax.training.objective; its names stay importable from here.
+from mssjax.training.objective import (  # pylint: disable=unused-import
     LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
 
 # --- the optimiser ----------------------------------------------------------------------------------
@@ -109,36 +110,8 @@ def _make_optimizer(key: str) -> Optimizer:
   if optim.freeze:
     prefixes = tuple(optim.freeze)
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               lambda params: freeze_labels(params, prefixes))
+                               lambda params: finetune.freeze_labels(params, prefixes))
   return Optimizer(tx, schedule)
-
-
-def _path_name(path: tuple) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def freeze_labels(params: Any, prefixes: tuple[str, ...]) -> Any:
-  """``"frozen"`` for every parameter whose path (``"down/0/conv/kernel"``) starts with one of ``prefixes``.
-
-  A prefix names whole path components: ``"down"`` freezes ``down/...``, not ``downsample/...``.
-  """
-  def label(path, _):
-    name = _path_name(path)
-    return "frozen" if any(name == p or name.startswith(p.rstrip("/") + "/") for p in prefixes) else "train"
-  return jax.tree_util.tree_map_with_path(label, params)
-
-
-def check_freeze(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> None:
-  """Every prefix of ``optim.freeze`` names some parameter of the model.
-
-  Raises:
-    ParameterError: a prefix that freezes nothing (the top-level names listed).
-  """
-  names = list(weights.flatten_shapes(like))
-  for prefix in config.optim.freeze:
-    if not any(n == prefix or n.startswith(prefix.rstrip("/") + "/") for n in names):
-      raise ParameterError(f"optim.freeze: {prefix!r} names no parameter of the model; its top-level names are "
-                           f"{sorted({n.split('/')[0] for n in names})}")
 
 
 # --- state and step ---------------------------------------------------------------------------------
@@ -445,7 +418,7 @@ class _Run:
   managers: checkpoints.Managers
   logger: _Logger
   tracks: list[loaders.ValidationTrack] | None
-  init_params: InitialParams | None = None  # config.init_weights' parameters (read and checked once)
+  init_params: finetune.InitialParams | None = None  # config.init_weights' parameters (read and checked once)
   bar: Any = None
 
   def save(self, manager: Any, step: int, state: TrainState, metrics: Mapping[str, float] | None = None) -> None:
@@ -501,56 +474,6 @@ class _Run:
       self.save(self.managers.latest, step, state)
 
 
-class InitialParams(NamedTuple):
-  """What `initial_params` took from ``config.init_weights``.
-
-  Attributes:
-    params: ``{"a/b/c": array}`` of the parameters that fit the model (path and shape), in its dtypes.
-    fresh: the model's parameter paths the file has no fitting value for (they start fresh).
-    skipped: the file's parameter paths the model has no place of that shape for.
-  """
-  params: dict[str, np.ndarray]
-  fresh: list[str]
-  skipped: list[str]
-
-
-def initial_params(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> InitialParams:
-  """The parameters of the weights file ``config.init_weights`` that fit ``like`` (path and shape).
-
-  The file's model may differ (other targets, another head, more layers):
-  every parameter whose path and shape match is loaded and the rest start
-  fresh, so MUSDB18's 4-target network seeds a 2- or 6-target one.
-
-  Raises:
-    CheckpointError: the file is unreadable (`mssjax.weights.read`), was
-      trained on another STFT or sample rate (its parameters would mean
-      something else), or not one of its parameters fits (the message names the file).
-  """
-  path = config.init_weights
-  stored = weights.read(path)
-  changed = config_lib.differences(
-      {"stft": models.stft_settings(stored.config), "sample_rate": stored.config.sample_rate},
-      {"stft": models.stft_settings(config), "sample_rate": config.sample_rate})
-  if changed:
-    raise CheckpointError(f"{path}: init_weights holds a model of another STFT or rate ({'; '.join(changed)}); "
-                          "train with the file's stft and sample_rate settings")
-  shapes = weights.flatten_shapes(like)
-  fits = {name: np.asarray(value).astype(shapes[name][1]) for name, value in stored.params.items()
-          if name in shapes and tuple(value.shape) == shapes[name][0]}
-  if not fits:
-    raise CheckpointError(f"{path}: none of init_weights' {len(stored.params)} parameters fits the model "
-                          f"(model {stored.config.model.get('name')!r}, targets {tuple(stored.config.targets)})")
-  return InitialParams(fits, sorted(set(shapes) - set(fits)), sorted(set(stored.params) - set(fits)))
-
-
-def _describe_initial(path: str, initial: InitialParams, n_parameters: int) -> str:
-  """The one log line that says what a fine-tuning run took from its weights file and what starts fresh."""
-  loaded = int(sum(np.size(v) for v in initial.params.values()))
-  return (f"init_weights {path}: loaded {len(initial.params)} tensors ({loaded:,} of {n_parameters:,} "
-          f"parameters): {', '.join(sorted(initial.params))}; fresh {len(initial.fresh)}: "
-          f"{', '.join(initial.fresh) or 'none'}; not used from the file: {', '.join(initial.skipped) or 'none'}")
-
-
 def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
   """A fresh state (with input statistics, or ``config.init_weights``' parameters), or the latest checkpoint's.
 
@@ -600,12 +523,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       (finite) checkpoint is kept.
   """
   check_config(config)
-  check_freeze(config, models.model_spec(config).abstract_params)
+  finetune.check_freeze(config, models.model_spec(config).abstract_params)
   init_params = None  # a bad or mismatched file fails before the workdir is touched
   if config.get("init_weights"):
     spec = models.model_spec(config)
-    init_params = initial_params(config, spec.abstract_params)
-    tqdm.tqdm.write(_describe_initial(config.init_weights, init_params, spec.n_parameters))
+    init_params = finetune.initial_params(config, spec.abstract_params)
+    tqdm.tqdm.write(finetune.describe_initial(config.init_weights, init_params, spec.n_parameters))
   workdir = pathlib.Path(workdir).resolve()
   mesh = make_mesh()
   check_batch_size(config, mesh)

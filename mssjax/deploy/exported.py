@@ -1,6 +1,6 @@
 """Runs a separator exported by ``python -m mssjax export``, with nothing of mssjax but this file.
 
-An exported separator is two files (`mssjax.export` writes them):
+An exported separator is two files (`mssjax.deploy.export` writes them):
 
 - ``OUT``: a serialised `jax.export` module (StableHLO) of the chunk
   separator, mixture ``[2, chunk_samples]`` float32 -> stems
@@ -47,7 +47,7 @@ from jax import export as jax_export
 
 FORMAT = "mssjax.exported"
 FORMAT_VERSION = 1
-"""The version of the pair of files this loader reads; `mssjax.export` writes the same."""
+"""The version of the pair of files this loader reads; `mssjax.deploy.export` writes the same."""
 
 
 class ExportedError(ValueError):

@@ -13,7 +13,7 @@
    platforms, the mssjax and jax versions, the module's SHA-256 and the
    separator's whole config.
 
-`mssjax.exported` loads the pair with nothing of mssjax installed and joins the
+`mssjax.deploy.exported` loads the pair with nothing of mssjax installed and joins the
 chunks by the same overlap-add, so its stems equal ``mssjax separate``'s.
 
 The module's length is fixed at the method's chunk (``chunk_seconds`` of its
@@ -62,7 +62,8 @@ from flax import nnx
 from jax import export as jax_export
 
 import mssjax
-from mssjax import exported, fileio, separate, separators, spectral
+from mssjax import fileio, separate, separators, spectral
+from mssjax.deploy import exported
 from mssjax.errors import ParameterError, check_choice
 from mssjax.separators import Network, Separator
 
@@ -128,7 +129,7 @@ def _fixed_chunk(separator: Separator) -> tuple[int, int]:
 
 
 def metadata(separator: Separator, module: bytes, exported_module: jax_export.Exported) -> dict:
-  """The JSON document written beside the module (what `mssjax.exported.read_metadata` reads)."""
+  """The JSON document written beside the module (what `mssjax.deploy.exported.read_metadata` reads)."""
   chunk, overlap = _fixed_chunk(separator)
   return {
       "format": exported.FORMAT,
