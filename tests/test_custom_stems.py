@@ -30,8 +30,9 @@ TWO = ("speech", "piano")
 SIX = ("speech", "guitar", "piano", "organ", "kick", "bass")
 
 
-def _songs(root, stems, layout, *, n_train=4, n_test=2):
-  generate.write_songs(root, n_train=n_train, n_test=n_test, seconds=1.0, seed=3, stems=stems, layout=layout)
+def _songs(root, stems, layout, *, n_train=4, n_test=2, mixture=True):
+  generate.write_songs(root, n_train=n_train, n_test=n_test, seconds=1.0, seed=3, stems=stems, layout=layout,
+                       mixture=mixture)
   return root
 
 
@@ -48,23 +49,31 @@ def _config(root, targets, **data):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """``{name: (workdir, targets, data root)}``: a 2-stem and a 6-stem network from each new layout."""
+  """``{name: (workdir, targets, data root)}``: a 2-stem and a 6-stem network from each new layout
+  (track folders with a mixture file, track folders without one, stem folders)."""
   base = tmp_path_factory.mktemp("custom")
   runs = {
-      "two_trackfolder": (TWO, "trackfolder", {}),
-      "six_trackfolder": (SIX, "trackfolder", {"valid_method": "fraction", "valid_fraction": 0.25}),
-      "two_sourcefolder": (TWO, "sourcefolder", {}),
+      "two_trackfolder": (TWO, "trackfolder", {}, True),
+      "six_trackfolder": (SIX, "trackfolder", {"valid_method": "fraction", "valid_fraction": 0.25}, True),
+      "two_trackfolder_nomix": (TWO, "trackfolder", {}, False),
+      "six_trackfolder_nomix": (SIX, "trackfolder", {}, False),
+      "two_sourcefolder": (TWO, "sourcefolder", {}, True),
+      "six_sourcefolder": (SIX, "sourcefolder", {}, True),
   }
   out = {}
-  for name, (targets, layout, data) in runs.items():
-    root = _songs(base / f"songs_{name}", targets, layout)
+  for name, (targets, layout, data, mixture) in runs.items():
+    root = _songs(base / f"songs_{name}", targets, layout, mixture=mixture)
     workdir = base / name
     train_lib.train_and_evaluate(_config(root, targets, **data), workdir)
     out[name] = (workdir, targets, root)
   return out
 
 
-@pytest.mark.parametrize("name", ["two_trackfolder", "six_trackfolder", "two_sourcefolder"])
+NAMES = ["two_trackfolder", "six_trackfolder", "two_trackfolder_nomix", "six_trackfolder_nomix",
+         "two_sourcefolder", "six_sourcefolder"]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_network_trains_on_its_own_stems(trained, name):
   workdir, targets, _ = trained[name]
   sep = separators.get("unet", {"checkpoint": str(workdir)})
@@ -72,26 +81,29 @@ def test_a_network_trains_on_its_own_stems(trained, name):
   assert sep.n_parameters > 0 and len(list(sep.params["head"].values())[0].shape) > 0
 
 
-def test_separate_writes_files_named_after_the_targets(trained, tmp_path):
-  workdir, targets, root = trained["six_trackfolder"]
-  song = next((root / "test").iterdir()) / "mixture.wav"
+@pytest.mark.parametrize("name", NAMES)
+def test_separate_writes_files_named_after_the_targets(trained, name, tmp_path):
+  workdir, targets, _ = trained[name]
+  song = next((trained["six_trackfolder"][2] / "test").iterdir()) / "mixture.wav"
   assert main(["separate", str(song), "--checkpoint", str(workdir), "-o", str(tmp_path / "out"), "--quiet"]) == 0
   folder = tmp_path / "out" / song.parent.name.replace("/", "_")
   if not folder.is_dir():
     folder = next((tmp_path / "out").iterdir())
   assert sorted(p.stem for p in folder.glob("*.wav")) == sorted(targets)
   mixture, rate = audio.read(song)
-  stem, stem_rate = audio.read(folder / "speech.wav")
+  stem, stem_rate = audio.read(folder / f"{targets[0]}.wav")
   assert stem_rate == rate and stem[0].shape == mixture[0].shape
 
 
-def test_export_carries_the_targets_and_runs_without_mssjax(trained, tmp_path):
-  workdir, targets, root = trained["two_trackfolder"]
+@pytest.mark.parametrize("name", ["two_trackfolder", "six_sourcefolder"])
+def test_export_carries_the_targets_and_runs_without_mssjax(trained, name, tmp_path):
+  workdir, targets, _ = trained[name]
+  root = trained["six_trackfolder"][2]
   module = tmp_path / "two.jaxexport"
   assert main(["export", "--method", "unet", "--set", f"checkpoint={workdir}", "-o", str(module),
                "--platforms", "cpu"]) == 0
   document = json.loads(exported.metadata_path(module).read_text())
-  assert document["targets"] == list(targets) and document["output"]["shape"][0] == 2
+  assert document["targets"] == list(targets) and document["output"]["shape"][0] == len(targets)
   song = next((root / "test").iterdir()) / "mixture.wav"
   (mixture,), rate = audio.read(song)
   stems = exported.load(module).separate(mixture, sample_rate=rate)
@@ -118,6 +130,9 @@ def test_score_and_evaluate_follow_the_datasets_targets(trained, tmp_path):
   for t in targets:
     assert f",{t}," in table
 
+  # evaluate.py on the tracks without a mixture file (their mixture is the sum of their stems)
+  workdir, targets, root = trained["six_trackfolder_nomix"]
+  assert not list(root.rglob("mixture.*"))
   out = subprocess.run(
       [sys.executable, "evaluate.py", "--config", "configs/evaluate.py", "--workdir", str(tmp_path / "eval"),
        "--config.methods=unet,irm2", f"--config.data.root={root}", "--config.data.subset=test",
@@ -130,6 +145,8 @@ def test_score_and_evaluate_follow_the_datasets_targets(trained, tmp_path):
     assert f",{t}," in table
   page = (tmp_path / "eval" / "report" / "index.html").read_text()
   assert all(f"<th>{t}</th>" in page for t in targets)
+  assert all((tmp_path / "eval" / "unet" / "test" / f"{song.name}.json").is_file()
+             for song in (root / "test").iterdir())
 
 
 @pytest.mark.parametrize("targets", [TWO, SIX])
