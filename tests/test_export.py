@@ -218,10 +218,13 @@ def _copy(artifact, folder):
   return target
 
 
-def _edit_metadata(path, **changes):
+def _edit_metadata(path, *, digest=True, **changes):
+  """Changes fields of a module's JSON; ``digest``: as a deliberate editor would, updating document_sha256."""
   meta = exported.metadata_path(path)
   document = json.loads(meta.read_text())
   document.update(changes)
+  if digest:
+    document["document_sha256"] = exported.document_digest(document)
   meta.write_text(json.dumps(document))
 
 
@@ -248,7 +251,8 @@ def test_corrupt_module_is_an_error_naming_it(mixture_artifact, tmp_path):
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"format_version": exported.FORMAT_VERSION + 1}, "format_version=2, but this loader reads format_version=1"),
+    ({"format_version": exported.FORMAT_VERSION + 1},
+     f"format_version={exported.FORMAT_VERSION + 1}, but this loader reads format_version={exported.FORMAT_VERSION}"),
     ({"format": "something-else"}, "not an mssjax exported separator"),
     ({"chunk_samples": 12345}, "the module maps"),
     ({"overlap_samples": 10 ** 9}, "overlap_samples=1000000000 must be in"),
@@ -260,6 +264,17 @@ def test_incompatible_metadata_is_an_error_naming_the_file(mixture_artifact, tmp
   with pytest.raises(exported.ExportedError, match=message) as error:
     exported.load(copy)
   assert copy.name in str(error.value)
+
+
+@pytest.mark.parametrize("changes", [{"targets": ["drums", "vocals", "bass", "other"]}, {"sample_rate": 8000},
+                                     {"overlap_samples": 0}, {"method": "unet"}])
+def test_an_edited_field_is_an_error_not_a_wrong_result(mixture_artifact, tmp_path, changes):
+  """Swapped targets would make ``separate(x)["vocals"]`` the drums, another rate would run the module on
+  audio it was not made for: the JSON's digest of its own fields refuses every such edit."""
+  copy = _copy(mixture_artifact, tmp_path / "a")
+  _edit_metadata(copy, digest=False, **changes)
+  with pytest.raises(exported.ExportedError, match=r"\.json: its fields were edited or damaged after export"):
+    exported.load(copy)
 
 
 def test_unreadable_metadata_is_an_error(mixture_artifact, tmp_path):

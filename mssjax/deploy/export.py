@@ -131,7 +131,7 @@ def _fixed_chunk(separator: Separator) -> tuple[int, int]:
 def metadata(separator: Separator, module: bytes, exported_module: jax_export.Exported) -> dict:
   """The JSON document written beside the module (what `mssjax.deploy.exported.read_metadata` reads)."""
   chunk, overlap = _fixed_chunk(separator)
-  return {
+  document = {
       "format": exported.FORMAT,
       "format_version": exported.FORMAT_VERSION,
       "method": separator.name,
@@ -153,6 +153,7 @@ def metadata(separator: Separator, module: bytes, exported_module: jax_export.Ex
       "module_sha256": hashlib.sha256(module).hexdigest(),
       "config": json.loads(separator.config.to_json_best_effort()),
   }
+  return {**document, "document_sha256": exported.document_digest(document)}
 
 
 def export_separator(method: str, path: str | pathlib.Path, *,

@@ -46,12 +46,20 @@ import numpy as np
 from jax import export as jax_export
 
 FORMAT = "mssjax.exported"
-FORMAT_VERSION = 1
-"""The version of the pair of files this loader reads; `mssjax.deploy.export` writes the same."""
+FORMAT_VERSION = 2
+"""The version of the pair of files this loader reads; `mssjax.deploy.export` writes the same (2: the JSON
+carries ``document_sha256``, a digest of its own fields)."""
 
 
 class ExportedError(ValueError):
   """An exported separator is missing, corrupt, or cannot run here (the message names the file)."""
+
+
+def document_digest(document: dict) -> str:
+  """SHA-256 (hex) of a JSON document's fields other than ``document_sha256``, in canonical form
+  (sorted keys, no spaces): what ``document_sha256`` holds, so an edited field is noticed."""
+  body = {key: value for key, value in document.items() if key != "document_sha256"}
+  return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def metadata_path(path: str | os.PathLike) -> pathlib.Path:
@@ -107,6 +115,9 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
     raise ExportedError(f"{meta}: format_version={document.get('format_version')!r}, but this loader reads "
                         f"format_version={FORMAT_VERSION} (made by mssjax {document.get('mssjax_version')!r}); "
                         "export it again with this version")
+  if document.get("document_sha256") != document_digest(document):
+    raise ExportedError(f"{meta}: its fields were edited or damaged after export (document_sha256 does not "
+                        "match them; the targets, rate and chunking must be the module's own): export it again")
   try:
     fields = Metadata(
         method=str(document["method"]), sample_rate=_positive(document, "sample_rate"),
