@@ -403,3 +403,19 @@ def test_freeze_keeps_named_parameters_and_refuses_unknown_prefixes():
   config.optim.freeze = ("dow",)
   with pytest.raises(ParameterError, match="'dow' names no parameter of the model; its top-level names are"):
     finetune.check_freeze(config, like)
+
+
+def test_a_resume_that_does_not_fit_leaves_the_workdir_as_it_was(trained, tmp_path):
+  """--allow_config_change with another model: one CheckpointError, and config.json still describes the
+  finished model, so separating with the workdir still works (#36, case 1)."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "w"
+  shutil.copytree(trained[0], workdir)
+  before = (workdir / checkpoints.CONFIG_FILE).read_text()
+  config = tiny_config()
+  config.model.features = (8, 16)
+  config.num_train_steps = 8
+  with pytest.raises(CheckpointError, match="its latest checkpoint does not fit this config"):
+    train_lib.train_and_evaluate(config, workdir, allow_config_change=True)
+  assert (workdir / checkpoints.CONFIG_FILE).read_text() == before
+  assert separators.get("unet", {"checkpoint": str(workdir)}).n_parameters > 0

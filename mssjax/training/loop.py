@@ -45,7 +45,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mssjax import checkpoints, models, separate, spectral, weights
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import (ParameterError, check_choice, check_finite, check_non_negative_int,
+from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
                            check_positive_int)
 from mssjax.metrics import sdr
 from mssjax.separators import network as network_lib
@@ -349,7 +349,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, *,
                     allow_config_change: bool = False) -> None:
-  """Refuses to resume ``workdir`` with another config, then writes ``workdir/config.json``.
+  """Refuses to resume ``workdir`` with another config (nothing is written: see `write_workdir_config`).
 
   Raises:
     ParameterError: ``workdir`` holds a run of a different config (the
@@ -363,6 +363,11 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, *,
           f"{workdir} holds a run of another config ({'; '.join(changed[:8])}"
           f"{'; ...' if len(changed) > 8 else ''}): use a new --workdir, or pass --allow_config_change "
           "to resume it with the new config")
+
+
+def write_workdir_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Writes ``workdir/config.json`` (process 0), once the run's state exists: a run that fails to
+  restore its checkpoint leaves the workdir's config, and so its finished model, as they were."""
   if jax.process_index() == 0:
     checkpoints.write_config(workdir, config)
 
@@ -491,9 +496,13 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
     params = jax.tree.map(jnp.asarray, weights.unflatten(flat, state.params))
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
-    restored = checkpoints.restore_state(
-        run.managers.latest, params=state.params, opt_state=state.opt_state,
-        data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
+    try:
+      restored = checkpoints.restore_state(
+          run.managers.latest, params=state.params, opt_state=state.opt_state,
+          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
+    except (ValueError, KeyError, TypeError) as error:  # orbax's shape and structure mismatches
+      raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
+                            f"({type(error).__name__}: {str(error)[:300]}); the workdir is left as it was") from error
     state = state.replace(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
                           opt_state=restored.opt_state)
   return state.replace(step=replicate(state.step, run.mesh), params=replicate(state.params, run.mesh),
@@ -541,6 +550,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
              _Logger(workdir, make_optimizer(config).schedule), tracks, init_params)
   try:
     state = _initial_state(config, run)
+    write_workdir_config(config, workdir)
     step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))
     start, total = int(host_local(state.step)), int(config.num_train_steps)
     with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
