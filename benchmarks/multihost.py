@@ -76,7 +76,6 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_layout(args: argparse.Namespace, processes: int, devices: int) -> list[dict]:
   """The worker's results on ``processes`` processes of ``devices`` CPU devices each."""
-  from mssjax import distributed  # pylint: disable=import-outside-toplevel
   argv = [sys.executable, __file__, "--worker", f"--tracks={args.tracks}", f"--seconds={args.seconds}",
           f"--repeats={args.repeats}"]
   env = dict(os.environ, MSSJAX_COMPILATION_CACHE="0")

@@ -111,9 +111,13 @@ def read(path: str | os.PathLike) -> Weights:
     raise CheckpointError(f"{path}: weights format version {metadata.get('format_version')!r}; this mssjax "
                           f"reads version {FORMAT_VERSION}")
   try:
-    config = models.upgrade_config(ml_collections.ConfigDict(json.loads(metadata.pop("config"))))
+    config = ml_collections.ConfigDict(json.loads(metadata.pop("config")))
   except (KeyError, ValueError) as e:
     raise CheckpointError(f"{path}: the weights file's config is missing or not JSON") from e
+  try:
+    config = models.upgrade_config(config)
+  except ValueError as e:
+    raise CheckpointError(f"{path}: {e}") from e
   return Weights(params, config, metadata)
 
 

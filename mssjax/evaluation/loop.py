@@ -115,8 +115,11 @@ def references(separator: Separator, track: Track) -> Stems:
   return track.stems(separator.targets)
 
 
-def separate_track(separator: Separator, track: Track) -> tuple[Stems, float]:
+def separate_track(separator: Separator, track: Track, truth: Stems | None = None) -> tuple[Stems, float]:
   """Runs one separator on a track; returns (``{target: [2, n]}`` estimates, seconds spent).
+
+  Args:
+    truth: the track's `references`, where the caller has read them already (an oracle needs them).
 
   Raises:
     ParameterError: an oracle at another rate than the track's (oracles are not resampled).
@@ -127,7 +130,7 @@ def separate_track(separator: Separator, track: Track) -> tuple[Stems, float]:
     if separator.sample_rate != track.sample_rate:
       raise ParameterError(f"{track.name}: oracle {separator.name!r} works at {separator.sample_rate} Hz, the "
                            f"track is at {track.sample_rate} Hz: set the oracle's sample_rate")
-    truth = references(separator, track)
+    truth = references(separator, track) if truth is None else truth
     out = separator(mixture, np.stack([truth[t] for t in separator.targets]))
   else:
     out = separate.separate_array(separator, mixture, sample_rate=track.sample_rate)
@@ -200,8 +203,8 @@ class _Separated(NamedTuple):
 def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Separator,
                  track: Track, *, keep_audio: bool = False) -> pathlib.Path:
   """Separates, scores and stores one (method, track); returns the JSON path."""
-  estimates, seconds = separate_track(separator, track)
   truth = references(separator, track)
+  estimates, seconds = separate_track(separator, track, truth)
   scores = score_track(truth, estimates, sample_rate=track.sample_rate, window_seconds=config.window_seconds,
                        hop_seconds=config.hop_seconds)
   return _store(config, workdir, name, separator, _Separated(track, estimates, truth, seconds, keep_audio),
@@ -290,7 +293,7 @@ def _separate_for_scoring(workdir: pathlib.Path, separator: Separator, track: Tr
   truth = references(separator, track)
   if keep:
     _save_references(workdir, track, truth)
-  estimates, seconds = separate_track(separator, track)
+  estimates, seconds = separate_track(separator, track, truth)
   return _Separated(track, estimates, truth, seconds, keep)
 
 

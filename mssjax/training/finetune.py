@@ -76,6 +76,11 @@ def _path_name(path: tuple) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
+def _under(name: str, prefix: str) -> bool:
+  """Whether parameter path ``name`` lies under ``prefix`` (whole components: "down" is not "downsample")."""
+  return name == prefix or name.startswith(prefix.rstrip("/") + "/")
+
+
 def freeze_labels(params: Any, prefixes: tuple[str, ...]) -> Any:
   """``"frozen"`` for every parameter whose path (``"down/0/conv/kernel"``) starts with one of ``prefixes``.
 
@@ -83,7 +88,7 @@ def freeze_labels(params: Any, prefixes: tuple[str, ...]) -> Any:
   """
   def label(path, _):
     name = _path_name(path)
-    return "frozen" if any(name == p or name.startswith(p.rstrip("/") + "/") for p in prefixes) else "train"
+    return "frozen" if any(_under(name, p) for p in prefixes) else "train"
   return jax.tree_util.tree_map_with_path(label, params)
 
 
@@ -95,6 +100,6 @@ def check_freeze(config: ml_collections.ConfigDict, like: Mapping[str, Any]) -> 
   """
   names = list(weights.flatten_shapes(like))
   for prefix in config.optim.freeze:
-    if not any(n == prefix or n.startswith(prefix.rstrip("/") + "/") for n in names):
+    if not any(_under(n, prefix) for n in names):
       raise ParameterError(f"optim.freeze: {prefix!r} names no parameter of the model; its top-level names are "
                            f"{sorted({n.split('/')[0] for n in names})}")

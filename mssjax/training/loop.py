@@ -43,6 +43,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mssjax import checkpoints, models, separate, spectral, weights
+from mssjax.sharded import replicate  # train states are placed as separators' parameters are
 from mssjax import config as config_lib
 from mssjax.data import loaders
 from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
@@ -248,11 +249,6 @@ def global_batch(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   if jax.process_count() == 1:
     return dict(batch)
   return {k: np.asarray(multihost_utils.process_allgather(np.asarray(v), tiled=True)) for k, v in batch.items()}
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree on every device of ``mesh``."""
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def host_local(tree: Any) -> Any:
