@@ -15,6 +15,7 @@ import json
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -39,6 +40,16 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
 
 
 MODELS = {"unet": _unet}
+
+DOMAINS = ("magnitude", "complex", "waveform")
+"""What a model reads and writes, its class attribute ``domain`` (`domain_of`):
+
+- ``"magnitude"``: mixture magnitudes ``[B, C, F, N]`` -> real masks ``[B, T, C, F, N]`` (the U-Net,
+  Open-Unmix), applied to the complex mixture STFT;
+- ``"complex"``: the complex mixture STFT ``[B, C, F, N]`` -> complex masks ``[B, T, C, F, N]``
+  (band-split models);
+- ``"waveform"``: the mixture ``[B, C, n]`` -> waveforms ``[B, T, C, n]`` (Conv-TasNet).
+"""
 
 MODEL_FIELDS = ("model", "stft", "sample_rate", "targets")
 """The top-level fields of an experiment config that define the model (and its parameters' shapes)."""
@@ -66,6 +77,37 @@ def get_model(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets
   check_positive_int("n_targets", n_targets)
   return MODELS[model_config.name](model_config, n_bins=n_bins, n_targets=n_targets,
                                    rngs=rngs if rngs is not None else nnx.Rngs(0))
+
+
+def domain_of(model: nnx.Module) -> str:
+  """The `DOMAINS` entry of a model (``"magnitude"`` where its class names none)."""
+  domain = getattr(type(model), "domain", "magnitude")
+  if domain not in DOMAINS:
+    raise ParameterError(f"{type(model).__name__}.domain={domain!r} must be one of {DOMAINS}")
+  return domain
+
+
+def spectrogram_estimates(model: nnx.Module, mixture_stft: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The complex target spectrograms of a spectral model and their magnitudes.
+
+  Args:
+    model: a ``"magnitude"`` or ``"complex"`` model (`DOMAINS`).
+    mixture_stft: complex ``[B, C, F, N]``.
+
+  Returns:
+    ``(estimates, magnitudes)``: complex and real ``[B, T, C, F, N]``. A
+    magnitude model's magnitudes are its (non-negative) masks times the
+    mixture's magnitude, as Open-Unmix trains them.
+  """
+  domain = domain_of(model)
+  if domain == "magnitude":
+    magnitude = jnp.abs(mixture_stft)
+    masks = model(magnitude)
+    return masks * mixture_stft[:, None], masks * magnitude[:, None]
+  if domain == "complex":
+    estimates = model(mixture_stft) * mixture_stft[:, None]
+    return estimates, jnp.abs(estimates)
+  raise ParameterError(f"{type(model).__name__} is a waveform model: it makes no masks")
 
 
 def targets_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -157,5 +199,5 @@ def _model_spec(key: str) -> ModelSpec:
   return ModelSpec(graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE), abstract, n_parameters)
 
 
-__all__ = ["MODELS", "MODEL_FIELDS", "ModelSpec", "UNet", "count_parameters", "get_model", "model_bins",
+__all__ = ["DOMAINS", "MODELS", "MODEL_FIELDS", "domain_of", "spectrogram_estimates", "ModelSpec", "UNet", "count_parameters", "get_model", "model_bins",
            "model_spec", "names", "stft_settings", "targets_of", "upgrade_config"]

@@ -72,46 +72,69 @@ def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_
   """Complex target spectrograms from a mixture STFT.
 
   Args:
-    model: a mask network, ``[batch, channels, bins, frames]`` magnitudes ->
-      ``[batch, n_targets, channels, bins, frames]`` masks.
+    model: a spectral network (`mssjax.models.DOMAINS`): magnitudes ->
+      masks, or complex STFT -> complex masks, ``[batch, n_targets, channels, bins, frames]``.
     mixture_stft: complex ``[batch, channels, bins, frames]``.
-    wiener_iterations: 0 for plain masking (mixture phase); otherwise the EM
-      iterations of the multichannel Wiener filter.
+    wiener_iterations: 0 for the masked mixture; otherwise the EM
+      iterations of the multichannel Wiener filter, started from the
+      estimates' magnitudes.
 
   Returns:
     complex ``[batch, n_targets, channels, bins, frames]``.
   """
-  masks = model(jnp.abs(mixture_stft))
+  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft)
   if not wiener_iterations:
-    return masks * mixture_stft[:, None]
-  magnitudes = jnp.moveaxis(masks * jnp.abs(mixture_stft)[:, None], 1, 0)  # [targets, batch, ...]
-  estimates = filtering.wiener(magnitudes, mixture_stft, iterations=wiener_iterations)
+    return estimates
+  return _wiener(magnitudes, mixture_stft, wiener_iterations)
+
+
+def _wiener(magnitudes: jax.Array, mixture_stft: jax.Array, iterations: int) -> jax.Array:
+  """`filtering.wiener` of ``[batch, targets, ...]`` magnitude estimates, in that layout."""
+  estimates = filtering.wiener(jnp.moveaxis(magnitudes, 1, 0), mixture_stft, iterations=iterations)
   return jnp.moveaxis(estimates, 0, 1)
+
+
+def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
+              wiener_iterations: int) -> jax.Array:
+  """One pass of the network: waveforms ``[batch, n_targets, channels, n]``."""
+  n = mixture.shape[-1]
+  if models.domain_of(model) == "waveform":
+    waves = model(mixture)
+    if not wiener_iterations:
+      return waves
+    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    magnitudes = jnp.abs(spectral.stft(waves, n_fft=n_fft, hop_length=hop_length))
+    estimates = _wiener(magnitudes, mixture_stft, wiener_iterations)
+  else:
+    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
+  return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
 
 
 def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
                        wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False) -> jax.Array:
   """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``.
 
-  With ``shifts > 1`` or ``channel_swap`` the estimate is the mean of several
-  passes of the network (test-time averaging, as Demucs' "shift trick"):
-  the mixture delayed by ``k * hop_length / shifts`` samples for ``k < shifts``
-  (so every pass sees the audio on another STFT frame grid), each also with
-  its channels swapped where ``channel_swap``; every pass's estimate is moved
-  back (and swapped back) before averaging. All passes run as one batch.
+  A waveform model's output is used as it is (with ``wiener_iterations``, it
+  seeds the Wiener filter through its STFT); a spectral model's masked STFT
+  goes through the iSTFT. With ``shifts > 1`` or ``channel_swap`` the
+  estimate is the mean of several passes of the network (test-time
+  averaging, as Demucs' "shift trick"): the mixture delayed by
+  ``k * hop_length / shifts`` samples for ``k < shifts`` (so every pass sees
+  the audio on another STFT frame grid), each also with its channels swapped
+  where ``channel_swap``; every pass's estimate is moved back (and swapped
+  back) before averaging. All passes run as one batch.
   """
   n = mixture.shape[-1]
   if shifts == 1 and not channel_swap:
-    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
-    return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
+    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations)
   offsets = [round(k * hop_length / shifts) for k in range(shifts)]
   passes = [jnp.pad(mixture, ((0, 0), (0, 0), (o, hop_length - o))) for o in offsets]
   if channel_swap:
     passes += [x[:, ::-1] for x in passes]
   batch = mixture.shape[0]
-  out = separate_waveforms(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
-                           wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
+  out = _one_pass(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
+                  wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
   out = out.reshape((len(passes), batch) + out.shape[1:])
   if channel_swap:
     out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])

@@ -167,11 +167,12 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, *,
     config: the experiment config.
     key: a `jax.random.key` for the initialisation.
     stats_batches: optional batches whose input statistics initialise the
-      model's input normalisation.
+      model's input normalisation (its ``input_mean`` and ``input_scale``;
+      unused by a model without them).
   """
   spec = models.model_spec(config)
   params = spec.init(key)
-  if stats_batches is not None:
+  if stats_batches is not None and "input_mean" in params:
     n_fft, hop_length = models.stft_settings(config)
     mean, scale = input_statistics(stats_batches, n_fft=n_fft, hop_length=hop_length,
                                    n_bins=models.model_bins(config))

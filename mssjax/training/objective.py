@@ -123,21 +123,26 @@ def compute_loss(graphdef: nnx.GraphDef, params: dict, batch: Mapping[str, jax.A
     float32 scalar.
   """
   model = nnx.merge(graphdef, params)
-  mixture_stft = spectral.stft(batch["mixture"], n_fft=spec.n_fft, hop_length=spec.hop_length)
-  masks = model(jnp.abs(mixture_stft))
+  mixture, n = batch["mixture"], batch["mixture"].shape[-1]
   terms = dict(spec.weights)
-  waveform = spec.kind in WAVEFORM_TERMS or spec.domain == "time" or bool(terms)
-  if waveform:
-    waves = spectral.istft(masks * mixture_stft[:, None], n_fft=spec.n_fft, hop_length=spec.hop_length,
-                           length=batch["mixture"].shape[-1])
+  waveform_model = models.domain_of(model) == "waveform"
+  if waveform_model:
+    waves = model(mixture)
+  else:
+    estimates, magnitudes = models.spectrogram_estimates(
+        model, spectral.stft(mixture, n_fft=spec.n_fft, hop_length=spec.hop_length))
+    if spec.kind in WAVEFORM_TERMS or spec.domain == "time" or terms:
+      waves = spectral.istft(estimates, n_fft=spec.n_fft, hop_length=spec.hop_length, length=n)
   if spec.kind in WAVEFORM_TERMS:
     terms[spec.kind] = terms.get(spec.kind, 0.0) + 1.0
     loss = 0.0
   elif spec.domain == "time":
     loss = _distance(waves - batch["targets"], spec.kind)
   else:
+    if waveform_model:
+      magnitudes = jnp.abs(spectral.stft(waves, n_fft=spec.n_fft, hop_length=spec.hop_length))
     targets = jnp.abs(spectral.stft(batch["targets"], n_fft=spec.n_fft, hop_length=spec.hop_length))
-    loss = _distance(masks * jnp.abs(mixture_stft)[:, None] - targets, spec.kind)
+    loss = _distance(magnitudes - targets, spec.kind)
   for name, weight in terms.items():
     loss = loss + weight * _waveform_term(name, batch["targets"], waves, spec.filters_len)
   return jnp.asarray(loss, jnp.float32)
