@@ -31,8 +31,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mssjax import fileio
-from mssjax.errors import DataError
+from mssjax import TARGETS, fileio
+from mssjax.errors import DataError, ParameterError
 from mssjax.metrics.bss_eval import METRICS
 
 MUSEVAL_VERSION = "0.4.1"
@@ -238,14 +238,17 @@ def _fmt(value):
 
 def write_tables(workdir: str | os.PathLike, methods: Sequence[str], *,
                  subset: str = "test") -> list[dict[str, Any]]:
-  """Writes ``DIR/results.csv`` and ``DIR/results.md`` (atomically); returns the rows."""
+  """Writes ``DIR/results.csv`` and ``DIR/results.md`` (atomically); returns the rows.
+
+  results.md opens with the SiSEC-style SDR pivot (`markdown_pivot`), then the long table.
+  """
   rows = table_rows(workdir, methods, subset)
   workdir = pathlib.Path(workdir)
   with fileio.atomic_path(workdir / "results.csv") as temporary, open(temporary, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  fileio.write_text(workdir / "results.md", markdown_table(rows))
+  fileio.write_text(workdir / "results.md", markdown_pivot(rows, "SDR") + "\n" + markdown_table(rows))
   return rows
 
 
@@ -257,3 +260,42 @@ def markdown_table(rows: Iterable[Mapping[str, Any]]) -> str:
   for row in rows:
     lines.append("| " + " | ".join(_fmt(row[k]) for k in keys) + " |")
   return "\n".join(lines) + "\n"
+
+
+def pivot_rows(rows: Iterable[Mapping[str, Any]], metric: str = "SDR") -> tuple[list[str], list[dict[str, Any]]]:
+  """A SiSEC-style pivot of aggregate rows: one row per method, one column per target.
+
+  Args:
+    rows: `table_rows` (one per method and target).
+    metric: ``"SDR"``, ``"SIR"``, ``"SAR"`` or ``"ISR"``.
+
+  Returns:
+    ``(targets, pivot)``: the targets in first-seen order (MUSDB18's four
+    first), and per method ``{"method", <target>: dB, ..., "average": dB}``;
+    the average is the mean over the targets the method has a finite value
+    for (SiSEC 2018 reports the mean of the per-target medians), NaN if none.
+  """
+  if metric not in METRICS:
+    raise ParameterError(f"metric={metric!r} must be one of {METRICS}")
+  rows = list(rows)
+  seen = list(dict.fromkeys(r["target"] for r in rows))
+  targets = [t for t in TARGETS if t in seen] + [t for t in seen if t not in TARGETS]
+  pivot = {}
+  for row in rows:
+    pivot.setdefault(row["method"], {"method": row["method"]})[row["target"]] = float(row[metric])
+  for entry in pivot.values():
+    values = [entry[t] for t in targets if t in entry and math.isfinite(entry[t])]
+    entry["average"] = float(np.mean(values)) if values else math.nan
+  return targets, list(pivot.values())
+
+
+def markdown_pivot(rows: Iterable[Mapping[str, Any]], metric: str = "SDR") -> str:
+  """`pivot_rows` as a markdown table (dB; ``-`` where a method lacks a target)."""
+  targets, pivot = pivot_rows(rows, metric)
+  header = ["method", *targets, "average"]
+  lines = [f"{metric} (dB)", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+  for entry in pivot:
+    cells = [entry["method"]] + [_fmt(entry[k]) if k in entry else "-" for k in header[1:]]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
