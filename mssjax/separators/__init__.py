@@ -26,18 +26,21 @@ builder:
 - ``hpss_repet``, ``nmf``: the classical recipes (`mssjax.separators.classical`);
 - ``irm1``, ``irm2``, ``ibm``, ``mwf``: the SiSEC 2018 oracles, and ``mixture``
   (`mssjax.separators.oracles`), for any targets (``config.targets``);
-- ``unet``: a trained network (`mssjax.separators.network`): the pretrained
-  one installed with the package, a training workdir (``checkpoint``) or a
-  weights file (``weights``); its targets are those it was trained on.
+- one per network architecture of `mssjax.models` (``unet``, ...): a trained
+  network (`mssjax.separators.network`): the pretrained one installed with the
+  package, a training workdir (``checkpoint``) or a weights file
+  (``weights``); its targets are those it was trained on.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
 import ml_collections
 
 from mssjax import config as config_lib
+from mssjax import models
 from mssjax.errors import check_choice
 from mssjax.separators import classical, network, oracles
 from mssjax.separators.base import Network, Separator
@@ -61,7 +64,8 @@ REGISTRY: dict[str, Entry] = {
     **{name: Entry(lambda name=name: oracles.oracle_config(name),
                    lambda config, name=name: oracles.build_oracle(name, config)) for name in ORACLES},
     "mixture": Entry(oracles.mixture_config, lambda config: oracles.build_mixture("mixture", config)),
-    "unet": Entry(network.unet_config, network.unet_separator),
+    **{name: Entry(functools.partial(network.network_config, name), functools.partial(network.named_network, name))
+       for name in models.names()},
 }
 
 
@@ -107,8 +111,9 @@ def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any]
 def get(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
   """The separator registered as ``name``, built from its config (see `make_config`).
 
-  ``"unet"`` loads the network named by its config: the pretrained one by
-  default, a training workdir (``checkpoint``) or a weights file (``weights``).
+  A network's name (``"unet"``, `mssjax.models.names`) loads the network of that architecture its
+  config names: the pretrained one by default, a training workdir (``checkpoint``) or a weights file
+  (``weights``).
 
   Raises:
     ParameterError: an unknown name (the message lists the valid ones) or a

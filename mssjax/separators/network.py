@@ -37,16 +37,26 @@ PRETRAINED = PRETRAINED_DIR / "unet.safetensors"
 """The weights file installed with the package (the default network)."""
 
 
+def pretrained_path(name: str) -> pathlib.Path:
+  """Where the pretrained weights of architecture ``name`` are installed (`PRETRAINED` for ``"unet"``)."""
+  return PRETRAINED_DIR / f"{name}.safetensors"
+
+
 def unet_config() -> ml_collections.ConfigDict:
-  """The ``unet`` separator's config (what ``separators.default_config("unet")`` returns).
+  """The ``unet`` separator's config (`network_config` of ``"unet"``)."""
+  return network_config("unet")
+
+
+def network_config(name: str) -> ml_collections.ConfigDict:
+  """The config of the separator of architecture ``name`` (``separators.default_config(name)``).
 
   Fields:
-    method: ``"unet"``.
+    method: the architecture (`mssjax.models.names`): ``"unet"``, ``"umx"``...
     checkpoint: a training workdir to load (its best checkpoint, see ``which``);
       empty: the weights file below.
     which: ``"best"`` (falls back to the latest where no validation ran) or ``"latest"``.
     weights: a weights file (`mssjax.weights`); empty: the pretrained network
-      installed with the package.
+      of this architecture installed with the package (`pretrained_path`).
     chunk_seconds, overlap_seconds, wiener_iterations: separation settings;
       None (the default) takes the model's own, from its experiment config's
       ``separate`` section: the one place these defaults live.
@@ -55,7 +65,7 @@ def unet_config() -> ml_collections.ConfigDict:
       channels swapped if ``channel_swap``; 1 and False (one pass) by default.
   """
   config = ml_collections.ConfigDict()
-  config.method = "unet"
+  config.method = name
   config.checkpoint = ""
   config.which = "best"
   config.weights = ""
@@ -183,7 +193,7 @@ def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[s
                                 wiener_iterations=network.wiener_iterations, shifts=shifts,
                                 channel_swap=network.channel_swap)[0]
 
-  return Separator("unet", models.targets_of(model_config), int(model_config.sample_rate), config, apply,
+  return Separator(str(config.method), models.targets_of(model_config), int(model_config.sample_rate), config, apply,
                    params=jax.tree.map(jnp.asarray, dict(params)), chunk_seconds=float(config.chunk_seconds),
                    overlap_seconds=float(config.overlap_seconds), network=network)
 
@@ -231,23 +241,35 @@ def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, di
 
 
 def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
-  """The network the ``unet`` separator config names, as a `Separator`.
+  """The ``unet`` network its separator config names (`named_network`)."""
+  return named_network("unet", config)
+
+
+def named_network(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
+  """The network of architecture ``name`` that a separator config names, as a `Separator`.
 
   Args:
-    config: the separator config (`unet_config`), or a mapping of overrides of it.
+    name: the architecture (`mssjax.models.names`); the loaded network must be one.
+    config: the separator config (`network_config`), or a mapping of overrides of it.
 
   Raises:
-    CheckpointError: nothing to load where the config points.
+    CheckpointError: nothing to load where the config points, or a network of
+      another architecture (the message names the separator to use).
     ParameterError: a bad config.
   """
   if not isinstance(config, ml_collections.ConfigDict):
-    config = config_lib.override(unet_config(), config, what="unet config")
+    config = config_lib.override(network_config(name), config, what=f"{name} config")
   if config.checkpoint:
+    source = str(config.checkpoint)
     model_config, params = load_workdir(config.checkpoint, which=config.which)
   else:
-    path = pathlib.Path(config.weights) if config.weights else PRETRAINED
+    path = pathlib.Path(config.weights) if config.weights else pretrained_path(name)
     if not config.weights and not path.is_file():
-      raise CheckpointError(f"{path}: no pretrained network is installed; pass a training workdir "
+      raise CheckpointError(f"{path}: no pretrained {name} network is installed; pass a training workdir "
                             "(checkpoint=WORKDIR) or a weights file (weights=FILE)")
+    source = str(path)
     model_config, params = load_weights(path)
+  if model_config.model.name != name:
+    raise CheckpointError(f"{source} holds a {model_config.model.name} network, not {name}: "
+                          f"separate it with --method {model_config.model.name}")
   return network_separator(model_config, params, config)
