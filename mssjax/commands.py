@@ -132,7 +132,7 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import compilation_cache, separate, separators  # pylint: disable=import-outside-toplevel
+  from mssjax import compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
   if config.method in separators.ORACLES:
@@ -142,16 +142,16 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     # before a network is loaded; a network fills in the settings left to it when it is built
     separate.check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
                             sample_rate=config.get("sample_rate") or 44100)
-  separate.check_output_folder(args.out, ())
+  separate.check_writable(args.out)
   separator = separators.get(config.method, config)
   outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
-  for outcome in outcomes:
+  for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
     if outcome.note:
-      print(f"note: {outcome.note}", file=sys.stderr)
+      print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)
     if outcome.error:
-      print(f"error: {outcome.error}", file=sys.stderr)
+      print(f"error: {fileio.printable(outcome.error)}", file=sys.stderr)
     else:
-      print(outcome.folder)
+      print(fileio.printable(outcome.folder))
   failed = sum(o.error is not None for o in outcomes)
   if failed:
     print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)
