@@ -168,6 +168,7 @@ def _one_song_batch():
   return config, next(loaders.make_train_iterator(config))
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_gradients():
   config, batch = _one_song_batch()
   state = train_lib.create_train_state(config, jax.random.key(0), stats_batches=[batch])
@@ -179,6 +180,7 @@ def test_remat_gives_the_same_gradients():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
 
 
+@pytest.mark.slow
 def test_overfits_one_short_song():
   """40 steps on one half-second chunk of a generated song: the loss falls by more than 6x (measured: 21x)."""
   config, batch = _one_song_batch()
@@ -210,35 +212,40 @@ def songs(tmp_path_factory):
   return root
 
 
+@pytest.mark.slow
 def test_trained_workdir_separates_songs(workdir, songs, tmp_path):
   song = next((songs / "test").iterdir()) / "mixture.wav"
   assert cli.main(["separate", str(song), "--checkpoint", str(workdir), "-o", str(tmp_path), "--quiet"]) == 0
-  mixture, rate = audio.read(song)
+  (mixture,), rate = audio.read(song)
   for target in umx_tiny.get_config().targets:
-    stem, stem_rate = audio.read(tmp_path / "mixture" / f"{target}.wav")
+    (stem,), stem_rate = audio.read(tmp_path / "mixture" / f"{target}.wav")
     assert stem_rate == rate and stem.shape == mixture.shape and np.all(np.isfinite(stem))
 
 
+@pytest.mark.slow
 def test_export_round_trips(workdir, songs, tmp_path):
   module = tmp_path / "umx.jaxexport"
   assert cli.main(["export", "--set", f"checkpoint={workdir}", "--set", "platforms=cpu", "-o", str(module)]) == 0
   document = json.loads(exported.metadata_path(module).read_text())
   assert document["targets"] == list(umx_tiny.get_config().targets)
-  mixture, rate = audio.read(next((songs / "test").iterdir()) / "mixture.wav")
+  (mixture,), rate = audio.read(next((songs / "test").iterdir()) / "mixture.wav")
   stems = exported.load(module).separate(mixture, sample_rate=rate)
   ours = separate.separate_array(separators.get("unet", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
   for target, stem in ours.items():
     np.testing.assert_allclose(stems[target], stem, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_masks_equal_the_jax_model(workdir, tmp_path):
   """export_masks_onnx converts the network and checks it against JAX in onnxruntime (ONNX_TOLERANCE)."""
   pytest.importorskip("jax2onnx")
   pytest.importorskip("onnxruntime")
-  path = export.export_masks_onnx(tmp_path / "masks.onnx", config={"checkpoint": str(workdir)})
-  assert pathlib.Path(path).is_file()
+  result = export.export_masks_onnx(tmp_path / "masks.onnx", config={"checkpoint": str(workdir)})
+  assert result.path.is_file() and result.input_shape[2] == 1 + umx_tiny.get_config().stft.n_fft // 2
+  assert result.max_abs_difference <= export.ONNX_TOLERANCE
 
 
+@pytest.mark.slow
 def test_evaluate_scores_it(workdir, songs, tmp_path, capsys):
   code = cli.main(["evaluate", "--config", EVALUATE, "--workdir", str(tmp_path / "eval"), "--set", "methods=unet",
                    "--set", f"data.root={songs}", "--set", f"separators.unet.checkpoint={workdir}",
