@@ -86,12 +86,13 @@ def _n_parameters(config):
     (512, ("vocals",), 8_893_348), (512, ("vocals", "drums", "bass", "other"), 4 * 8_893_348),
     (128, ("vocals",), 1_251_748)])
 def test_parameter_count_equals_the_reference(hidden_size, targets, reference):
-  """The reference: sigsep/open-unmix-pytorch v1.3.0 (commit fb672c9), openunmix/model.py, class OpenUnmix(
-  nb_bins=2049, nb_channels=2, hidden_size, nb_layers=3, unidirectional=False, max_bin=1487), as
-  scripts/train.py builds it (bandwidth 16 kHz at 44.1 kHz, n_fft 4096): the sum of ``p.numel()`` over
-  ``model.parameters()`` of the instantiated PyTorch module (torch 2.13 CPU), 8,893,348 at hidden size 512
-  (the umxhq networks) and 1,251,748 at 128; BatchNorm1d counts its weight and bias, nn.LSTM two bias
-  vectors per layer and direction. One network per target: four targets have four times the parameters."""
+  """The reference: sigsep/open-unmix-pytorch v1.3.0 (openunmix/model.py unchanged up to commit
+  fb672c9584997c2b05e148eeaa65b4c23ed4693b), class OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size,
+  nb_layers=3, unidirectional=False, max_bin=1487), as scripts/train.py builds it (bandwidth 16 kHz at
+  44.1 kHz, n_fft 4096). Counted by instantiating that class with torch 2.13.0+cpu (in a throwaway
+  environment, outside the project) and summing ``p.numel()`` over ``model.parameters()``: 8,893,348 at
+  hidden size 512 (the umxhq networks) and 1,251,748 at 128; BatchNorm1d counts its weight and bias,
+  nn.LSTM two bias vectors per layer and direction. One network per target: four have four times as many."""
   config = umx.get_config()
   config.targets = targets
   config.model.hidden_size = hidden_size
