@@ -22,10 +22,13 @@ from flax import nnx
 
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
+from mssjax.models.umx import OpenUnmix
 from mssjax.models.unet import UNet, count_parameters
 
 
-def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, rngs: nnx.Rngs) -> UNet:
+def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, stft_bins: int,
+          rngs: nnx.Rngs) -> UNet:
+  del stft_bins  # the U-Net repeats its top modelled bin's mask above the band, for any height
   return UNet(
       n_bins=n_bins,
       audio_channels=model_config.audio_channels,
@@ -39,7 +42,15 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
   )
 
 
-MODELS = {"unet": _unet}
+def _umx(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, stft_bins: int,
+         rngs: nnx.Rngs) -> OpenUnmix:
+  return OpenUnmix(
+      n_bins=n_bins, stft_bins=stft_bins, audio_channels=model_config.audio_channels, n_targets=n_targets,
+      hidden_size=model_config.hidden_size, n_layers=model_config.n_layers,
+      unidirectional=model_config.unidirectional, joint=model_config.joint, remat=model_config.remat, rngs=rngs)
+
+
+MODELS = {"unet": _unet, "umx": _umx}
 
 DOMAINS = ("magnitude", "complex", "waveform")
 """What a model reads and writes, its class attribute ``domain`` (`domain_of`):
@@ -61,13 +72,15 @@ def names() -> list[str]:
 
 
 def get_model(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int,
-              rngs: nnx.Rngs | None = None) -> nnx.Module:
+              stft_bins: int | None = None, rngs: nnx.Rngs | None = None) -> nnx.Module:
   """Builds the model ``model_config.name`` with sizes from ``model_config``.
 
   Args:
     model_config: the ``config.model`` ConfigDict (``name``, sizes).
     n_bins: frequency bins the network models (see `model_bins`).
     n_targets: how many targets it estimates (``len(config.targets)``).
+    stft_bins: the STFT's ``1 + n_fft // 2`` bins, the masks' height (a model
+      with parameters per output bin, as Open-Unmix, needs it); default ``n_bins``.
     rngs: `nnx.Rngs` for the initialisation (default ``nnx.Rngs(0)``).
 
   Raises:
@@ -76,6 +89,7 @@ def get_model(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets
   check_choice("model.name", model_config.name, names())
   check_positive_int("n_targets", n_targets)
   return MODELS[model_config.name](model_config, n_bins=n_bins, n_targets=n_targets,
+                                   stft_bins=n_bins if stft_bins is None else stft_bins,
                                    rngs=rngs if rngs is not None else nnx.Rngs(0))
 
 
@@ -187,10 +201,11 @@ _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensi
 @functools.lru_cache(maxsize=16)
 def _model_spec(key: str) -> ModelSpec:
   config = ml_collections.ConfigDict(json.loads(key))
-  n_bins = model_bins(config)
+  n_bins, stft_bins = model_bins(config), 1 + stft_settings(config)[0] // 2
 
   def create(rng: jax.Array) -> nnx.Module:
-    return get_model(config.model, n_bins=n_bins, n_targets=len(targets_of(config)), rngs=nnx.Rngs(params=rng))
+    return get_model(config.model, n_bins=n_bins, n_targets=len(targets_of(config)), stft_bins=stft_bins,
+                     rngs=nnx.Rngs(params=rng))
 
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: create(jax.random.key(0))))
   init = jax.jit(lambda k: nnx.to_pure_dict(nnx.split(create(k))[1]))

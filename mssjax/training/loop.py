@@ -167,8 +167,9 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, *,
     config: the experiment config.
     key: a `jax.random.key` for the initialisation.
     stats_batches: optional batches whose input statistics initialise the
-      model's input normalisation (its ``input_mean`` and ``input_scale``;
-      unused by a model without them).
+      model's input normalisation (its ``input_mean`` and ``input_scale``,
+      ``[..., n_bins]``: each row gets the same statistics; unused by a model
+      without them).
   """
   spec = models.model_spec(config)
   params = spec.init(key)
@@ -176,7 +177,9 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, *,
     n_fft, hop_length = models.stft_settings(config)
     mean, scale = input_statistics(stats_batches, n_fft=n_fft, hop_length=hop_length,
                                    n_bins=models.model_bins(config))
-    params = {**params, "input_mean": jnp.asarray(mean), "input_scale": jnp.asarray(scale)}
+    # [n_bins], or one row per network where a model stacks several (Open-Unmix's per-target networks)
+    params = {**params, "input_mean": jnp.broadcast_to(mean, params["input_mean"].shape),
+              "input_scale": jnp.broadcast_to(scale, params["input_scale"].shape)}
   tx = make_optimizer(config).tx
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     graphdef=spec.graphdef, tx=tx, loss=loss_spec(config))
