@@ -114,14 +114,20 @@ def _quiet(parser: argparse.ArgumentParser) -> None:
 
 
 def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) -> ConfigDict:
-  """The config of the separator named by ``method``: ``--set method=``, else the file's, else unet's.
+  """The config of the separator named by ``method``: ``--set method=``, else the file's, else the network's.
 
   A separator's config holds its name as ``method`` (`mssjax.separators.default_config`), so
-  ``--config configs/hpss_repet.py`` chooses hpss_repet.
+  ``--config configs/hpss_repet.py`` chooses hpss_repet. Where no method is named, a
+  ``--checkpoint`` or ``--set weights=`` names the network, whose architecture (``unet``, ``umx``...)
+  is then the method; otherwise the default, the pretrained ``unet``.
   """
   from mssjax import separators  # pylint: disable=import-outside-toplevel  # jax loads only when needed
-  method = assignments.get("method") or (file.method if file is not None and "method" in file else DEFAULT_METHOD)
-  return separators.make_config(method, file)
+  from mssjax.separators import network  # pylint: disable=import-outside-toplevel
+  method = assignments.get("method") or (file.method if file is not None and "method" in file else None)
+  if method is None and (assignments.get("checkpoint") or assignments.get("weights")):
+    method = network.stored_architecture(checkpoint=assignments.get("checkpoint") or "",
+                                         weights_file=assignments.get("weights") or "")
+  return separators.make_config(method or DEFAULT_METHOD, file)
 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,10 +189,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, config: ConfigDict) -> int:
   """Writes the module and its JSON, then the ONNX files asked for."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
   from mssjax.deploy import export  # pylint: disable=import-outside-toplevel
   _require(args.out, "-o OUT (the module file)")
   platforms = export.check_platforms(list(config.platforms))
-  if (args.onnx or args.onnx_separator) and config.method != "unet":
+  if (args.onnx or args.onnx_separator) and config.method not in separators.network_names():
     raise ParameterError(f"--onnx and --onnx-separator convert the network; method={config.method!r} has none")
   method_config = ConfigDict({key: value for key, value in config.items() if key != "platforms"})
   result = export.export_separator(config.method, args.out, config=method_config, platforms=platforms)

@@ -233,7 +233,7 @@ def test_export_round_trips(workdir, songs, tmp_path):
   assert document["targets"] == list(umx_tiny.get_config().targets)
   (mixture,), rate = audio.read(next((songs / "test").iterdir()) / "mixture.wav")
   stems = exported.load(module).separate(mixture, sample_rate=rate)
-  ours = separate.separate_array(separators.get("unet", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
+  ours = separate.separate_array(separators.get("umx", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
   for target, stem in ours.items():
     np.testing.assert_allclose(stems[target], stem, atol=1e-5)
 

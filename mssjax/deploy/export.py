@@ -216,6 +216,14 @@ def _network(separator: Separator) -> Network:
   return separator.network
 
 
+def _network_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None) -> Separator:
+  """The network separator a config names (its ``method``, ``"unet"`` where it names none)."""
+  method = (config.get("method") if config is not None else None) or "unet"
+  if method not in separators.network_names():
+    raise ParameterError(f"method={method!r} is not a network: ONNX converts one of {separators.network_names()}")
+  return separators.get(method, config)
+
+
 def mask_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
   """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants."""
   graphdef = _network(separator).graphdef
@@ -265,7 +273,7 @@ def export_masks_onnx(path: str | pathlib.Path, *,
       differs by more than `ONNX_TOLERANCE`.
   """
   jax2onnx, onnx = _onnx_modules()
-  separator = separators.get("unet", config)
+  separator = _network_separator(config)
   network = _network(separator)
   chunk, _ = _fixed_chunk(separator)
   shape = (1, 2, 1 + network.n_fft // 2, spectral.n_frames_for(chunk, n_fft=network.n_fft,
@@ -355,7 +363,7 @@ def export_separator_onnx(path: str | pathlib.Path, *,
       Wiener filter, or a check that differs by more than `ONNX_TOLERANCE`.
   """
   jax2onnx, onnx = _onnx_modules()
-  separator = separators.get("unet", config)
+  separator = _network_separator(config)
   chunk, _ = _fixed_chunk(separator)
   fn = real_chunk_function(separator, chunk)
   with _quiet_logger("jax2onnx"):

@@ -47,7 +47,7 @@ from mssjax.separators.base import Network, Separator
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
 from mssjax.separators.oracles import ORACLES
 
-__all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "get", "make_config",
+__all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "network_names", "get", "make_config",
            "default_config", "hpss_repet_config", "nmf_config", "bass_ownership"]
 
 
@@ -72,6 +72,11 @@ REGISTRY: dict[str, Entry] = {
 def names() -> list[str]:
   """The registered separator names."""
   return list(REGISTRY)
+
+
+def network_names() -> list[str]:
+  """The separators that are trained networks: one per architecture of `mssjax.models`."""
+  return models.names()
 
 
 def default_config(name: str) -> ml_collections.ConfigDict:

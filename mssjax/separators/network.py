@@ -240,6 +240,17 @@ def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, di
   return stored.config, weights.unflatten(stored.params, like, path=path)
 
 
+def stored_architecture(*, checkpoint: str = "", weights_file: str = "") -> str:
+  """The architecture (``config.model.name``) of a training workdir or a weights file, read without loading it.
+
+  Raises:
+    CheckpointError: not a workdir or weights file.
+  """
+  from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
+  config = checkpoints.read_config(checkpoint) if checkpoint else weights.read(weights_file).config
+  return str(config.model.name)
+
+
 def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
   """The ``unet`` network its separator config names (`named_network`)."""
   return named_network("unet", config)
