@@ -28,7 +28,10 @@ builder:
   (`mssjax.separators.oracles`), for any targets (``config.targets``);
 - ``unet``: a trained network (`mssjax.separators.network`): the pretrained
   one installed with the package, a training workdir (``checkpoint``) or a
-  weights file (``weights``); its targets are those it was trained on.
+  weights file (``weights``); its targets are those it was trained on;
+- ``ensemble``: several of the above run on each chunk, their estimates
+  averaged per target with weights (`mssjax.separators.ensemble`); its config
+  lists its members' configs, so it is checked by its own ``make_config``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import ml_collections
 
 from mssjax import config as config_lib
 from mssjax.errors import check_choice
-from mssjax.separators import classical, network, oracles
+from mssjax.separators import classical, ensemble, network, oracles
 from mssjax.separators.base import Network, Separator
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
 from mssjax.separators.oracles import ORACLES
@@ -49,10 +52,19 @@ __all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "get
 
 
 class Entry(NamedTuple):
-  """A registered separator: its default config and how it is built from a (checked) config."""
+  """A registered separator: its default config and how it is built from a (checked) config.
+
+  Attributes:
+    default_config: its default config.
+    build: the separator from a checked config.
+    make_config: ``(config or overrides or None, default) -> checked locked config``, for a
+      separator whose config does not have fixed keys (the ensemble's members); None: the keys
+      are the default's (`make_config`).
+  """
 
   default_config: Callable[[], ml_collections.ConfigDict]
   build: Callable[[ml_collections.ConfigDict], Separator]
+  make_config: Callable[[Any, ml_collections.ConfigDict], ml_collections.ConfigDict] | None = None
 
 
 REGISTRY: dict[str, Entry] = {
@@ -62,6 +74,9 @@ REGISTRY: dict[str, Entry] = {
                    lambda config, name=name: oracles.build_oracle(name, config)) for name in ORACLES},
     "mixture": Entry(oracles.mixture_config, lambda config: oracles.build_mixture("mixture", config)),
     "unet": Entry(network.unet_config, network.unet_separator),
+    "ensemble": Entry(ensemble.ensemble_config,
+                      lambda config: ensemble.build(config, get, make_config, names()),
+                      lambda config, default: ensemble.make_ensemble_config(config, default, make_config)),
 }
 
 
@@ -97,6 +112,8 @@ def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any]
       (the message lists the valid ones).
   """
   default = default_config(name)
+  if REGISTRY[name].make_config is not None:
+    return REGISTRY[name].make_config(config, default)
   what = f"{name} config"
   if isinstance(config, ml_collections.ConfigDict):
     config_lib.check_same_keys(config, default, what=what)
