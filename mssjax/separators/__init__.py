@@ -45,10 +45,11 @@ from mssjax.errors import check_choice
 from mssjax.separators import classical, ensemble, network, oracles
 from mssjax.separators.base import Network, Separator
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
+from mssjax.separators.ensemble import ensemble_config
 from mssjax.separators.oracles import ORACLES
 
 __all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "get", "make_config",
-           "default_config", "hpss_repet_config", "nmf_config", "bass_ownership"]
+           "default_config", "hpss_repet_config", "nmf_config", "ensemble_config", "bass_ownership"]
 
 
 class Entry(NamedTuple):

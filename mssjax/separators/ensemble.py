@@ -68,7 +68,7 @@ from ml_collections import config_dict
 from mssjax import TARGETS, spectral
 from mssjax import config as config_lib
 from mssjax.errors import ParameterError, check_choice, check_finite
-from mssjax.separators import classical
+from mssjax.separators import classical, network
 from mssjax.separators.base import Separator
 
 __all__ = ["AVERAGES", "ensemble_config", "make_ensemble_config", "build"]
@@ -96,8 +96,7 @@ def ensemble_config(member_configs: Mapping[str, ConfigDict] | None = None) -> C
     member_configs: the members (default: ``unet`` and ``hpss_repet``, their default configs).
   """
   if member_configs is None:
-    from mssjax import separators  # pylint: disable=import-outside-toplevel  # the registry imports this module
-    member_configs = {name: separators.default_config(name) for name in ("unet", "hpss_repet")}
+    member_configs = {"unet": network.unet_config(), "hpss_repet": classical.hpss_repet_config()}
   config = ConfigDict()
   config.method = "ensemble"
   config.members = tuple(member_configs)
@@ -240,7 +239,10 @@ def build(config: ConfigDict, get: Callable[[str, ConfigDict], Separator], make_
   members = {}
   for label in labels:
     member_config = _member_config(config, label, make_config, names)
-    members[label] = get(member_config.method, member_config)
+    try:
+      members[label] = get(member_config.method, member_config)
+    except ParameterError as e:
+      raise ParameterError(f"ensemble member {label!r} ({member_config.method}): {e}") from e
   sample_rate, targets = _common(members)
   weights = jnp.asarray(_weights(config, labels, targets))
   chunk, overlap = _chunking(config, members)
