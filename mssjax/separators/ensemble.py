@@ -15,10 +15,10 @@ A member label without an entry in ``member_configs`` must be a separator
 name, and takes that separator's default config; entries of ``member_configs``
 that ``members`` does not name are not built (so ``--set members=unet`` leaves
 one member, as evaluate.py's ``methods`` picks from ``separators``). On the
-command line: ``--set members.unet.weights=FILE`` is not a key, but
-``--set member_configs.unet.weights=FILE``, ``--set weights.vocals=0.7,0.3``
-and ``--set average=magnitude`` are; a member list of another shape is a
-config file (``--config FILE``).
+command line ``--set member_configs.unet.weights=FILE``, ``--set
+weights.vocals=0.7,0.3`` and ``--set average=magnitude`` change the config;
+members of other labels or separators need a config file (``--config FILE``):
+``--set`` changes keys, it never adds one.
 
 Rules (each checked when the ensemble is built, as one `ParameterError`):
 
@@ -159,7 +159,7 @@ def _labels(config: ConfigDict) -> tuple[str, ...]:
   members = config.members
   if isinstance(members, str) or not isinstance(members, (tuple, list)) or not members or \
       not all(isinstance(m, str) and m for m in members):
-    raise ParameterError(f"members={members!r} must name at least one member")
+    raise ParameterError(f"members={members!r} must be a non-empty tuple of member labels")
   if len(set(members)) != len(members):
     raise ParameterError(f"members={tuple(members)!r} names a member twice")
   return tuple(members)
