@@ -1,8 +1,8 @@
 """Does an ensemble beat its best member? The pretrained unet, hpss_repet and their ensembles on real music.
 
 Run (from the repository root):
-  python benchmarks/ensembles.py                       # the 40 MUSDB18 7 s test previews
-  python benchmarks/ensembles.py --tracks 10 --workdir outputs/ensembles_10
+  python benchmarks/ensembles.py --tracks 20 --workdir outputs/ensembles_20   # the README's table
+  python benchmarks/ensembles.py                                            # all 40 MUSDB18 7 s test previews
 
 Evaluates with evaluate.py's loop (`mssjax.evaluation.loop.evaluate`, the
 config of ``configs/evaluate.py``: BSSEval v4, 1 s windows and hops, median
