@@ -29,7 +29,10 @@ builder:
 - one per network architecture of `mssjax.models` (``unet``, ...): a trained
   network (`mssjax.separators.network`): the pretrained one installed with the
   package, a training workdir (``checkpoint``) or a weights file
-  (``weights``); its targets are those it was trained on.
+  (``weights``); its targets are those it was trained on;
+- ``ensemble``: several of the above run on each chunk, their estimates
+  averaged per target with weights (`mssjax.separators.ensemble`); its config
+  lists its members' configs, so it is checked by its own ``make_config``.
 """
 
 from __future__ import annotations
@@ -42,20 +45,30 @@ import ml_collections
 from mssjax import config as config_lib
 from mssjax import models
 from mssjax.errors import check_choice
-from mssjax.separators import classical, network, oracles
+from mssjax.separators import classical, ensemble, network, oracles
 from mssjax.separators.base import Network, Separator
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
+from mssjax.separators.ensemble import ensemble_config
 from mssjax.separators.oracles import ORACLES
 
 __all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "network_names", "get", "make_config",
-           "default_config", "hpss_repet_config", "nmf_config", "bass_ownership"]
+           "default_config", "hpss_repet_config", "nmf_config", "ensemble_config", "bass_ownership"]
 
 
 class Entry(NamedTuple):
-  """A registered separator: its default config and how it is built from a (checked) config."""
+  """A registered separator: its default config and how it is built from a (checked) config.
+
+  Attributes:
+    default_config: its default config.
+    build: the separator from a checked config.
+    make_config: ``(config or overrides or None, default) -> checked locked config``, for a
+      separator whose config does not have fixed keys (the ensemble's members); None: the keys
+      are the default's (`make_config`).
+  """
 
   default_config: Callable[[], ml_collections.ConfigDict]
   build: Callable[[ml_collections.ConfigDict], Separator]
+  make_config: Callable[[Any, ml_collections.ConfigDict], ml_collections.ConfigDict] | None = None
 
 
 REGISTRY: dict[str, Entry] = {
@@ -66,6 +79,9 @@ REGISTRY: dict[str, Entry] = {
     "mixture": Entry(oracles.mixture_config, lambda config: oracles.build_mixture("mixture", config)),
     **{name: Entry(functools.partial(network.network_config, name), functools.partial(network.named_network, name))
        for name in models.names()},
+    "ensemble": Entry(ensemble.ensemble_config,
+                      lambda config: ensemble.build(config, get, make_config, names()),
+                      lambda config, default: ensemble.make_ensemble_config(config, default, make_config)),
 }
 
 
@@ -106,6 +122,8 @@ def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any]
       (the message lists the valid ones).
   """
   default = default_config(name)
+  if REGISTRY[name].make_config is not None:
+    return REGISTRY[name].make_config(config, default)
   what = f"{name} config"
   if isinstance(config, ml_collections.ConfigDict):
     config_lib.check_same_keys(config, default, what=what)
