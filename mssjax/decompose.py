@@ -41,9 +41,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mssjax import spectral
-from mssjax.errors import ParameterError, check_choice, check_finite, check_positive_int
+from mssjax.errors import ParameterError, check_choice, check_finite, check_memory, check_positive_int
 
-__all__ = ["median_filter", "hpss", "nn_median", "repet_sim", "nmf", "beta_divergence"]
+__all__ = ["median_filter", "hpss", "nn_median", "repet_sim", "nmf", "nmf_memory", "beta_divergence"]
 
 
 # ----------------------------------------------------------------------------
@@ -590,6 +590,16 @@ def _check_factor(F, name, shape, dtype):
   return F
 
 
+def nmf_memory(*, n_bins: int, n_frames: int, n_components: int, n_problems: int = 1, itemsize: int = 4) -> int:
+  """Bytes `nmf` holds at once (an estimate from shapes): the factors, their products and ``W.T @ W``.
+
+  The ``r x r`` Gram matrix of the Euclidean updates makes it grow with the
+  square of the rank: 100000 components need 80 GB whatever the spectrogram.
+  """
+  r = n_components
+  return itemsize * n_problems * (2 * r * r + 4 * r * (n_bins + n_frames) + 4 * n_bins * n_frames)
+
+
 def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200, W: ArrayLike | None = None,
         H: ArrayLike | None = None, update_W: bool = True, update_H: bool = True,
         key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -616,6 +626,10 @@ def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200
 
   Returns:
     ``(W, H)``: ``[..., n_bins, r]`` and ``[..., r, n_frames]``.
+
+  Raises:
+    ParameterError: bad settings, or a rank whose memory (`nmf_memory`)
+      exceeds what the machine has available.
   """
   V = _check_spectrogram(V, "V")
   if jnp.issubdtype(V.dtype, jnp.complexfloating):
@@ -623,6 +637,9 @@ def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200
   if _is_concrete(V) and bool(jnp.any(V < 0)):
     raise ParameterError("V must be non-negative")
   check_positive_int("n_components", n_components)
+  check_memory(f"n_components={n_components!r}", nmf_memory(
+      n_bins=V.shape[-2], n_frames=V.shape[-1], n_components=n_components,
+      n_problems=math.prod(V.shape[:-2]), itemsize=V.dtype.itemsize))
   if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
     raise ParameterError(f"n_iter={n_iter!r} must be a non-negative integer")
   check_finite("beta", beta)
