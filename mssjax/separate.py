@@ -99,15 +99,20 @@ def chunk_samples(separator: Separator, n_samples: int | None = None) -> tuple[i
   Args:
     separator: the separator (its ``chunk_seconds`` and ``overlap_seconds``).
     n_samples: the song's length at the separator's rate; a separator whose
-      ``chunk_seconds`` is None takes it whole (one chunk, no overlap).
+      ``chunk_seconds`` is None takes it whole (one chunk, no overlap), and
+      a chunk longer than the song is the song (memory grows with the chunk:
+      ``chunk_seconds=1e9`` would be 321 TiB of padding).
   """
   if separator.chunk_seconds is None:
     if n_samples is None:
       raise ParameterError(f"separator {separator.name!r} has no fixed chunk (chunk_seconds=None): "
                            "set chunk_seconds")
     return max(int(n_samples), 1), 0
-  return check_chunking(chunk_seconds=separator.chunk_seconds, overlap_seconds=separator.overlap_seconds,
-                        sample_rate=separator.sample_rate)
+  chunk, overlap = check_chunking(chunk_seconds=separator.chunk_seconds, overlap_seconds=separator.overlap_seconds,
+                                  sample_rate=separator.sample_rate)
+  if n_samples is not None and chunk > n_samples:
+    return max(int(n_samples), 1), 0
+  return chunk, overlap
 
 
 def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.ndarray, *, chunk_samples: int,

@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import hypothesis
+import jax
+import jax.extend
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -482,3 +484,68 @@ def test_an_early_failure_leaves_no_folder(tmp_path, capsys, monkeypatch):
   assert capsys.readouterr().err.splitlines() == [f"error: {song}: out of memory while separating"] * 2 + \
       ["2 of 2 songs failed"]
   assert not (tmp_path / "out").exists()
+
+
+# --- 8: settings whose memory grows with their value -------------------------------------------------
+
+
+def test_check_memory_names_the_setting(monkeypatch):
+  from mssjax import errors  # pylint: disable=import-outside-toplevel
+  assert errors.available_memory() > 0
+  monkeypatch.setattr(errors, "available_memory", lambda: 8 * 2**30)
+  errors.check_memory("shifts=4", 2**30)
+  with pytest.raises(ParameterError, match=r"^shifts=1000 needs about 45\.0 GiB of memory; 8\.0 GiB are available"):
+    errors.check_memory("shifts=1000", 45 * 2**30)
+
+
+@pytest.mark.timeout(60)
+def test_a_rank_the_machine_cannot_hold_is_one_line_before_any_work(song, tmp_path, capsys, monkeypatch):
+  # `--set nmf.n_components=100000` allocated 43 GB and died with a traceback. The available memory is
+  # pinned, so the test never allocates, whatever the machine.
+  from mssjax import decompose, errors  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(errors, "available_memory", lambda: 16 * 2**30)
+  code = main(["separate", str(song), "--method", "nmf", "--set", "nmf.n_components=100000", "-o",
+               str(tmp_path / "out"), "--quiet"])
+  err = capsys.readouterr().err
+  assert code != 0 and err.count("error:") == 1 and "Traceback" not in err
+  assert "nmf.n_components=100000 needs about 77.6 GiB of memory; 16.0 GiB are available" in err
+  with pytest.raises(ParameterError, match="n_components=100000 needs about"):
+    decompose.nmf(np.ones((2049, 130), np.float32), n_components=100000, key=jax.random.PRNGKey(0))
+
+
+def test_a_chunk_longer_than_the_song_is_the_song():
+  # `--method hpss_repet --chunk-seconds 1e9` asked for 321 TiB, `3600` on a 3 s song for 4 GB of padding.
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  n = 3 * 44100
+  for seconds in (1e9, 3600.0):
+    separator = separators.get("hpss_repet", {"chunk_seconds": seconds})
+    assert separate.chunk_samples(separator, n) == (n, 0)
+  assert separate.chunk_samples(separators.get("hpss_repet"), 3600 * 44100) == (30 * 44100, 44100)
+
+
+def _largest_array(jaxpr):
+  """Elements of the largest array a jaxpr (or any jaxpr inside it) makes."""
+  sizes = [0]
+  for eqn in jaxpr.eqns:
+    sizes += [int(np.prod(v.aval.shape)) for v in eqn.outvars if hasattr(v.aval, "shape")]
+    for param in eqn.params.values():
+      for inner in param if isinstance(param, (tuple, list)) else (param,):
+        if isinstance(inner, (jax.extend.core.Jaxpr, jax.extend.core.ClosedJaxpr)):
+          sizes.append(_largest_array(getattr(inner, "jaxpr", inner)))
+  return max(sizes)
+
+
+def test_shifts_run_one_pass_at_a_time():
+  # `--set shifts=1000` ran every pass in one batch: a 45 GB allocation. Now the largest array is that of
+  # one pass, whatever the number of passes (traced only: nothing is compiled or run).
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  from mssjax.separators import network  # pylint: disable=import-outside-toplevel
+  unet = separators.get("unet")
+  net = unet.network
+  x = np.zeros((1, 2, 3 * net.hop_length + 100), np.float32)
+
+  def largest(shifts):
+    return _largest_array(jax.make_jaxpr(lambda p, x: network.separate_with_params(
+        net.graphdef, p, x, n_fft=net.n_fft, hop_length=net.hop_length, shifts=shifts))(unet.params, x).jaxpr)
+
+  assert largest(1000) == largest(2)

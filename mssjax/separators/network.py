@@ -127,29 +127,39 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
 
   A waveform model's output is used as it is (with ``wiener_iterations``, it
   seeds the Wiener filter through its STFT); a spectral model's masked STFT
-  goes through the iSTFT. With ``shifts > 1`` or ``channel_swap`` the
-  estimate is the mean of several passes of the network (test-time
-  averaging, as Demucs' "shift trick"): the mixture delayed by
-  ``k * hop_length / shifts`` samples for ``k < shifts`` (so every pass sees
-  the audio on another STFT frame grid), each also with its channels swapped
-  where ``channel_swap``; every pass's estimate is moved back (and swapped
-  back) before averaging. All passes run as one batch.
+  goes through the iSTFT. With ``shifts > 1`` or ``channel_swap`` the estimate is the mean of several
+  passes of the network (test-time averaging, as Demucs' "shift trick"):
+  the mixture delayed by ``k * hop_length / shifts`` samples for ``k < shifts``
+  (so every pass sees the audio on another STFT frame grid), each also with
+  its channels swapped where ``channel_swap``; every pass's estimate is moved
+  back (and swapped back) before averaging. The passes run one after the
+  other in a `jax.lax.scan`, so memory is that of one pass whatever
+  ``shifts`` is (1000 passes in one batch asked for 45 GB, issue #36).
   """
   n = mixture.shape[-1]
   if shifts == 1 and not channel_swap:
     return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations)
-  offsets = [round(k * hop_length / shifts) for k in range(shifts)]
-  passes = [jnp.pad(mixture, ((0, 0), (0, 0), (o, hop_length - o))) for o in offsets]
-  if channel_swap:
-    passes += [x[:, ::-1] for x in passes]
-  batch = mixture.shape[0]
-  out = _one_pass(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
-                  wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
-  out = out.reshape((len(passes), batch) + out.shape[1:])
-  if channel_swap:
-    out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])
-  unshifted = [out[i, ..., o:o + n] for i, o in enumerate(offsets * (2 if channel_swap else 1))]
-  return sum(unshifted) / len(unshifted)
+  offsets = [round(k * hop_length / shifts) for k in range(shifts)] * (2 if channel_swap else 1)
+  swaps = [False] * shifts + [True] * (len(offsets) - shifts)
+  padded = jnp.zeros(mixture.shape[:-1] + (n + hop_length,), mixture.dtype)
+  graphdef, state = nnx.split(model)
+  state = nnx.to_pure_dict(state)  # a module cannot cross into the scan's trace; its arrays can
+
+  def separate(x):  # [batch, C, n + hop] -> [batch, targets, C, n + hop]
+    return _one_pass(nnx.merge(graphdef, state), x, n_fft=n_fft, hop_length=hop_length,
+                     wiener_iterations=wiener_iterations)
+
+  def one_pass(total, offset_swap):
+    offset, swap = offset_swap
+    x = jax.lax.dynamic_update_slice_in_dim(padded, mixture, offset, axis=-1)
+    out = separate(jnp.where(swap, x[:, ::-1], x))
+    out = jnp.where(swap, out[:, :, ::-1], out)
+    return total + jax.lax.dynamic_slice_in_dim(out, offset, n, axis=-1), None
+
+  n_targets = jax.eval_shape(separate, padded).shape[1]
+  total = jnp.zeros((mixture.shape[0], n_targets) + mixture.shape[1:], jnp.float32)
+  total, _ = jax.lax.scan(one_pass, total, (jnp.asarray(offsets), jnp.asarray(swaps)))
+  return total / len(offsets)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations", "shifts",

@@ -7,7 +7,7 @@ import html
 import os
 import pathlib
 import urllib.parse
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from mssjax import TARGETS, audio, fileio
 from mssjax.metrics import store
@@ -93,7 +93,8 @@ def _spectrograms(report_dir, track, methods):
 
 
 def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: str = "test",
-                 tracks: Sequence[str] = (), failures: Sequence[dict[str, Any]] = ()) -> pathlib.Path:
+                 tracks: Sequence[str] = (), failures: Sequence[dict[str, Any]] = (),
+                 scored_tracks: Collection[str] | None = None) -> pathlib.Path:
   """Writes ``DIR/report/index.html`` with the table, figures and audio players.
 
   Args:
@@ -103,14 +104,16 @@ def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
     subset: the subset evaluated.
     tracks: names of the tracks shown with audio players and spectrograms.
     failures: ``[{method, track, error}]`` listed on the page.
+    scored_tracks: the tracks whose results the table and figures count (the
+      run's); None: every result in the workdir.
 
   Returns:
     the path of index.html. The page and every figure are written atomically
     (`mssjax.fileio`).
   """
   report_dir = pathlib.Path(workdir) / "report"
-  rows = store.load_scores(workdir, methods, subset)
-  table = store.table_rows(workdir, methods, subset)
+  rows = store.load_scores(workdir, methods, subset, tracks=scored_tracks)
+  table = store.table_rows(workdir, methods, subset, tracks=scored_tracks)
   body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
           "<p>BSSEval v4 (museval-compatible), 1 s windows; median over frames, then over tracks "
           "(SiSEC 2018). Time: seconds of separation per second of audio.</p>"]
