@@ -453,7 +453,7 @@ def test_a_later_run_removes_what_a_killed_one_left(tmp_path):
   audio.save(song, np.full((2, 4410), 0.1, np.float32))
   gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                         check=True).stdout.strip()
-  stale, running = tmp_path / "out" / f".song.partial-{gone}-abc123", tmp_path / "out" / f".x.partial-1-def456"
+  stale, running = tmp_path / "out" / f".song.partial-{gone}-abc123", tmp_path / "out" / ".x.partial-1-def456"
   for folder in (stale, running, tmp_path / "out" / "song"):
     folder.mkdir(parents=True)
     (folder / "vocals.wav").write_bytes(b"half")
