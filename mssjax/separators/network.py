@@ -67,8 +67,8 @@ def unet_config() -> ml_collections.ConfigDict:
   return config
 
 
-def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0
-                          ) -> jax.Array:
+def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0,
+                          precision: str = "float32") -> jax.Array:
   """Complex target spectrograms from a mixture STFT.
 
   Args:
@@ -78,11 +78,13 @@ def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_
     wiener_iterations: 0 for the masked mixture; otherwise the EM
       iterations of the multichannel Wiener filter, started from the
       estimates' magnitudes.
+    precision: the network's compute dtype (`mssjax.models.PRECISIONS`); the
+      masks and the filter run in float32.
 
   Returns:
     complex ``[batch, n_targets, channels, bins, frames]``.
   """
-  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft)
+  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft, precision=precision)
   if not wiener_iterations:
     return estimates
   return _wiener(magnitudes, mixture_stft, wiener_iterations)
@@ -95,11 +97,11 @@ def _wiener(magnitudes: jax.Array, mixture_stft: jax.Array, iterations: int) -> 
 
 
 def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-              wiener_iterations: int) -> jax.Array:
+              wiener_iterations: int, precision: str) -> jax.Array:
   """One pass of the network: waveforms ``[batch, n_targets, channels, n]``."""
   n = mixture.shape[-1]
   if models.domain_of(model) == "waveform":
-    waves = model(mixture)
+    waves = models.call_model(model, mixture, precision)
     if not wiener_iterations:
       return waves
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
@@ -107,12 +109,13 @@ def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: 
     estimates = _wiener(magnitudes, mixture_stft, wiener_iterations)
   else:
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
+    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations, precision=precision)
   return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
 
 
 def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False) -> jax.Array:
+                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False,
+                       precision: str = "float32") -> jax.Array:
   """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``.
 
   A waveform model's output is used as it is (with ``wiener_iterations``, it
@@ -123,18 +126,21 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
   ``k * hop_length / shifts`` samples for ``k < shifts`` (so every pass sees
   the audio on another STFT frame grid), each also with its channels swapped
   where ``channel_swap``; every pass's estimate is moved back (and swapped
-  back) before averaging. All passes run as one batch.
+  back) before averaging. All passes run as one batch. ``precision`` is the
+  network's compute dtype (`mssjax.models.PRECISIONS`, its parameters already
+  cast); the STFT, the masks and the iSTFT run in float32.
   """
   n = mixture.shape[-1]
   if shifts == 1 and not channel_swap:
-    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations)
+    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations,
+                     precision=precision)
   offsets = [round(k * hop_length / shifts) for k in range(shifts)]
   passes = [jnp.pad(mixture, ((0, 0), (0, 0), (o, hop_length - o))) for o in offsets]
   if channel_swap:
     passes += [x[:, ::-1] for x in passes]
   batch = mixture.shape[0]
   out = _one_pass(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
-                  wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
+                  wiener_iterations=wiener_iterations, precision=precision)     # [passes * batch, targets, C, n + hop]
   out = out.reshape((len(passes), batch) + out.shape[1:])
   if channel_swap:
     out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])
@@ -143,14 +149,19 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations", "shifts",
-                                             "channel_swap"))
+                                             "channel_swap", "precision"))
 def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Array, *, n_fft: int,
                          hop_length: int, wiener_iterations: int = 0, shifts: int = 1,
-                         channel_swap: bool = False) -> jax.Array:
-  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled)."""
-  model = nnx.merge(graphdef, params)
+                         channel_swap: bool = False, precision: str = "float32") -> jax.Array:
+  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled).
+
+  ``precision`` (`mssjax.models.PRECISIONS`): the network computes from a copy of
+  ``params`` cast to it, as training's validation does with ``config.precision``.
+  """
+  model = nnx.merge(graphdef, models.cast_params(params, precision))
   return separate_waveforms(model, mixture, n_fft=n_fft, hop_length=hop_length,
-                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap)
+                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap,
+                            precision=precision)
 
 
 def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[str, Any],
