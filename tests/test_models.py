@@ -134,7 +134,7 @@ def test_wrong_input_shape():
 def test_registry_by_name():
   config = ml_collections.ConfigDict(dict(name="unet", audio_channels=2, features=(4,),
                                           kernel_size=(3, 3), up_kernel_size=(3, 3), lstm_hidden=4,
-                                          mask_activation="softmax"))
+                                          mask_activation="softmax", remat=False))
   assert isinstance(models.get_model(config, n_bins=8, n_targets=4), UNet)
   assert "unet" in models.names()
   config.name = "transformer"

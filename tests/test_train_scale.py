@@ -35,6 +35,12 @@ def tiny_config(**changes):
   return config
 
 
+def scaled_config():
+  """The tiny config in bfloat16 with 2 micro-batches per update (one compiled train step for the tests)."""
+  return tiny_config(precision="bfloat16", num_train_steps=4, checkpoint_every=2, eval_every=4,
+                     **{"optim.accumulate_steps": 2})
+
+
 @pytest.fixture(scope="module")
 def batch():
   """One training batch of the tiny config (2 examples of 0.25 s)."""
@@ -74,18 +80,21 @@ def test_bfloat16_computes_the_network_in_bfloat16_and_the_signal_processing_in_
 
 def test_bfloat16_loss_is_near_float32_and_its_training_lowers_it(batch):
   """From float32 parameters: the bfloat16 loss within BFLOAT16_LOSS_RTOL of float32's, float32 finite gradients
-  (their norm is finite), float32 parameters after the update, and four steps lower the loss."""
-  config = tiny_config(precision="bfloat16")
+  (their norm is finite), float32 parameters after the updates, and four updates lower the loss."""
+  config = scaled_config()
+  mesh = train_lib.make_mesh()
   state = train_lib.create_train_state(config, jax.random.key(0), stats_batches=[batch])
   float32_loss = float(train_lib.loss_of(state.replace(loss=train_lib.loss_spec(tiny_config())), batch))
   grads = jax.eval_shape(jax.grad(lambda p: train_lib.compute_loss(state.graphdef, p, batch, state.loss)),
                          state.params)
   assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype("float32")}
-  losses = []
-  for i in range(4):
-    state, metrics = train_lib.train_step(state, batch, jax.random.key(i))
+  state = train_lib.replicate(state, mesh)  # as training places it: the program of the resume test below
+  step, losses = train_lib.parallel_train_step(mesh), []
+  for i in range(2 * config.num_train_steps):
+    state, metrics = step(state, train_lib.shard_batch(batch, mesh), jax.random.key(i))
     losses.append(float(metrics["loss"]))
     assert np.isfinite(float(metrics["grad_norm"])) and bool(metrics["params_finite"])
+  assert int(state.step) == config.num_train_steps
   assert losses[0] != float32_loss
   np.testing.assert_allclose(losses[0], float32_loss, rtol=BFLOAT16_LOSS_RTOL)
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype("float32")}
@@ -159,8 +168,7 @@ def test_remat_gives_the_same_loss_and_gradients(batch):
 def test_accumulation_and_bfloat16_resume_exactly(tmp_path, monkeypatch):
   """Killed in the middle of update 3's accumulation (micro-batch 6; last checkpoint: update 2), then resumed:
   update 4 equals the uninterrupted run. Steps, checkpoints and validation count optimiser updates."""
-  config = tiny_config(precision="bfloat16", num_train_steps=4, checkpoint_every=2, eval_every=4,
-                       **{"optim.accumulate_steps": 2})
+  config = scaled_config()
   uninterrupted = train_lib.train_and_evaluate(config, tmp_path / "whole")
   assert int(uninterrupted.step) == 4
   assert sorted(os.listdir(tmp_path / "whole" / "checkpoints")) == ["2", "4"]
@@ -230,11 +238,10 @@ EIGHT_DEVICES = textwrap.dedent("""
         new, metrics = step(new, train_lib.shard_batch(batch, mesh), jax.random.key(i))
       assert int(new.step) == 1 and len(new.params["head"]["kernel"].sharding.device_set) == n
       results[n] = (float(metrics["loss"]), float(metrics["grad_norm"]), jax.tree.map(np.asarray, new.params))
-    print("EIGHT_SCALE", results[1][:2], results[8][:2])
-    np.testing.assert_allclose(results[1][:2], results[8][:2], rtol={rtol})
-    diffs = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(results[1][2]), jax.tree.leaves(results[8][2]))]
-    print("EIGHT_SCALE_PARAMS", max(diffs))
-    assert max(diffs) <= {atol}, max(diffs)
+    # measured: equal losses, gradient norms 2.3e-3 apart (bfloat16 sums over other splits), equal parameters
+    np.testing.assert_allclose(results[1][0], results[8][0], rtol=1e-4)
+    np.testing.assert_allclose(results[1][1], results[8][1], rtol=2e-2)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), results[1][2], results[8][2])
     print("EIGHT_OK")
 """)
 
@@ -243,7 +250,7 @@ EIGHT_DEVICES = textwrap.dedent("""
 def test_accumulation_and_bfloat16_on_eight_devices_equal_one_device():
   """bfloat16 with 2 micro-batches of 8 split over 8 devices: the update one device makes."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  script = EIGHT_DEVICES.format(repo=str(REPO), rtol=1e-2, atol=1e-2)
+  script = EIGHT_DEVICES.format(repo=str(REPO))
   out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
                        timeout=600, check=False)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
