@@ -155,9 +155,9 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 def _lacks(config: ml_collections.ConfigDict, name: str) -> bool:
-  """Whether ``config`` should have the dotted field ``name`` (`UPGRADE_DEFAULTS`) and has not."""
+  """Whether ``config`` lacks the `UPGRADE_DEFAULTS` field ``name`` (training fields: only a training config)."""
   section, _, leaf = name.rpartition(".")
-  if name != "model.remat" and "optim" not in config:
+  if section != "model" and "optim" not in config:
     return False
   return leaf not in (config[section] if section else config)
 

@@ -140,7 +140,7 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
     passes += [x[:, ::-1] for x in passes]
   batch = mixture.shape[0]
   out = _one_pass(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
-                  wiener_iterations=wiener_iterations, precision=precision)     # [passes * batch, targets, C, n + hop]
+                  wiener_iterations=wiener_iterations, precision=precision)  # [passes * batch, targets, C, n + hop]
   out = out.reshape((len(passes), batch) + out.shape[1:])
   if channel_swap:
     out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])
