@@ -22,6 +22,7 @@ from flax import nnx
 
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
+from mssjax.models.precision import PRECISIONS, call_model, cast_params, compute_dtype
 from mssjax.models.umx import OpenUnmix
 from mssjax.models.unet import UNet, count_parameters
 
@@ -38,6 +39,7 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
       up_kernel_size=tuple(model_config.up_kernel_size),
       lstm_hidden=model_config.lstm_hidden,
       mask_activation=model_config.mask_activation,
+      remat=model_config.remat,
       rngs=rngs,
   )
 
@@ -101,12 +103,15 @@ def domain_of(model: nnx.Module) -> str:
   return domain
 
 
-def spectrogram_estimates(model: nnx.Module, mixture_stft: jax.Array) -> tuple[jax.Array, jax.Array]:
+def spectrogram_estimates(model: nnx.Module, mixture_stft: jax.Array, *, precision: str = "float32"
+                          ) -> tuple[jax.Array, jax.Array]:
   """The complex target spectrograms of a spectral model and their magnitudes.
 
   Args:
     model: a ``"magnitude"`` or ``"complex"`` model (`DOMAINS`).
     mixture_stft: complex ``[B, C, F, N]``.
+    precision: the model's compute dtype (`PRECISIONS`, through `call_model`);
+      the masks are applied in float32 whatever it is.
 
   Returns:
     ``(estimates, magnitudes)``: complex and real ``[B, T, C, F, N]``. A
@@ -116,10 +121,10 @@ def spectrogram_estimates(model: nnx.Module, mixture_stft: jax.Array) -> tuple[j
   domain = domain_of(model)
   if domain == "magnitude":
     magnitude = jnp.abs(mixture_stft)
-    masks = model(magnitude)
+    masks = call_model(model, magnitude, precision)
     return masks * mixture_stft[:, None], masks * magnitude[:, None]
   if domain == "complex":
-    estimates = model(mixture_stft) * mixture_stft[:, None]
+    estimates = call_model(model, mixture_stft, precision) * mixture_stft[:, None]
     return estimates, jnp.abs(estimates)
   raise ParameterError(f"{type(model).__name__} is a waveform model: it makes no masks")
 
@@ -129,16 +134,30 @@ def targets_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return check_targets(config.targets, what="config.targets")
 
 
+UPGRADE_DEFAULTS = (("model.remat", False), ("precision", "float32"), ("optim.accumulate_steps", 1))
+"""Fields added after configs were first stored, with the value that reproduces what older runs did
+(``precision`` and ``optim.accumulate_steps`` only in configs of training runs: those with ``optim``)."""
+
+
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """An experiment config stored before targets were data, in today's form (others unchanged).
+  """An experiment config stored by an older mssjax, in today's form (the same object where it is).
 
   Configs of weights files and workdirs written before ``config.targets``
   existed name no targets and hold ``model.n_targets`` (always 4): they get
   MUSDB18's four, `mssjax.TARGETS`, which is what such networks were trained on.
+  Fields added since (`UPGRADE_DEFAULTS`) get the value older runs used.
   """
-  if "targets" in config or "model" not in config:
+  if "model" not in config:
+    return config
+  missing = [(name, value) for name, value in UPGRADE_DEFAULTS if _lacks(config, name)]
+  if "targets" in config and not missing:
     return config
   config = ml_collections.ConfigDict(config.to_dict())
+  for name, value in missing:
+    section, _, leaf = name.rpartition(".")
+    (config[section] if section else config)[leaf] = value
+  if "targets" in config:
+    return config
   n_targets = config.model.get("n_targets", len(TARGETS))
   if n_targets != len(TARGETS):
     raise ParameterError(f"model.n_targets={n_targets}: a config without targets must have MUSDB18's "
@@ -147,6 +166,14 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     del config.model["n_targets"]
   config.targets = TARGETS
   return config
+
+
+def _lacks(config: ml_collections.ConfigDict, name: str) -> bool:
+  """Whether ``config`` lacks the `UPGRADE_DEFAULTS` field ``name`` (training fields: only a training config)."""
+  section, _, leaf = name.rpartition(".")
+  if section != "model" and "optim" not in config:
+    return False
+  return leaf not in (config[section] if section else config)
 
 
 def stft_settings(config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -214,5 +241,6 @@ def _model_spec(key: str) -> ModelSpec:
   return ModelSpec(graphdef, init.lower(jax.random.key(0)).compile(_QUICK_COMPILE), abstract, n_parameters)
 
 
-__all__ = ["DOMAINS", "MODELS", "MODEL_FIELDS", "domain_of", "spectrogram_estimates", "ModelSpec", "UNet", "count_parameters", "get_model", "model_bins",
+__all__ = ["DOMAINS", "MODELS", "MODEL_FIELDS", "PRECISIONS", "UPGRADE_DEFAULTS", "call_model", "cast_params",
+           "compute_dtype", "domain_of", "spectrogram_estimates", "ModelSpec", "UNet", "count_parameters", "get_model", "model_bins",
            "model_spec", "names", "stft_settings", "targets_of", "upgrade_config"]

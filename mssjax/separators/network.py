@@ -77,8 +77,8 @@ def network_config(name: str) -> ml_collections.ConfigDict:
   return config
 
 
-def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0
-                          ) -> jax.Array:
+def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0,
+                          precision: str = "float32") -> jax.Array:
   """Complex target spectrograms from a mixture STFT.
 
   Args:
@@ -88,11 +88,13 @@ def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_
     wiener_iterations: 0 for the masked mixture; otherwise the EM
       iterations of the multichannel Wiener filter, started from the
       estimates' magnitudes.
+    precision: the network's compute dtype (`mssjax.models.PRECISIONS`); the
+      masks and the filter run in float32.
 
   Returns:
     complex ``[batch, n_targets, channels, bins, frames]``.
   """
-  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft)
+  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft, precision=precision)
   if not wiener_iterations:
     return estimates
   return _wiener(magnitudes, mixture_stft, wiener_iterations)
@@ -105,11 +107,11 @@ def _wiener(magnitudes: jax.Array, mixture_stft: jax.Array, iterations: int) -> 
 
 
 def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-              wiener_iterations: int) -> jax.Array:
+              wiener_iterations: int, precision: str) -> jax.Array:
   """One pass of the network: waveforms ``[batch, n_targets, channels, n]``."""
   n = mixture.shape[-1]
   if models.domain_of(model) == "waveform":
-    waves = model(mixture)
+    waves = models.call_model(model, mixture, precision)
     if not wiener_iterations:
       return waves
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
@@ -117,12 +119,13 @@ def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: 
     estimates = _wiener(magnitudes, mixture_stft, wiener_iterations)
   else:
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
+    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations, precision=precision)
   return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
 
 
 def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False) -> jax.Array:
+                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False,
+                       precision: str = "float32") -> jax.Array:
   """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``.
 
   A waveform model's output is used as it is (with ``wiener_iterations``, it
@@ -135,10 +138,13 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
   back (and swapped back) before averaging. The passes run one after the
   other in a `jax.lax.scan`, so memory is that of one pass whatever
   ``shifts`` is (1000 passes in one batch asked for 45 GB, issue #36).
+  ``precision`` is the network's compute dtype (`mssjax.models.PRECISIONS`,
+  its parameters already cast); the STFT, the masks and the iSTFT run in float32.
   """
   n = mixture.shape[-1]
   if shifts == 1 and not channel_swap:
-    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations)
+    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations,
+                     precision=precision)
   offsets = [round(k * hop_length / shifts) for k in range(shifts)] * (2 if channel_swap else 1)
   swaps = [False] * shifts + [True] * (len(offsets) - shifts)
   padded = jnp.zeros(mixture.shape[:-1] + (n + hop_length,), mixture.dtype)
@@ -147,7 +153,7 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
 
   def separate(x):  # [batch, C, n + hop] -> [batch, targets, C, n + hop]
     return _one_pass(nnx.merge(graphdef, state), x, n_fft=n_fft, hop_length=hop_length,
-                     wiener_iterations=wiener_iterations)
+                     wiener_iterations=wiener_iterations, precision=precision)
 
   def one_pass(total, offset_swap):
     offset, swap = offset_swap
@@ -163,14 +169,19 @@ def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations", "shifts",
-                                             "channel_swap"))
+                                             "channel_swap", "precision"))
 def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Array, *, n_fft: int,
                          hop_length: int, wiener_iterations: int = 0, shifts: int = 1,
-                         channel_swap: bool = False) -> jax.Array:
-  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled)."""
-  model = nnx.merge(graphdef, params)
+                         channel_swap: bool = False, precision: str = "float32") -> jax.Array:
+  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled).
+
+  ``precision`` (`mssjax.models.PRECISIONS`): the network computes from a copy of
+  ``params`` cast to it, as training's validation does with ``config.precision``.
+  """
+  model = nnx.merge(graphdef, models.cast_params(params, precision))
   return separate_waveforms(model, mixture, n_fft=n_fft, hop_length=hop_length,
-                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap)
+                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap,
+                            precision=precision)
 
 
 def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[str, Any],

@@ -10,6 +10,13 @@ and the best by validation SDR, with the optimiser and data iterator states)
 to ``workdir``, and resumes from there when restarted, to the same parameters
 an uninterrupted run reaches.
 
+Scaling to bigger models: ``config.precision = "bfloat16"`` computes the network
+in bfloat16 from float32 parameters (`mssjax.models.precision`; the STFT and the
+loss stay float32); ``config.optim.accumulate_steps = k`` makes each optimiser
+update the mean gradient of k micro-batches of ``data.batch_size``
+(`optax.MultiSteps`; every step count of the config counts updates); and
+``config.model.remat`` recomputes the network's blocks in the backward pass.
+
 Data-parallel training: the batch is split over every JAX device along a
 one-axis `jax.sharding.Mesh` (``"data"``), the parameters and optimiser state
 are replicated, and XLA reduces the gradients across devices. Multi-host runs
@@ -93,6 +100,12 @@ class Optimizer(NamedTuple):
 def make_optimizer(config: ml_collections.ConfigDict) -> Optimizer:
   """Gradient clipping by global norm (``optim.grad_clip_norm``; 0 or None: off), then the optimiser.
 
+  With ``optim.accumulate_steps`` k > 1 the whole chain (clipping included, so
+  it clips the accumulated gradient) is wrapped in `optax.MultiSteps`: each call
+  of ``update`` adds one micro-batch's gradient to a running mean, and every k-th
+  applies the chain to that mean; the others return zero updates. The schedule
+  counts the inner optimiser's updates.
+
   Equal settings give the same (cached) objects, so jit-compiled steps are reused.
   """
   return _make_optimizer(models.config_key(config, ("optim", "num_train_steps")))
@@ -112,6 +125,9 @@ def _make_optimizer(key: str) -> Optimizer:
     prefixes = tuple(optim.freeze)
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
                                lambda params: finetune.freeze_labels(params, prefixes))
+  accumulate_steps = check_positive_int("optim.accumulate_steps", optim.accumulate_steps)
+  if accumulate_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
   return Optimizer(tx, schedule)
 
 
@@ -122,7 +138,8 @@ class TrainState(struct.PyTreeNode):
   """Everything a train step changes, plus its static recipe.
 
   Attributes:
-    step: int32 scalar, optimiser steps taken.
+    step: int32 scalar, optimiser updates applied (a micro-step of gradient
+      accumulation that only accumulates leaves it as it is).
     params: the model's parameters as a pure dict (`nnx.State.to_pure_dict`).
     opt_state: optax state.
     graphdef: the model's `nnx.GraphDef` (static).
@@ -189,6 +206,21 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _update_gradient(opt_state: optax.OptState, grads: Any) -> Any:
+  """The gradient an update uses: ``grads``, or with accumulation the running mean of the micro-batches'
+  gradients so far, this one's included (`optax.MultiSteps`' own formula)."""
+  if not isinstance(opt_state, optax.MultiStepsState):
+    return grads
+  return jax.tree.map(lambda g, acc: acc + (g - acc) / (opt_state.mini_step + 1), grads, opt_state.acc_grads)
+
+
+def _updates_applied(opt_state: optax.OptState) -> jax.Array:
+  """1 where the optimiser step that returned ``opt_state`` applied an update, else 0 (accumulation)."""
+  if not isinstance(opt_state, optax.MultiStepsState):
+    return jnp.ones((), jnp.int32)
+  return (opt_state.mini_step == 0).astype(jnp.int32)
+
+
 def _train_step(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
   del key  # The model has no stochastic layers; the key is part of the contract for those that do.
@@ -196,8 +228,10 @@ def _train_step(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Arra
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "params_finite": _all_finite(params)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(_update_gradient(state.opt_state, grads)),
+             "params_finite": _all_finite(params)}
+  step = state.step + _updates_applied(opt_state)
+  return state.replace(step=step, params=params, opt_state=opt_state), metrics
 
 
 @jax.jit
@@ -211,7 +245,10 @@ train_step.__doc__ = """One optimiser step: ``train_step(state, batch, key) -> (
 
 Pure and jit-compiled. ``batch`` is ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``;
 ``metrics`` holds the batch's ``loss``, the gradients' global norm ``grad_norm``
-and ``params_finite`` (whether every updated parameter is finite).
+and ``params_finite`` (whether every updated parameter is finite). With
+``optim.accumulate_steps`` k > 1 it is one micro-step: ``batch`` is a micro-batch,
+every k-th call updates the parameters (and ``state.step``), and ``grad_norm`` is
+that of the mean gradient accumulated so far (at the k-th, the update's).
 """
 
 
@@ -283,7 +320,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
     tracks: `mssjax.data.loaders.ValidationTrack` s.
     config: the experiment config (``separate`` chunking, ``eval.metric``,
       ``eval.crop_seconds``: > 0 scores only the first seconds of each track, so
-      the metric compiles for one length).
+      the metric compiles for one length; the network runs in ``precision``).
 
   Returns:
     ``{"sdr/<target>": median over tracks for each of ``config.targets``, "sdr/mean": their mean}``.
@@ -295,7 +332,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
 
   def separate_chunk(x: np.ndarray) -> jax.Array:
     return network_lib.separate_with_params(graphdef, params, jnp.asarray(x)[None], n_fft=n_fft,
-                                            hop_length=hop_length)[0]
+                                            hop_length=hop_length, precision=config.precision)[0]
 
   crop = int(round(config.eval.crop_seconds * config.sample_rate)) or None
   scores = []
@@ -329,7 +366,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_choice("eval.metric", config.eval.metric, sorted(sdr.VALIDATION_METRICS))
   loaders.check_name(config)
   for name in ("num_train_steps", "log_every", "checkpoint_every", "checkpoint.keep", "stft.n_fft",
-               "stft.hop_length", "data.batch_size", "sample_rate"):
+               "stft.hop_length", "data.batch_size", "sample_rate", "optim.accumulate_steps"):
     check_positive_int(name, _get(config, name))
   for name in ("eval_every", "model.stats_batches", "optim.warmup_steps", "eval.max_tracks"):
     check_non_negative_int(name, _get(config, name))
@@ -390,7 +427,7 @@ class _Logger:
     self.losses.append(loss)
 
   def train(self, step: int, grad_norm: float) -> dict[str, float]:
-    """Writes the mean loss and the step rate since the last write."""
+    """Writes the mean loss and the rate of optimiser updates since the last write."""
     now = time.perf_counter()
     rate = len(self.losses) / max(now - self.time, 1e-9)
     values = {"train/loss": float(np.mean(self.losses)), "train/grad_norm": grad_norm,
@@ -509,6 +546,23 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
                        opt_state=replicate(state.opt_state, run.mesh))
 
 
+def _update(run: _Run, state: TrainState, step_fn: Callable, step: int, base_key: jax.Array
+            ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array], float]:
+  """Optimiser update ``step``: ``optim.accumulate_steps`` micro-steps on as many batches, each checked finite.
+
+  Returns:
+    ``(state, last micro-batch, its metrics, mean loss of the micro-batches)``.
+  """
+  k = int(run.config.optim.accumulate_steps)
+  losses = []
+  for micro in range(k):
+    batch = shard_batch(next(run.iterator), run.mesh)
+    new_state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, (step - 1) * k + micro + 1))
+    losses.append(run.check_finite(step, metrics))
+    state = new_state
+  return state, batch, metrics, float(np.mean(losses))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        allow_config_change: bool = False) -> TrainState:
   """Trains ``config``'s model, validating and checkpointing in ``workdir``; resumes from it.
@@ -555,10 +609,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     start, total = int(host_local(state.step)), int(config.num_train_steps)
     with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
       for step in range(start + 1, total + 1):
-        batch = shard_batch(next(iterator), mesh)
-        new_state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
-        loss = run.check_finite(step, metrics)
-        state = new_state
+        state, batch, metrics, loss = _update(run, state, step_fn, step, base_key)
         run.after_step(step, state, batch, metrics, loss)
   finally:
     run.managers.wait_until_finished()
