@@ -143,9 +143,9 @@ def load_config_file(path: str) -> ConfigDict:
   """``get_config()`` of a Python config file (as ``configs/*.py``, which import their siblings as ``configs.x``).
 
   Raises:
-    ParameterError: a missing file, a file that fails to run, no ``get_config()``,
-      or one that fails or returns something other than a ConfigDict; the
-      message names the file.
+    ParameterError: a missing file, a file that fails to run (an exception,
+      a syntax error, ``sys.exit``), no ``get_config()``, or one that fails or
+      returns something other than a ConfigDict; the message names the file.
   """
   file = pathlib.Path(path)
   if not file.is_file():
@@ -160,7 +160,7 @@ def load_config_file(path: str) -> ConfigDict:
     if not callable(getattr(module, "get_config", None)):
       raise ParameterError("defines no get_config()")
     config = module.get_config()
-  except Exception as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
+  except (Exception, SystemExit) as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
     message = str(error) if isinstance(error, ParameterError) else f"{type(error).__name__}: {error}"
     raise ParameterError(f"--config {path}: {message}") from error
   if not isinstance(config, ConfigDict):
@@ -254,6 +254,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, command: str | 
   except (*ERRORS, KeyboardInterrupt) as error:
     if debug:
       traceback.print_exc()
-    message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error) or type(error).__name__
+    message = str(error) or ("interrupted" if isinstance(error, KeyboardInterrupt) else type(error).__name__)
     print(f"error: {message}", file=sys.stderr)
     return 2
