@@ -390,7 +390,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     tables and the report; elsewhere this process's counts, rows and report None.
 
   Raises:
-    ParameterError: unknown methods or empty settings (before any work).
+    ParameterError: unknown methods or empty settings (before any work), or a
+      workdir that another evaluation holds (`mssjax.distributed.workdir_lock`).
   """
   check_config(config)
   workdir = pathlib.Path(workdir)

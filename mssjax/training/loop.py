@@ -548,9 +548,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     the final `TrainState`.
 
   Raises:
-    ParameterError: a bad config, or a workdir of another config.
+    ParameterError: a bad config, a workdir of another config, or a workdir
+      that another run holds (its lock, `mssjax.distributed.workdir_lock`).
+    OSError: a workdir that cannot be written (`mssjax.fileio.check_writable`).
+    CheckpointError: no readable checkpoint to resume from, or one that does
+      not fit the config (an unreadable newer one is moved aside with a warning).
     FloatingPointError: a non-finite loss, gradient or parameter; the last
       (finite) checkpoint is kept.
+    KeyboardInterrupt: SIGINT or SIGTERM; saves in flight finish first and
+      the message says where the last complete checkpoint is.
   """
   check_config(config)
   finetune.check_freeze(config, models.model_spec(config).abstract_params)
