@@ -170,9 +170,9 @@ def load_config_file(path: str) -> ConfigDict:
   """``get_config()`` of a Python config file (as ``configs/*.py``, which import their siblings as ``configs.x``).
 
   Raises:
-    ParameterError: a missing file, a file that fails to run, no ``get_config()``,
-      or one that fails or returns something other than a ConfigDict; the
-      message names the file.
+    ParameterError: a missing file, a file that fails to run (an exception,
+      a syntax error, ``sys.exit``), no ``get_config()``, or one that fails or
+      returns something other than a ConfigDict; the message names the file.
   """
   file = pathlib.Path(path)
   if not file.is_file():
@@ -187,7 +187,7 @@ def load_config_file(path: str) -> ConfigDict:
     if not callable(getattr(module, "get_config", None)):
       raise ParameterError("defines no get_config()")
     config = module.get_config()
-  except Exception as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
+  except (Exception, SystemExit) as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
     message = str(error) if isinstance(error, ParameterError) else f"{type(error).__name__}: {error}"
     raise ParameterError(f"--config {path}: {message}") from error
   if not isinstance(config, ConfigDict):

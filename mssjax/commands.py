@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import ml_collections
 
 from mssjax import config as config_lib
+from mssjax import fileio
 from mssjax.errors import ParameterError
 
 ConfigDict = ml_collections.ConfigDict
@@ -195,6 +196,9 @@ def _export(args: argparse.Namespace, config: ConfigDict) -> int:
   platforms = export.check_platforms(list(config.platforms))
   if (args.onnx or args.onnx_separator) and config.method not in separators.network_names():
     raise ParameterError(f"--onnx and --onnx-separator convert the network; method={config.method!r} has none")
+  for path in (args.out, f"{args.out}.json", args.onnx, args.onnx_separator):  # before the minutes of lowering
+    if path:
+      fileio.check_writable(path)
   method_config = ConfigDict({key: value for key, value in config.items() if key != "platforms"})
   result = export.export_separator(config.method, args.out, config=method_config, platforms=platforms)
   print(f"{result.module} ({result.module_bytes / 1e6:.2f} MB, {', '.join(platforms)}) and {result.metadata}")
@@ -222,7 +226,7 @@ def _export_weights_arguments(parser: argparse.ArgumentParser) -> None:
 def _export_weights(args: argparse.Namespace, config: ConfigDict) -> int:
   from mssjax.separators import network  # pylint: disable=import-outside-toplevel
   _require(args.workdir, "WORKDIR (the training workdir)")
-  _require(args.out, "-o OUT (the .safetensors file)")
+  fileio.check_writable(_require(args.out, "-o OUT (the .safetensors file)"))
   path = network.export_weights(args.workdir, args.out, which=config.which, storage_dtype=config.storage_dtype)
   print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
   return 0
@@ -338,7 +342,7 @@ def _prepare(args: argparse.Namespace, config: ConfigDict) -> int:
   """Prepares; exit status 0 when no track failed and the output validates, else 1."""
   from mssjax.data import prepare  # pylint: disable=import-outside-toplevel
   _require(config.root, "root (the input folder: --root FOLDER)")
-  _require(args.out, "-o OUT (the output folder)")
+  fileio.check_writable(_require(args.out, "-o OUT (the output folder)"), folder=True)
   settings = prepare.Settings(segment=config.segment or None, position=config.position, silence_db=config.silence_db,
                               active_db=config.active_db, keep_short=config.keep_short, subtype=config.subtype)
   summary = prepare.prepare(config.root, args.out, settings, subset=config.subset or None, layout=config.layout,

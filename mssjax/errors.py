@@ -91,6 +91,11 @@ class CheckpointError(ValueError):
   """A checkpoint, workdir or weights file is missing, corrupt or does not fit the model."""
 
 
+class CheckpointMismatchError(CheckpointError):
+  """A readable checkpoint whose arrays do not fit the model or state they are read into (every checkpoint
+  of the workdir will say the same: no other checkpoint is tried)."""
+
+
 USER_ERRORS = (AudioError, CheckpointError, DataError, ParameterError)
 """The errors a command line reports as one ``error: ...`` line (a traceback only with ``--debug``)."""
 

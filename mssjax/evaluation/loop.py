@@ -402,7 +402,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     tables and the report; elsewhere this process's counts, rows and report None.
 
   Raises:
-    ParameterError: unknown methods or empty settings (before any work).
+    ParameterError: unknown methods or empty settings (before any work), or a
+      workdir that another evaluation holds (`mssjax.distributed.workdir_lock`).
   """
   check_config(config)
   workdir = pathlib.Path(workdir)
@@ -413,11 +414,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
   audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
-  summary = run_loop(config, workdir, methods, process_share(tracks), audio_tracks=audio_tracks)
-  summary = _gather_summaries(workdir, summary)
-  summary["rows"] = summary["report"] = None
-  if not distributed.is_leader():
-    return summary
+  with distributed.workdir_lock(workdir):  # another evaluate.py on this workdir fails at once
+    summary = run_loop(config, workdir, methods, process_share(tracks), audio_tracks=audio_tracks)
+    summary = _gather_summaries(workdir, summary)
+    summary["rows"] = summary["report"] = None
+    if distributed.is_leader():
+      _write_summary(config, workdir, methods, tracks, summary)
+  return summary
+
+
+def _write_summary(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator],
+                   tracks: list[Track], summary: dict[str, Any]) -> None:
+  """Process 0's outputs: failures.json, the tables and the report; sets the summary's rows and report."""
   fileio.write_json(workdir / "failures.json", summary["failures"])
   names, run = list(methods), [t.name for t in tracks]  # results of tracks of other data roots not counted
   summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset, tracks=run)
@@ -427,4 +435,3 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
         workdir, names, subset=config.data.subset,
         tracks=[t.name for t in tracks[:config.report.n_audio_tracks]], failures=summary["failures"],
         scored_tracks=run)
-  return summary

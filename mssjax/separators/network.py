@@ -222,8 +222,7 @@ def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[s
 def load_workdir(workdir: str | os.PathLike, *, which: str = "best") -> tuple[ml_collections.ConfigDict, dict]:
   """``(experiment config, parameters)`` of a training workdir (orbax, no training code)."""
   from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
-  model_config = checkpoints.read_config(workdir)
-  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  model_config, restored = checkpoints.restore_model(workdir, which=which)
   return model_config, restored.params
 
 
@@ -241,8 +240,7 @@ def export_weights(workdir: str | os.PathLike, path: str | os.PathLike, *, which
     ``path``. Its metadata records the step and where it came from.
   """
   from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
-  model_config = checkpoints.read_config(workdir)
-  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  model_config, restored = checkpoints.restore_model(workdir, which=which)
   metadata = {"step": str(restored.step), "checkpoint": restored.which}
   return weights.save(path, restored.params, model_config, storage_dtype=storage_dtype, metadata=metadata)
 

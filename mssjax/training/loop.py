@@ -35,6 +35,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
@@ -49,15 +50,16 @@ from flax import nnx, struct
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mssjax import checkpoints, models, separate, spectral, weights
+from mssjax import checkpoints, distributed, fileio, models, separate, spectral, weights
 from mssjax.sharded import replicate  # train states are placed as separators' parameters are
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
-                           check_positive_int)
+from mssjax.errors import (CheckpointError, CheckpointMismatchError, ParameterError, check_choice, check_finite,
+                           check_non_negative_int, check_positive_int)
 from mssjax.metrics import sdr
 from mssjax.separators import network as network_lib
 from mssjax.training import finetune
+from mssjax.training.interrupts import Interrupts
 # The loss (config.loss) lives in mssjax.training.objective; its names stay importable from here.
 from mssjax.training.objective import (  # pylint: disable=unused-import
     LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
@@ -461,11 +463,22 @@ class _Run:
   logger: _Logger
   tracks: list[loaders.ValidationTrack] | None
   init_params: finetune.InitialParams | None = None  # config.init_weights' parameters (read and checked once)
+  interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
   bar: Any = None
 
   def save(self, manager: Any, step: int, state: TrainState, metrics: Mapping[str, float] | None = None) -> None:
-    checkpoints.save_state(manager, step, params=state.params, opt_state=state.opt_state,
-                           data=grain.checkpoint.CheckpointSave(self.iterator), metrics=metrics)
+    with self.interrupts.deferred():  # an interrupt inside orbax's I/O would leave a half-written save
+      checkpoints.save_state(manager, step, params=state.params, opt_state=state.opt_state,
+                             data=grain.checkpoint.CheckpointSave(self.iterator), metrics=metrics)
+
+  def last_checkpoint(self, what: str = "the last complete checkpoint") -> str:
+    """``"{what} is step N in W/checkpoints"`` once every save has finished (for messages)."""
+    with self.interrupts.deferred():
+      self.managers.wait_until_finished()
+    last = self.managers.latest.latest_step()
+    if last is None:
+      return f"no checkpoint was saved in {self.managers.latest.directory}"
+    return f"{what} is step {last} in {self.managers.latest.directory}"
 
   def check_finite(self, step: int, metrics: Mapping[str, jax.Array]) -> float:
     """The step's loss; raises if the loss, the gradients or the updated parameters are not finite."""
@@ -486,10 +499,7 @@ class _Run:
       self.fail(step, f"the parameters after step {step} give a non-finite loss ({loss}) on its batch")
 
   def fail(self, step: int, what: str) -> None:
-    self.managers.wait_until_finished()
-    last = self.managers.latest.latest_step()
-    where = (f"the last checkpoint, all finite, is step {last} in {self.managers.latest.directory}"
-             if last is not None else "no checkpoint was saved")
+    where = self.last_checkpoint("the last checkpoint, all finite,")
     raise FloatingPointError(f"{what}: training stopped without saving; {where} (lower optim.learning_rate "
                              "or set optim.grad_clip_norm)")
 
@@ -533,13 +543,7 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
     params = jax.tree.map(jnp.asarray, weights.unflatten(flat, state.params))
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
-    try:
-      restored = checkpoints.restore_state(
-          run.managers.latest, params=state.params, opt_state=state.opt_state,
-          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
-    except (ValueError, KeyError, TypeError) as error:  # orbax's shape and structure mismatches
-      raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
-                            f"({type(error).__name__}: {str(error)[:300]}); the workdir is left as it was") from error
+    restored = _restore(state, run)
     state = state.replace(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
                           opt_state=restored.opt_state)
   return state.replace(step=replicate(state.step, run.mesh), params=replicate(state.params, run.mesh),
@@ -563,6 +567,27 @@ def _update(run: _Run, state: TrainState, step_fn: Callable, step: int, base_key
   return state, batch, metrics, float(np.mean(losses))
 
 
+def _restore(state: TrainState, run: _Run) -> checkpoints.RestoredState:
+  """The latest readable checkpoint of the run's workdir; newer unreadable ones are moved aside (process 0)
+  with a warning naming each, so that their steps can be saved again."""
+  try:
+    with run.interrupts.deferred():
+      restored = checkpoints.restore_state(
+          run.managers.latest, params=state.params, opt_state=state.opt_state,
+          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
+  except CheckpointMismatchError as error:
+    raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
+                          f"({error}); the workdir is left as it was") from error
+  if restored.unreadable:
+    if distributed.is_leader():
+      for path in restored.unreadable:
+        tqdm.tqdm.write(f"warning: {path} moved to {fileio.move_aside(path, 'unreadable').name}; training resumes "
+                        f"from step {restored.step}", file=sys.stderr)
+    distributed.barrier("mssjax_unreadable_moved")
+    run.managers.latest.reload()
+  return restored
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        allow_config_change: bool = False) -> TrainState:
   """Trains ``config``'s model, validating and checkpointing in ``workdir``; resumes from it.
@@ -581,9 +606,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     the final `TrainState`.
 
   Raises:
-    ParameterError: a bad config, or a workdir of another config.
+    ParameterError: a bad config, a workdir of another config, or a workdir
+      that another run holds (its lock, `mssjax.distributed.workdir_lock`).
+    OSError: a workdir that cannot be written (`mssjax.fileio.check_writable`).
+    CheckpointError: no readable checkpoint to resume from, or one that does
+      not fit the config (an unreadable newer one is moved aside with a warning).
     FloatingPointError: a non-finite loss, gradient or parameter; the last
       (finite) checkpoint is kept.
+    KeyboardInterrupt: SIGINT or SIGTERM; saves in flight finish first and
+      the message says where the last complete checkpoint is.
   """
   check_config(config)
   finetune.check_freeze(config, models.model_spec(config).abstract_params)
@@ -597,21 +628,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   check_batch_size(config, mesh)
   iterator = loaders.make_train_iterator(config)
   tracks = loaders.validation_tracks(config) if config.eval_every else None
-  if workdir.exists() and not workdir.is_dir():
-    raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
-  prepare_workdir(config, workdir, allow_config_change=allow_config_change)
-  run = _Run(config, mesh, iterator, checkpoints.managers(workdir, keep=int(config.checkpoint.keep)),
-             _Logger(workdir, make_optimizer(config).schedule), tracks, init_params)
-  try:
-    state = _initial_state(config, run)
-    write_workdir_config(config, workdir)
-    step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))
-    start, total = int(host_local(state.step)), int(config.num_train_steps)
-    with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
-      for step in range(start + 1, total + 1):
-        state, batch, metrics, loss = _update(run, state, step_fn, step, base_key)
-        run.after_step(step, state, batch, metrics, loss)
-  finally:
-    run.managers.wait_until_finished()
-    run.logger.close()
+  fileio.check_writable(workdir, folder=True)
+  with distributed.workdir_lock(workdir), Interrupts() as interrupts:
+    prepare_workdir(config, workdir, allow_config_change=allow_config_change)
+    with interrupts.deferred():
+      managers = checkpoints.managers(workdir, keep=int(config.checkpoint.keep))
+    run = _Run(config, mesh, iterator, managers, _Logger(workdir, make_optimizer(config).schedule), tracks,
+               init_params, interrupts)
+    try:
+      return _train(run, workdir)
+    except KeyboardInterrupt as interrupt:
+      raise KeyboardInterrupt(f"interrupted{interrupts.received_name()}; {run.last_checkpoint()}") from interrupt
+    finally:
+      with interrupts.deferred():
+        run.managers.wait_until_finished()
+      run.logger.close()
+
+
+def _train(run: _Run, workdir: pathlib.Path) -> TrainState:
+  """The run's first state (fresh or restored), then its steps; returns the last state."""
+  config, mesh = run.config, run.mesh
+  state = _initial_state(config, run)
+  write_workdir_config(config, workdir)
+  step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))
+  start, total = int(host_local(state.step)), int(config.num_train_steps)
+  with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
+    for step in range(start + 1, total + 1):
+      state, batch, metrics, loss = _update(run, state, step_fn, step, base_key)
+      run.after_step(step, state, batch, metrics, loss)
   return state
