@@ -22,6 +22,7 @@ from flax import nnx
 
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
+from mssjax.models.conv_tasnet import ConvTasNet
 from mssjax.models.unet import UNet, count_parameters
 
 
@@ -39,7 +40,15 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
   )
 
 
-MODELS = {"unet": _unet}
+def _conv_tasnet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, rngs: nnx.Rngs
+                 ) -> ConvTasNet:
+  del n_bins  # a waveform model: no spectrogram
+  fields = ("audio_channels", "n_filters", "filter_length", "bottleneck_channels", "hidden_channels", "skip_channels",
+            "kernel_size", "n_blocks", "n_repeats", "input_norm", "bias", "mask_prelu", "mask_activation", "remat")
+  return ConvTasNet(n_targets=n_targets, rngs=rngs, **{f: model_config[f] for f in fields})
+
+
+MODELS = {"unet": _unet, "conv_tasnet": _conv_tasnet}
 
 DOMAINS = ("magnitude", "complex", "waveform")
 """What a model reads and writes, its class attribute ``domain`` (`domain_of`):
@@ -141,9 +150,10 @@ def stft_settings(config: ml_collections.ConfigDict) -> tuple[int, int]:
 
 
 def model_bins(config: ml_collections.ConfigDict) -> int:
-  """Number of STFT bins the network models: those below ``config.model.bandwidth_hz`` (all if None)."""
+  """Number of STFT bins the network models: those below ``config.model.bandwidth_hz`` (all if None or absent,
+  as for a waveform model)."""
   n_fft, _ = stft_settings(config)
-  bandwidth = config.model.bandwidth_hz
+  bandwidth = config.model.get("bandwidth_hz")
   if bandwidth is None:
     return 1 + n_fft // 2
   freqs = spectral.fft_frequencies(sample_rate=config.sample_rate, n_fft=n_fft)
