@@ -16,6 +16,11 @@ frames, and close to the paper's 2 ms speech frames), B=128, H=256, P=3, X=8, R=
 validation are those of configs/unet_previews.py (3 s chunks, batch 8, 2,400 steps, whole-signal SDR
 every 500 steps), so the two compare step for step; Adam at 1e-3 (Demucs v2's 3e-4 is for 180 epochs on
 8 GPUs). What it reaches has not been measured yet.
+
+Speed, measured once on the shared 2-core CPU (load 7, other jobs running): one train step of batch
+16 x 6 s took 65 s after an 86 s compile, 1.5 s of audio per second against about 31 for the U-Net, so
+2,400 steps of batch 8 x 3 s would take hours; the study may need fewer frames (a longer L) or a
+narrower net for its budget.
 """
 
 from configs import conv_tasnet
