@@ -62,7 +62,7 @@ from flax import nnx
 from jax import export as jax_export
 
 import mssjax
-from mssjax import fileio, separate, separators, spectral
+from mssjax import fileio, models, separate, separators, spectral
 from mssjax.deploy import exported
 from mssjax.errors import ParameterError, check_choice
 from mssjax.separators import Network, Separator
@@ -205,15 +205,23 @@ class OnnxResult(NamedTuple):
 
 
 def _network(separator: Separator) -> Network:
-  """The separator's `Network`.
+  """The separator's `Network`, a spectral one.
 
   Raises:
-    ParameterError: a separator that is not a trained mask network.
+    ParameterError: a separator that is not a trained mask network, or a
+      waveform network (`mssjax.models.DOMAINS`): it makes no masks, and
+      jax2onnx (0.12) does not convert its channels-last 1-D convolutions
+      ("Unsupported conv layouts"); its `jax.export` module serves instead.
   """
   if separator.network is None:
     raise ParameterError(f"method={separator.name!r} is not a trained mask network: only a network's masks "
                          "export to ONNX")
-  return separator.network
+  network = separator.network
+  if models.domain_of(nnx.merge(network.graphdef, separator.params)) == "waveform":
+    raise ParameterError(f"model.name={network.model_config.model.name!r} is a waveform model: it makes no masks, "
+                         "and jax2onnx cannot convert its 1-D convolutions, so it has no ONNX export; use the "
+                         "jax.export module (python -m mssjax export without --onnx or --onnx-separator)")
+  return network
 
 
 def _network_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None) -> Separator:

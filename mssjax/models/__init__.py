@@ -22,6 +22,7 @@ from flax import nnx
 
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
+from mssjax.models.conv_tasnet import ConvTasNet
 from mssjax.models.precision import PRECISIONS, call_model, cast_params, compute_dtype
 from mssjax.models.umx import OpenUnmix
 from mssjax.models.unet import UNet, count_parameters
@@ -52,7 +53,15 @@ def _umx(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int
       unidirectional=model_config.unidirectional, joint=model_config.joint, remat=model_config.remat, rngs=rngs)
 
 
-MODELS = {"unet": _unet, "umx": _umx}
+def _conv_tasnet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, stft_bins: int,
+                 rngs: nnx.Rngs) -> ConvTasNet:
+  del n_bins, stft_bins  # a waveform model: no spectrogram
+  fields = ("audio_channels", "n_filters", "filter_length", "bottleneck_channels", "hidden_channels", "skip_channels",
+            "kernel_size", "n_blocks", "n_repeats", "input_norm", "bias", "mask_prelu", "mask_activation", "remat")
+  return ConvTasNet(n_targets=n_targets, rngs=rngs, **{f: model_config[f] for f in fields})
+
+
+MODELS = {"unet": _unet, "umx": _umx, "conv_tasnet": _conv_tasnet}
 
 DOMAINS = ("magnitude", "complex", "waveform")
 """What a model reads and writes, its class attribute ``domain`` (`domain_of`):
@@ -182,9 +191,10 @@ def stft_settings(config: ml_collections.ConfigDict) -> tuple[int, int]:
 
 
 def model_bins(config: ml_collections.ConfigDict) -> int:
-  """Number of STFT bins the network models: those below ``config.model.bandwidth_hz`` (all if None)."""
+  """Number of STFT bins the network models: those below ``config.model.bandwidth_hz`` (all if None or absent,
+  as for a waveform model)."""
   n_fft, _ = stft_settings(config)
-  bandwidth = config.model.bandwidth_hz
+  bandwidth = config.model.get("bandwidth_hz")
   if bandwidth is None:
     return 1 + n_fft // 2
   freqs = spectral.fft_frequencies(sample_rate=config.sample_rate, n_fft=n_fft)
