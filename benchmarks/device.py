@@ -20,7 +20,9 @@ of the test previews (time of each, worst frame difference in dB).
 Every figure is printed as it is measured and the whole set is written to
 ``--out`` as JSON (under ``$OUT`` on the device machine, where that is set).
 The run stops starting new measurements once ``--budget`` seconds have
-passed, so that it fits the device's time; what was skipped is listed.
+passed, so that it fits the device's time; what was skipped is listed. On a
+CPU backend it does nothing unless ``--allow_cpu`` (``make bench`` runs every
+benchmark; the full configs would take hours there).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ flags.DEFINE_list("models", ["unet", "umx", "bs_roformer", "mel_roformer", "conv
                   "configs/<name>.py to measure (those missing are skipped).")
 flags.DEFINE_integer("steps", 10, "Timed training steps per precision (after the compiling one).")
 flags.DEFINE_float("budget", 420.0, "Seconds after which no new measurement starts.")
+flags.DEFINE_boolean("allow_cpu", False, "Run on a CPU backend too (the full configs take hours there).")
 flags.DEFINE_string("out", "", "JSON file (default $OUT/device.json, else outputs/device.json).")
 FLAGS = flags.FLAGS
 START = time.perf_counter()
@@ -131,6 +134,10 @@ def main(argv):
   results = {"backend": jax.default_backend(), "device": device.device_kind, "device_count": jax.device_count(),
              "models": {}, "skipped": []}
   print(f"backend {results['backend']}: {results['device_count']} x {results['device']}", flush=True)
+  if results["backend"] == "cpu" and not FLAGS.allow_cpu:
+    print("no accelerator: this benchmark measures a GPU or TPU (--allow_cpu runs it anyway, e.g. with "
+          "--models unet_tiny,umx_tiny as a smoke run)")
+    return
   for name in FLAGS.models:
     if not (REPO / "configs" / f"{name}.py").is_file():
       results["skipped"].append(f"{name}: no configs/{name}.py")
