@@ -339,7 +339,7 @@ def test_a_file_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 def test_export_to_a_folder_leaves_nothing(tmp_path, capsys):
   """#36 case 5: ``export -o DIR`` left DIR.jaxexport.json behind."""
   (tmp_path / "hpss.jaxexport").mkdir()
-  code = main(["export", "--method", "mixture", "--chunk-seconds", "2", "-o", str(tmp_path / "hpss.jaxexport")])
+  code = main(["export", "--method", "mixture", "--chunk-seconds", "0.5", "--overlap-seconds", "0.1", "-o", str(tmp_path / "hpss.jaxexport")])
   assert code == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "hpss.jaxexport" in err and err.count("\n") == 1, err
@@ -511,6 +511,27 @@ def test_a_rank_the_machine_cannot_hold_is_one_line_before_any_work(song, tmp_pa
   assert "nmf.n_components=100000 needs about 77.6 GiB of memory; 16.0 GiB are available" in err
   with pytest.raises(ParameterError, match="n_components=100000 needs about"):
     decompose.nmf(np.ones((2049, 130), np.float32), n_components=100000, key=jax.random.PRNGKey(0))
+
+
+@pytest.mark.timeout(120)
+def test_a_chunk_the_machine_cannot_hold_is_one_line_before_it_runs(song, tmp_path, capsys, monkeypatch):
+  # `--chunk-seconds 3600` on a 1-hour song: hpss_repet's similarity matrix alone is 290 GiB (XLA's memory
+  # analysis of the compiled chunk). The check reads that analysis; the available memory is pinned here.
+  from mssjax import errors, separators  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(errors, "available_memory", lambda: 2**10)
+  code = main(["separate", str(song), "--method", "irm1", "-o", str(tmp_path / "out"), "--quiet"])
+  assert code != 0  # an oracle: refused before any memory question
+  capsys.readouterr()
+  code = main(["separate", str(song), "--method", "mixture", "--chunk-seconds", "0.5", "--overlap-seconds", "0.1", "-o", str(tmp_path / "out"),
+               "--quiet"])
+  err = capsys.readouterr().err
+  assert code != 0 and "Traceback" not in err and not (tmp_path / "out").exists()
+  assert "error: " in err and "chunk_seconds=0.5 (mixture, 22050 samples) needs about" in err
+  monkeypatch.undo()
+  separator = separators.get("mixture")
+  x = np.ones((2, 1000), np.float32)
+  np.testing.assert_array_equal(separator.separate_chunk(x), np.asarray(separator(x)["vocals"])[None].repeat(4, 0))
+  assert list(separator._compiled) == [1000]  # pylint: disable=protected-access  # compiled once per length
 
 
 def test_a_chunk_longer_than_the_song_is_the_song():
