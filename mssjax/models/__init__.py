@@ -23,6 +23,7 @@ from flax import nnx
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
 from mssjax.models.unet import UNet, count_parameters
+from mssjax.models import bs_roformer
 
 
 def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, rngs: nnx.Rngs) -> UNet:
@@ -39,7 +40,20 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
   )
 
 
-MODELS = {"unet": _unet}
+def _bs_roformer(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int,
+                 rngs: nnx.Rngs) -> bs_roformer.BSRoformer:
+  return bs_roformer.BSRoformer(
+      n_bins=n_bins, audio_channels=model_config.audio_channels, n_targets=n_targets,
+      band_bins=bs_roformer.band_bins_of(model_config, n_bins=n_bins), dim=model_config.dim,
+      depth=model_config.depth, time_transformer_depth=model_config.time_transformer_depth,
+      freq_transformer_depth=model_config.freq_transformer_depth, heads=model_config.heads,
+      dim_head=model_config.dim_head, ff_mult=model_config.ff_mult,
+      mask_estimator_depth=model_config.mask_estimator_depth,
+      mlp_expansion_factor=model_config.mlp_expansion_factor,
+      norm_each_transformer=model_config.norm_each_transformer, remat=model_config.remat, rngs=rngs)
+
+
+MODELS = {"unet": _unet, "bs_roformer": _bs_roformer}
 
 DOMAINS = ("magnitude", "complex", "waveform")
 """What a model reads and writes, its class attribute ``domain`` (`domain_of`):
