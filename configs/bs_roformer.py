@@ -10,12 +10,12 @@ blocks of one time and one band transformer layer, D = 384 features per band,
 (lucidrains' ``DEFAULT_FREQS_PER_BANDS``) with a 10 ms hop (441 samples), mask
 MLPs of depth 2 with hidden width 4 D. Loss as the reference implementation's:
 L1 on the waveforms plus a multi-resolution STFT term (ours,
-`mssjax.training.losses.multi_resolution_stft`). The optimiser and schedule are
-mssjax's (AdamW, warm-up then cosine), not the paper's. One joint model of 4
-targets: 222,335,812 parameters (about 197 M in the mask MLPs), 64 of them
-the rotary embeddings' fixed frequencies (listed in ``optim.freeze``);
-tests/test_model_bs_roformer.py checks counts against the reference. Sized
-for a GPU; not trained here. On a CPU use ``configs/bs_roformer_previews.py``.
+`mssjax.training.losses.multi_resolution_stft`). Adam, as MSST's configs, with
+mssjax's warm-up and cosine decay (not the paper's schedule). One joint model
+of 4 targets: 222,335,812 parameters (about 197 M in the mask MLPs), 64 of
+them the rotary embeddings' fixed frequencies (no gradient, so Adam leaves
+them); tests/test_model_bs_roformer.py checks counts against the reference.
+Sized for a GPU; not trained here. On a CPU use ``configs/bs_roformer_previews.py``.
 
 The paper's figure, not ours: 9.80 dB average SDR (museval, median over
 tracks) on MUSDB18-HQ without extra training data for this smaller
@@ -62,7 +62,8 @@ def get_config():
 
   config.loss.kind, config.loss.domain = "l1", "time"
   config.loss.weights.multi_resolution_stft = 1.0
+  # Adam (as MSST's BS-RoFormer configs), no weight decay: the rotary embeddings' frequencies get no gradient, so
+  # they stay fixed as the reference's (requires_grad=False); with adamw, list them in optim.freeze
+  config.optim.name = "adam"
   config.optim.learning_rate = 5e-4
-  # the rotary embeddings' frequencies are fixed, as the reference's (requires_grad=False)
-  config.optim.freeze = ("time_rotary", "freq_rotary")
   return config

@@ -3,7 +3,7 @@
 Run:
   python train.py --config configs/bs_roformer_tiny.py --workdir /tmp/bs_roformer_tiny
 
-Needs no data (songs come from `mssjax.data.generate`). Six bands of a
+Needs no data (songs come from `mssjax.data.generate`). Eight bands of a
 512-point STFT, 16 features, one block; four steps of batch 2 on
 quarter-second chunks, in seconds on a CPU. It reaches nothing in particular:
 it checks that the machinery works.
@@ -21,7 +21,7 @@ def get_config():
   for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "progress"):
     config[name] = tiny[name]
   config.stft.n_fft, config.stft.hop_length = 512, 128
-  config.model.freqs_per_bands = (8, 8, 16, 32, 64, 129)
+  config.model.freqs_per_bands = (32,) * 7 + (33,)  # two widths: two batched products per stage
   config.model.dim = 16
   config.model.depth = 1
   config.model.heads = 2

@@ -62,7 +62,7 @@ from flax import nnx
 from jax import export as jax_export
 
 import mssjax
-from mssjax import fileio, separate, separators, spectral
+from mssjax import fileio, models, separate, separators, spectral
 from mssjax.deploy import exported
 from mssjax.errors import ParameterError, check_choice
 from mssjax.separators import Network, Separator
@@ -217,8 +217,17 @@ def _network(separator: Separator) -> Network:
 
 
 def mask_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
-  """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants."""
+  """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants.
+
+  Raises:
+    ParameterError: a network that does not make masks from magnitudes (`mssjax.models.DOMAINS`): a
+      complex-mask model reads the complex STFT, which ONNX has no tensors for.
+  """
   graphdef = _network(separator).graphdef
+  domain = models.domain_of(nnx.merge(graphdef, separator.params))
+  if domain != "magnitude":
+    raise ParameterError(f"model {separator.network.model_config.model.name!r} is a {domain!r} model: the ONNX "
+                         "export handles magnitude-mask networks only (ONNX has no complex tensors)")
 
   def masks(magnitude):
     return nnx.merge(graphdef, separator.params)(magnitude)

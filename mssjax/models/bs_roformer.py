@@ -45,8 +45,9 @@ the reference's (tests/test_model_bs_roformer.py). Where we differ:
 - the rotary embeddings' frequencies are parameters, as the reference's
   ``RotaryEmbedding.freqs`` (an ``nn.Parameter`` with ``requires_grad=False``,
   counted by ``model.parameters()``), but never trained: the model stops
-  their gradient and the configs list them in ``optim.freeze`` so that weight
-  decay leaves them alone;
+  their gradient, so Adam (the configs' optimiser) leaves them as they are
+  (with AdamW's weight decay, list ``time_rotary`` and ``freq_rotary`` in
+  ``optim.freeze``);
 - Linear layers start from PyTorch's default initialisation (uniform in
   ``±1 / sqrt(fan_in)``), so training starts where the reference's does.
 
