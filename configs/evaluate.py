@@ -19,10 +19,10 @@ on vocals and hpss_repet about 0-2 dB.
 
 import ml_collections
 
-from configs import hpss_repet, nmf
+from configs import ensemble, hpss_repet, nmf
 from mssjax import separators
 
-METHOD_CONFIGS = {"hpss_repet": hpss_repet.get_config, "nmf": nmf.get_config}
+METHOD_CONFIGS = {"hpss_repet": hpss_repet.get_config, "nmf": nmf.get_config, "ensemble": ensemble.get_config}
 """The methods with a config file of their own; the others use `mssjax.separators.default_config`."""
 
 
@@ -31,7 +31,8 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.methods = "unet,hpss_repet,nmf,irm2,mixture"   # comma-separated names of mssjax.separators
   # Every method's config, overridable as --set separators.<method>.<key>=VALUE, for example
-  # --set separators.hpss_repet.hpss.kernel_size=31,17 or --set separators.unet.checkpoint=WORKDIR.
+  # --set separators.hpss_repet.hpss.kernel_size=31,17 or --set separators.unet.checkpoint=WORKDIR
+  # (an ensemble's members: --set separators.ensemble.member_configs.unet.checkpoint=WORKDIR).
   config.separators = ml_collections.ConfigDict(
       {name: METHOD_CONFIGS.get(name, lambda n=name: separators.default_config(n))()
        for name in separators.names()})

@@ -37,6 +37,10 @@ def get_config():
   config.eval_every = 2_000
   config.checkpoint_every = 1_000
   config.progress = True
+  # The network's compute dtype: "float32", or "bfloat16" (bfloat16 compute from float32 parameters, optimiser
+  # state and checkpoints; the STFT, masks, iSTFT and loss stay float32: mssjax.models.precision). Validation
+  # during training runs in it too; separate / export run float32.
+  config.precision = "float32"
 
   config.stft = ml_collections.ConfigDict(dict(n_fft=4096, hop_length=1024))
 
@@ -50,6 +54,7 @@ def get_config():
   config.model.mask_activation = "softmax"
   config.model.bandwidth_hz = 16_000  # bins above reuse the top bin's mask (as Open-Unmix)
   config.model.stats_batches = 8  # batches for the input normalisation's initial statistics
+  config.model.remat = False  # recompute each block's activations in the backward pass (nnx.remat): less memory
 
   # mssjax.training.loop.LOSS_KINDS; weights add WAVEFORM_TERMS (negative SDR/SI-SDR/ISR/SIR/SAR in dB,
   # the multi-resolution STFT distance) to the main term, e.g. --set loss.weights.sir=0.01.
@@ -66,6 +71,11 @@ def get_config():
   config.optim.warmup_steps = 1_000
   config.optim.final_lr_fraction = 0.01
   config.optim.grad_clip_norm = 1.0
+  # Gradient accumulation (optax.MultiSteps): each optimiser update averages the gradients of this many
+  # micro-batches of data.batch_size, so the effective batch is accumulate_steps x data.batch_size.
+  # num_train_steps, warmup_steps, the schedule, log_every, eval_every, checkpoint_every and the step of
+  # TensorBoard scalars and checkpoints all count optimiser updates (each reads accumulate_steps batches).
+  config.optim.accumulate_steps = 1
   # parameter path prefixes that are not trained, e.g. ("input_mean", "input_scale", "down") to fine-tune a
   # shipped network into new targets with its encoder fixed (optax.multi_transform)
   config.optim.freeze = ()
@@ -76,7 +86,7 @@ def get_config():
   config.data.source = "files"  # a dataset folder (data.layout: auto, musdb18hq, trackfolder, sourcefolder); "tfds"
   config.data.root = ""  # set on the command line: --set data.root=PATH
   config.data.chunk_seconds = 6.0
-  config.data.batch_size = 16  # global: split over processes and devices
+  config.data.batch_size = 16  # one micro-batch, global: split over processes and devices
   config.data.samples_per_track = 64
   config.data.worker_count = 2
   config.data.augment.gain = True

@@ -26,6 +26,10 @@ system's ffmpeg differ by ~1e-7 in float). BSSEval v4's filter fit is so
 ill-conditioned on band-limited music that a float decode moves SIR, SAR and
 ISR by several dB against the 16-bit one, while SDR stays put.
 
+``read_blocks`` decodes a file block by block (libsndfile's block reads, or
+PyAV's frames as they come), and ``BlockWriter`` writes one block by block, so
+a song of any length passes through in bounded memory (`mssjax.separate`).
+
 ``save`` writes atomically through `mssjax.fileio.atomic_path` (a temporary
 ``.NAME.xxxx.partial`` file in the same folder, then one ``os.replace``), so a
 crash never leaves a half-written file behind.
@@ -43,7 +47,7 @@ import contextlib
 import math
 import os
 import pathlib
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 import av
 import numpy as np
@@ -53,8 +57,8 @@ import soxr
 from mssjax import fileio
 from mssjax.errors import AudioError, ParameterError, check_choice, check_positive_int
 
-__all__ = ["AudioInfo", "info", "read", "load", "load_stems", "save", "resample", "as_stereo", "check_finite",
-           "quantize_pcm16"]
+__all__ = ["AudioInfo", "info", "read", "read_blocks", "load", "load_stems", "save", "save_set", "BlockWriter",
+           "resample", "as_stereo", "check_finite", "quantize_pcm16"]
 
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 """Extensions read with libsndfile; everything else goes through PyAV."""
@@ -121,7 +125,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
   path = _check_file(path)
   if _uses_soundfile(path):
     try:
-      header = soundfile.info(str(path))
+      header = soundfile.info(_native(path))
     except (soundfile.LibsndfileError, RuntimeError) as error:
       raise AudioError(f"{path}: not a readable audio file ({error})") from None
     _check_chunk_sizes(path)
@@ -233,6 +237,82 @@ def read(path: str | os.PathLike, *, streams: Iterable[int] | None = None, pcm16
   return decoded, rate
 
 
+def read_blocks(path: str | os.PathLike, *, block_samples: int = 1 << 18) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+  """Decodes a file's first audio stream block by block, as it is (its own rate and channels).
+
+  Memory stays at about one block whatever the file's length: libsndfile
+  formats are read ``block_samples`` at a time, PyAV formats one decoded frame
+  at a time (cut to the length the container declares, as `read`). The blocks
+  joined are `read`'s samples. Every block is checked to be finite.
+
+  Args:
+    path: any file `load` reads.
+    block_samples: samples per block for libsndfile formats.
+
+  Returns:
+    (the file's `AudioInfo`, iterator of float32 ``[channels, k]`` blocks).
+    The header is checked before this returns; the samples as they are read.
+
+  Raises:
+    AudioError: as `read` (while iterating for what only decoding finds:
+      truncation, corrupt data, NaN or Inf samples, no samples at all).
+  """
+  check_positive_int("block_samples", block_samples)
+  path = _check_file(path)
+  header = info(path)
+  source = _soundfile_blocks(path, block_samples) if _uses_soundfile(path) else _av_blocks(path, header.frames)
+  return header, _checked_blocks(path, source)
+
+
+def _checked_blocks(path, blocks):
+  total = 0
+  for block in blocks:
+    check_finite(block, path=path)
+    total += block.shape[-1]
+    yield block
+  if total == 0:
+    raise AudioError(f"{path}: holds no audio samples")
+
+
+def _soundfile_blocks(path, block_samples):
+  try:
+    handle = soundfile.SoundFile(_native(path))
+  except (soundfile.LibsndfileError, RuntimeError) as error:
+    raise AudioError(f"{path}: not a readable audio file ({error})") from None
+  with handle:
+    total = 0
+    while True:
+      try:
+        data = handle.read(block_samples, dtype="float32", always_2d=True)
+      except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{path}: corrupt or truncated audio ({error})") from None
+      if not len(data):
+        break
+      total += len(data)
+      yield np.ascontiguousarray(data.T)
+    if total < handle.frames:
+      raise AudioError(f"{path}: truncated file ({total} of {handle.frames} samples readable)")
+
+
+def _av_blocks(path, declared):
+  with _open_container(path) as container:
+    stream = _audio_streams(path, container)[0]
+    total = 0
+    try:
+      for packet in container.demux(stream):
+        for frame in packet.decode():
+          data = _frame_to_array(frame)
+          if declared is not None:
+            data = data[:, :max(0, declared - total)]
+          total += data.shape[1]
+          if data.shape[1]:
+            yield data
+    except av.FFmpegError as error:
+      raise AudioError(f"{path}: corrupt or truncated audio ({error})") from None
+  if declared is not None and total + _TRUNCATION_TOLERANCE < declared:
+    raise AudioError(f"{path}: truncated file ({total} of {declared} samples decoded)")
+
+
 def quantize_pcm16(audio: np.ndarray) -> np.ndarray:
   """Rounds float audio to 16-bit PCM values, as ffmpeg's float -> s16 converter does.
 
@@ -339,12 +419,87 @@ def save_set(files: Mapping[str | os.PathLike, np.ndarray], *, sample_rate: int 
     if not soundfile.check_format(file_format, subtype):
       raise ParameterError(f"subtype={subtype!r} cannot be written to {file_format} files")
     prepared.append((path, data, file_format))
+  path = prepared[0][0]
   try:
     with fileio.atomic_paths([path for path, _, _ in prepared]) as temporaries:
-      for (_, data, file_format), temporary in zip(prepared, temporaries):
-        soundfile.write(temporary, data.T, sample_rate, subtype=subtype, format=file_format)
+      for (path, data, file_format), temporary in zip(prepared, temporaries):
+        soundfile.write(_native(temporary), data.T, sample_rate, subtype=subtype, format=file_format)
   except OSError as e:
-    raise AudioError(f"{e.filename or prepared[0][0]}: cannot be written ({e.strerror or e})") from e
+    raise AudioError(f"{path}: cannot be written ({e.strerror or e})") from e
+  except soundfile.LibsndfileError as e:  # a full disk: libsndfile's "System error.", not an OSError
+    raise AudioError(f"{path}: cannot be written ({e})") from e
+
+
+class BlockWriter:
+  """Writes an audio file block by block (a context manager): a stem of any length in bounded memory.
+
+  Every failure to write (a full disk, a folder that went away; libsndfile's
+  errors are not `OSError`s) is an `AudioError` naming the file. The file is
+  written in place: write into a temporary folder (`mssjax.fileio.atomic_folder`)
+  or file to make it appear whole.
+
+  Example::
+
+    with BlockWriter(path, sample_rate=44100, channels=2) as writer:
+      for block in blocks:  # [2, k]
+        writer.write(block)
+  """
+
+  def __init__(self, path: str | os.PathLike, *, sample_rate: int, channels: int, subtype: str = "FLOAT",
+               file_format: str | None = None, name: str | os.PathLike | None = None) -> None:
+    """Opens ``path`` for writing.
+
+    Args:
+      path: the file; its extension gives the format unless ``file_format``.
+      sample_rate: Hz.
+      channels: channels of every block.
+      subtype: as `save`.
+      file_format: libsndfile's format name (``"WAV"``); default from ``path``.
+      name: the file named in errors (default ``path``; the final name of a temporary file).
+
+    Raises:
+      AudioError: the file cannot be created.
+    """
+    self.path, self.name = pathlib.Path(path), pathlib.Path(name or path)
+    self._clip = subtype != "FLOAT"
+    with self._errors():
+      self._file = soundfile.SoundFile(_native(self.path), "w", samplerate=sample_rate, channels=channels,
+                                       subtype=subtype, format=file_format or _write_format(self.name))
+
+  @contextlib.contextmanager
+  def _errors(self):
+    try:
+      yield
+    except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+      raise AudioError(f"{self.name}: cannot be written ({getattr(error, 'strerror', None) or error})") from error
+
+  def write(self, block: np.ndarray) -> None:
+    """Appends ``[channels, k]`` (or ``[k]`` for mono) float samples; NaN or Inf is an `AudioError`."""
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim == 1:
+      block = block[None]
+    if block.shape[-1] == 0:
+      return
+    check_finite(block, path=self.name)
+    if self._clip:
+      block = np.clip(block, -1.0, 1.0)
+    with self._errors():
+      self._file.write(block.T)
+
+  def close(self) -> None:
+    """Finishes the file (its header); an error here is an `AudioError` too."""
+    with self._errors():
+      self._file.close()
+
+  def __enter__(self) -> "BlockWriter":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if exc_info[0] is None:
+      self.close()
+    else:
+      with contextlib.suppress(Exception):
+        self._file.close()
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -379,7 +534,7 @@ def _read_soundfile(path):
   """Reads a libsndfile format as float32 ``[channels, n]`` and its rate; checks truncation."""
   _check_chunk_sizes(path)
   try:
-    handle = soundfile.SoundFile(str(path))
+    handle = soundfile.SoundFile(_native(path))
   except (soundfile.LibsndfileError, RuntimeError) as error:
     raise AudioError(f"{path}: not a readable audio file ({error})") from None
   with handle:
@@ -551,6 +706,11 @@ def _audio_to_write(path, audio, subtype):
   if subtype != "FLOAT":
     data = np.clip(data, -1.0, 1.0)
   return data
+
+
+def _native(path):
+  """A path as bytes, as libsndfile opens it: a name that is not UTF-8 (``bad\\xff.wav``) cannot be encoded as text."""
+  return os.fsencode(path)
 
 
 def _write_format(path):

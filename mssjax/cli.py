@@ -40,20 +40,25 @@ evaluate), ``--allow-config-change`` (train), ``--onnx FILE`` and
 ``--onnx-separator FILE`` (export's extra outputs).
 
 **Errors.** An expected failure (a bad setting, path or file, a config file
-that does not load, Ctrl-C) ends the command with one line ``error: ...`` and
-exit status 2; ``--debug`` adds the traceback. train.py, evaluate.py and
+that does not load, Ctrl-C or SIGTERM) ends the command with one line
+``error: ...`` and exit status 2; ``--debug`` adds the traceback. SIGTERM is
+raised as `Terminated`, a `KeyboardInterrupt`, so a killed command cleans up
+as after Ctrl-C (``separate`` removes the stems it was writing). train.py, evaluate.py and
 ``python -m mssjax.data`` are this front end under other names.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.machinery
 import importlib.util
 import pathlib
+import signal
 import sys
+import threading
 import traceback
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 import ml_collections
 
@@ -67,6 +72,28 @@ ERRORS = (*USER_ERRORS, OSError, FloatingPointError)
 """What a command reports as one ``error:`` line (with Ctrl-C): not a bug of mssjax."""
 
 PROG = "python -m mssjax"
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised where the program is (as Ctrl-C's `KeyboardInterrupt`), so ``finally`` blocks clean up."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+  del signum, frame
+  raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+  """SIGTERM raises `Terminated` while the command runs (only the main thread can set a handler)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def overview(prog: str = PROG) -> str:
@@ -143,9 +170,9 @@ def load_config_file(path: str) -> ConfigDict:
   """``get_config()`` of a Python config file (as ``configs/*.py``, which import their siblings as ``configs.x``).
 
   Raises:
-    ParameterError: a missing file, a file that fails to run, no ``get_config()``,
-      or one that fails or returns something other than a ConfigDict; the
-      message names the file.
+    ParameterError: a missing file, a file that fails to run (an exception,
+      a syntax error, ``sys.exit``), no ``get_config()``, or one that fails or
+      returns something other than a ConfigDict; the message names the file.
   """
   file = pathlib.Path(path)
   if not file.is_file():
@@ -160,7 +187,7 @@ def load_config_file(path: str) -> ConfigDict:
     if not callable(getattr(module, "get_config", None)):
       raise ParameterError("defines no get_config()")
     config = module.get_config()
-  except Exception as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
+  except (Exception, SystemExit) as error:  # pylint: disable=broad-except  # whatever the user's file does wrong
     message = str(error) if isinstance(error, ParameterError) else f"{type(error).__name__}: {error}"
     raise ParameterError(f"--config {path}: {message}") from error
   if not isinstance(config, ConfigDict):
@@ -250,10 +277,14 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, command: str | 
   argv = list(sys.argv[1:] if argv is None else argv)
   debug = "--debug" in argv
   try:
-    return _main(argv, prog, command)
+    with _sigterm_raises():
+      return _main(argv, prog, command)
   except (*ERRORS, KeyboardInterrupt) as error:
     if debug:
       traceback.print_exc()
-    message = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error) or type(error).__name__
+    if isinstance(error, KeyboardInterrupt):
+      message = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+    else:
+      message = str(error) or type(error).__name__
     print(f"error: {message}", file=sys.stderr)
     return 2

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import ml_collections
 
 from mssjax import config as config_lib
+from mssjax import fileio
 from mssjax.errors import ParameterError
 
 ConfigDict = ml_collections.ConfigDict
@@ -114,14 +115,20 @@ def _quiet(parser: argparse.ArgumentParser) -> None:
 
 
 def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) -> ConfigDict:
-  """The config of the separator named by ``method``: ``--set method=``, else the file's, else unet's.
+  """The config of the separator named by ``method``: ``--set method=``, else the file's, else the network's.
 
   A separator's config holds its name as ``method`` (`mssjax.separators.default_config`), so
-  ``--config configs/hpss_repet.py`` chooses hpss_repet.
+  ``--config configs/hpss_repet.py`` chooses hpss_repet. Where no method is named, a
+  ``--checkpoint`` or ``--set weights=`` names the network, whose architecture (``unet``, ``umx``...)
+  is then the method; otherwise the default, the pretrained ``unet``.
   """
   from mssjax import separators  # pylint: disable=import-outside-toplevel  # jax loads only when needed
-  method = assignments.get("method") or (file.method if file is not None and "method" in file else DEFAULT_METHOD)
-  return separators.make_config(method, file)
+  from mssjax.separators import network  # pylint: disable=import-outside-toplevel
+  method = assignments.get("method") or (file.method if file is not None and "method" in file else None)
+  if method is None and (assignments.get("checkpoint") or assignments.get("weights")):
+    method = network.stored_architecture(checkpoint=assignments.get("checkpoint") or "",
+                                         weights_file=assignments.get("weights") or "")
+  return separators.make_config(method or DEFAULT_METHOD, file)
 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +139,7 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import compilation_cache, separate, separators  # pylint: disable=import-outside-toplevel
+  from mssjax import compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
   if config.method in separators.ORACLES:
@@ -142,16 +149,16 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     # before a network is loaded; a network fills in the settings left to it when it is built
     separate.check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
                             sample_rate=config.get("sample_rate") or 44100)
-  separate.check_output_folder(args.out, ())
+  separate.check_writable(args.out)
   separator = separators.get(config.method, config)
   outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
-  for outcome in outcomes:
+  for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
     if outcome.note:
-      print(f"note: {outcome.note}", file=sys.stderr)
+      print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)
     if outcome.error:
-      print(f"error: {outcome.error}", file=sys.stderr)
+      print(f"error: {fileio.printable(outcome.error)}", file=sys.stderr)
     else:
-      print(outcome.folder)
+      print(fileio.printable(outcome.folder))
   failed = sum(o.error is not None for o in outcomes)
   if failed:
     print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)
@@ -183,11 +190,15 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace, config: ConfigDict) -> int:
   """Writes the module and its JSON, then the ONNX files asked for."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
   from mssjax.deploy import export  # pylint: disable=import-outside-toplevel
   _require(args.out, "-o OUT (the module file)")
   platforms = export.check_platforms(list(config.platforms))
-  if (args.onnx or args.onnx_separator) and config.method != "unet":
+  if (args.onnx or args.onnx_separator) and config.method not in separators.network_names():
     raise ParameterError(f"--onnx and --onnx-separator convert the network; method={config.method!r} has none")
+  for path in (args.out, f"{args.out}.json", args.onnx, args.onnx_separator):  # before the minutes of lowering
+    if path:
+      fileio.check_writable(path)
   method_config = ConfigDict({key: value for key, value in config.items() if key != "platforms"})
   result = export.export_separator(config.method, args.out, config=method_config, platforms=platforms)
   print(f"{result.module} ({result.module_bytes / 1e6:.2f} MB, {', '.join(platforms)}) and {result.metadata}")
@@ -215,7 +226,7 @@ def _export_weights_arguments(parser: argparse.ArgumentParser) -> None:
 def _export_weights(args: argparse.Namespace, config: ConfigDict) -> int:
   from mssjax.separators import network  # pylint: disable=import-outside-toplevel
   _require(args.workdir, "WORKDIR (the training workdir)")
-  _require(args.out, "-o OUT (the .safetensors file)")
+  fileio.check_writable(_require(args.out, "-o OUT (the .safetensors file)"))
   path = network.export_weights(args.workdir, args.out, which=config.which, storage_dtype=config.storage_dtype)
   print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
   return 0
@@ -331,7 +342,7 @@ def _prepare(args: argparse.Namespace, config: ConfigDict) -> int:
   """Prepares; exit status 0 when no track failed and the output validates, else 1."""
   from mssjax.data import prepare  # pylint: disable=import-outside-toplevel
   _require(config.root, "root (the input folder: --root FOLDER)")
-  _require(args.out, "-o OUT (the output folder)")
+  fileio.check_writable(_require(args.out, "-o OUT (the output folder)"), folder=True)
   settings = prepare.Settings(segment=config.segment or None, position=config.position, silence_db=config.silence_db,
                               active_db=config.active_db, keep_short=config.keep_short, subtype=config.subtype)
   summary = prepare.prepare(config.root, args.out, settings, subset=config.subset or None, layout=config.layout,

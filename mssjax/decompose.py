@@ -5,11 +5,29 @@ Pure functions over spectrograms ``[..., n_bins, n_frames]`` (as
 tracks with `jax.vmap`. Parameters are checked before jit and raise
 `mssjax.errors.ParameterError`.
 
-The median filters are sorting networks: Batcher's odd-even merge applied to
-shifted slices. A window of ``n`` values at every position is the merge of
-the sorted windows of ``n1`` and ``n - n1`` values at offsets ``0`` and ``n1``,
-and each of those is computed once for all positions and reused by slicing.
-Only the middle output wire is kept; XLA prunes the rest.
+The running median (`median_filter`, HPSS) has two exact kernels, chosen by
+the window's length:
+
+1. Up to ``_NETWORK_MAX_SIZE`` values: a sorting network, Batcher's odd-even
+   merge applied to shifted slices. A window of ``n`` values at every
+   position is the merge of the sorted windows of ``n1`` and ``n - n1`` values
+   at offsets ``0`` and ``n1``, and each of those is computed once for all
+   positions and reused by slicing. Only the middle output wire is kept; XLA
+   prunes the rest. Fastest for short windows, but its comparators grow as
+   ``n log^2 n`` and XLA's compile time and memory grow faster still: 28 s and
+   4 GB for 91 values, killed at 8 GB for 151 (issue #36).
+2. Longer windows: a radix bisection over the values' bit patterns. Each
+   value is mapped to an unsigned integer key of its width that sorts as the
+   value does (the sign bit flipped, negative values' bits inverted), and the
+   ``rank``-th smallest key of every window is found one bit at a time from
+   the top: 32 rounds (for 32-bit values), each counting the window's keys at
+   or below a trial key. The result is a key of the window, so the value is
+   exact. Cost ``32 n`` comparisons per output, in loops whose body does not
+   depend on ``n``: it compiles once in under a second for any window, and
+   runs over blocks of rows that stay in cache.
+
+``benchmarks/median_filter.py`` measures both (compile time, peak memory and
+run time against the window's length), which is where the crossover comes from.
 """
 
 from __future__ import annotations
@@ -23,9 +41,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mssjax import spectral
-from mssjax.errors import ParameterError, check_choice, check_finite, check_positive_int
+from mssjax.errors import ParameterError, check_choice, check_finite, check_memory, check_positive_int
 
-__all__ = ["median_filter", "hpss", "nn_median", "repet_sim", "nmf", "beta_divergence"]
+__all__ = ["median_filter", "hpss", "nn_median", "repet_sim", "nmf", "nmf_memory", "beta_divergence"]
 
 
 # ----------------------------------------------------------------------------
@@ -109,11 +127,80 @@ def _sorted_windows(x, size, axis, cache):
   return cache[size]
 
 
+# Windows up to this many values use the sorting network, longer ones the bisection
+# (benchmarks/median_filter.py: on a [2, 2049, 1292] spectrogram the network is faster up to 31
+# values and slower, with 4x the memory, from 45).
+_NETWORK_MAX_SIZE = 32
+# Rows per block of the bisection: about 256 KiB of keys, so a block's counts stay in cache.
+_BISECT_BLOCK_BYTES = 1 << 18
+
+
+def _order_keys(x):
+  """``x`` as unsigned integer keys of its width that sort as its values do (floats: IEEE 754 order)."""
+  dtype = jnp.dtype(x.dtype)
+  if dtype == jnp.bool_:
+    return x.astype(jnp.uint8)
+  key_dtype = jnp.dtype(f"uint{8 * dtype.itemsize}")
+  bits = jax.lax.bitcast_convert_type(x, key_dtype)
+  sign = key_dtype.type(1 << (8 * dtype.itemsize - 1))
+  if jnp.issubdtype(dtype, jnp.floating):
+    return jnp.where(bits >= sign, ~bits, bits | sign)
+  if jnp.issubdtype(dtype, jnp.signedinteger):
+    return bits ^ sign
+  return bits
+
+
+def _from_order_keys(keys, dtype):
+  """The inverse of `_order_keys`."""
+  dtype = jnp.dtype(dtype)
+  if dtype == jnp.bool_:
+    return keys.astype(jnp.bool_)
+  sign = keys.dtype.type(1 << (8 * dtype.itemsize - 1))
+  if jnp.issubdtype(dtype, jnp.floating):
+    keys = jnp.where(keys >= sign, keys ^ sign, ~keys)
+  elif jnp.issubdtype(dtype, jnp.signedinteger):
+    keys = keys ^ sign
+  return jax.lax.bitcast_convert_type(keys, dtype)
+
+
+def _bisect_rank(rows, size, rank):
+  """``[b, n] -> [b, n - size + 1]``: the ``rank``-th smallest key of each window of ``size`` along rows."""
+  n_out = rows.shape[1] - size + 1
+  one = rows.dtype.type(1)
+
+  def count_at_or_below(trial):
+    def add(j, count):
+      return count + (jax.lax.dynamic_slice_in_dim(rows, j, n_out, axis=1) <= trial).astype(jnp.int32)
+    return jax.lax.fori_loop(0, size, add, jnp.zeros(trial.shape, jnp.int32), unroll=8)
+
+  def next_bit(i, low):  # the answer lies in [low, low + 2 ** (bit + 1) - 1]
+    step = one << (rows.dtype.type(8 * rows.dtype.itemsize - 1) - i.astype(rows.dtype))
+    return jnp.where(count_at_or_below(low + (step - one)) > rank, low, low + step)
+
+  return jax.lax.fori_loop(0, 8 * rows.dtype.itemsize, next_bit, jnp.zeros((rows.shape[0], n_out), rows.dtype))
+
+
+def _bisect_windows(padded, size, axis):
+  """Running median of ``padded`` (already padded by ``size - 1`` along ``axis``) by radix bisection."""
+  x = jnp.moveaxis(padded, axis, -1)
+  lead, n = x.shape[:-1], x.shape[-1]
+  rows = _order_keys(x.reshape(-1, n))
+  n_rows = rows.shape[0]
+  block = max(1, min(n_rows, _BISECT_BLOCK_BYTES // (rows.dtype.itemsize * n)))
+  n_blocks = -(-n_rows // block)
+  rows = jnp.pad(rows, ((0, n_blocks * block - n_rows), (0, 0)))
+  keys = jax.lax.map(lambda r: _bisect_rank(r, size, size // 2), rows.reshape(n_blocks, block, n))
+  out = _from_order_keys(keys.reshape(n_blocks * block, -1)[:n_rows], x.dtype)
+  return jnp.moveaxis(out.reshape(lead + (n - size + 1,)), -1, axis)
+
+
 @functools.partial(jax.jit, static_argnames=("size", "axis"))
 def _median_filter(x, *, size, axis):
   pad = [(0, 0)] * x.ndim
   pad[axis] = (size // 2, size - 1 - size // 2)
   padded = jnp.pad(x, pad, mode="symmetric")
+  if size > _NETWORK_MAX_SIZE:
+    return _bisect_windows(padded, size, axis)
   return _sorted_windows(padded, size, axis, {})[size // 2]
 
 
@@ -503,6 +590,16 @@ def _check_factor(F, name, shape, dtype):
   return F
 
 
+def nmf_memory(*, n_bins: int, n_frames: int, n_components: int, n_problems: int = 1, itemsize: int = 4) -> int:
+  """Bytes `nmf` holds at once (an estimate from shapes): the factors, their products and ``W.T @ W``.
+
+  The ``r x r`` Gram matrix of the Euclidean updates makes it grow with the
+  square of the rank: 100000 components need 80 GB whatever the spectrogram.
+  """
+  r = n_components
+  return itemsize * n_problems * (2 * r * r + 4 * r * (n_bins + n_frames) + 4 * n_bins * n_frames)
+
+
 def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200, W: ArrayLike | None = None,
         H: ArrayLike | None = None, update_W: bool = True, update_H: bool = True,
         key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -529,6 +626,10 @@ def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200
 
   Returns:
     ``(W, H)``: ``[..., n_bins, r]`` and ``[..., r, n_frames]``.
+
+  Raises:
+    ParameterError: bad settings, or a rank whose memory (`nmf_memory`)
+      exceeds what the machine has available.
   """
   V = _check_spectrogram(V, "V")
   if jnp.issubdtype(V.dtype, jnp.complexfloating):
@@ -536,6 +637,9 @@ def nmf(V: ArrayLike, *, n_components: int, beta: float = 2.0, n_iter: int = 200
   if _is_concrete(V) and bool(jnp.any(V < 0)):
     raise ParameterError("V must be non-negative")
   check_positive_int("n_components", n_components)
+  check_memory(f"n_components={n_components!r}", nmf_memory(
+      n_bins=V.shape[-2], n_frames=V.shape[-1], n_components=n_components,
+      n_problems=math.prod(V.shape[:-2]), itemsize=V.dtype.itemsize))
   if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
     raise ParameterError(f"n_iter={n_iter!r} must be a non-negative integer")
   check_finite("beta", beta)

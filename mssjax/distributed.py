@@ -20,17 +20,26 @@ multi-host code paths on one machine (its harness: ``tests/_cluster.py``).
 
 After `initialize`, `jax.devices()` lists every process's devices,
 `jax.process_index()` / `jax.process_count()` say who is who, and `barrier`
-waits for every process.
+waits for every process. `workdir_lock` keeps other runs out of a workdir:
+process 0 holds its lock, and every process learns whether it got it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
+from typing import Iterator
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
+from mssjax import fileio
 from mssjax.errors import ParameterError
+
+LOCK_FILE = ".lock"
+"""The file in a workdir whose advisory lock the run writing the workdir holds (`workdir_lock`)."""
 
 ENV_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 """The variables that name the cluster where JAX cannot find it itself (all three, or none)."""
@@ -105,4 +114,32 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-__all__ = ["CPU_COLLECTIVES", "ENV_VARIABLES", "barrier", "cluster_from_env", "initialize", "is_leader"]
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
+  """Holds ``workdir``'s lock (`LOCK_FILE`, created with the folder) for the block, on process 0.
+
+  Every process of a run calls it at the same point; process 0 takes the lock
+  and tells the others whether it got it, so all of them fail together. The
+  lock is the operating system's (`mssjax.fileio.FileLock`): a run that dies,
+  even by ``kill -9``, leaves no stale lock.
+
+  Raises:
+    ParameterError: another run holds the lock; the message names the
+      workdir and the holder (``pid PID on HOST``).
+  """
+  lock = fileio.FileLock(pathlib.Path(workdir) / LOCK_FILE)
+  holder = lock.acquire() if is_leader() else None
+  held = holder is not None
+  if jax.process_count() > 1:
+    held = bool(multihost_utils.broadcast_one_to_all(np.int32(held)))
+  if held:
+    raise ParameterError(f"workdir={str(workdir)!r} is in use by another run ({holder or 'seen by process 0'}, "
+                         f"holding {lock.path}): wait for it to end, or use another workdir")
+  try:
+    yield
+  finally:
+    lock.release()
+
+
+__all__ = ["CPU_COLLECTIVES", "ENV_VARIABLES", "LOCK_FILE", "barrier", "cluster_from_env", "initialize", "is_leader",
+           "workdir_lock"]

@@ -8,6 +8,7 @@ the path: ``AudioError("song.wav: file is empty")``.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Iterable
 
 import numpy as np
@@ -90,5 +91,35 @@ class CheckpointError(ValueError):
   """A checkpoint, workdir or weights file is missing, corrupt or does not fit the model."""
 
 
+class CheckpointMismatchError(CheckpointError):
+  """A readable checkpoint whose arrays do not fit the model or state they are read into (every checkpoint
+  of the workdir will say the same: no other checkpoint is tried)."""
+
+
 USER_ERRORS = (AudioError, CheckpointError, DataError, ParameterError)
 """The errors a command line reports as one ``error: ...`` line (a traceback only with ``--debug``)."""
+
+
+def available_memory() -> int | None:
+  """Bytes of memory this machine can still give (``MemAvailable`` of /proc/meminfo, else the free pages), or
+  None where neither is known."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  try:
+    return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def check_memory(what: str, n_bytes: float) -> None:
+  """Raises `ParameterError` naming the setting ``what`` (e.g. ``"shifts=1000"``) if ``n_bytes`` (an estimate
+  from shapes, made before any work) exceed the memory available now; nothing where that is unknown."""
+  available = available_memory()
+  if available is not None and n_bytes > available:
+    raise ParameterError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB of memory; "
+                         f"{available / 2**30:,.1f} GiB are available")

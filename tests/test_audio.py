@@ -233,6 +233,26 @@ def test_truncated_files(folder, tmp_path, tone, name):
     audio.load(cut)
 
 
+@pytest.mark.parametrize("name", ["b.wav", "b.flac", "b.m4a", "b.mp3"])
+def test_read_blocks_are_reads_samples(tmp_path, tone, name):
+  """Block by block (a long song in bounded memory): `read`'s samples exactly; a cut file fails while read."""
+  path = tmp_path / name
+  if name.endswith((".wav", ".flac")):
+    audio.save(path, tone, subtype="PCM_16")
+  else:
+    _encode(path, [_tone(n=RATE)], codec="aac" if name.endswith(".m4a") else "libmp3lame")
+  header, blocks = audio.read_blocks(path, block_samples=1000)
+  blocks = list(blocks)
+  (whole,), rate = audio.read(path)
+  assert (header.sample_rate, header.channels) == (rate, whole.shape[0])
+  np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)
+  if name.endswith(".wav"):
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[:path.stat().st_size * 2 // 3])
+    with pytest.raises(AudioError, match="cut.wav: truncated"):
+      list(audio.read_blocks(cut)[1])
+
+
 def test_zero_length_audio(tmp_path):
   path = tmp_path / "zero.wav"
   soundfile.write(path, np.zeros((0, 2), np.float32), RATE, subtype="FLOAT")

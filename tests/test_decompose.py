@@ -27,7 +27,7 @@ def _max_err(a, b):
 # median_filter
 
 
-@pytest.mark.parametrize("size", [1, 2, 7, 8, 31])
+@pytest.mark.parametrize("size", [1, 2, 7, 8, 31, 33, 45])  # the network up to 32 values, bisection above
 @pytest.mark.parametrize("axis", [-1, -2])
 def test_median_filter_matches_scipy(spec, size, axis):
   sizes = [1, 1, 1]
@@ -41,6 +41,27 @@ def test_median_filter_whole_axis_and_under_jit(spec):
   expected = scipy.ndimage.median_filter(x, size=(5, 1), mode="reflect")
   jitted = jax.jit(lambda x: decompose.median_filter(x, size=5, axis=0))
   np.testing.assert_array_equal(np.asarray(jitted(x)), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.float16])
+def test_median_filter_keeps_other_dtypes_exact(dtype, size=41):
+  rng = np.random.default_rng(1)
+  x = (rng.standard_normal((3, 120)) * 60).clip(-128, 127)
+  x = (x + 128 if dtype == np.uint8 else x).astype(dtype)
+  as_scipy = np.float32 if dtype == np.float16 else dtype  # scipy has no float16 median
+  expected = scipy.ndimage.median_filter(x.astype(as_scipy), size=(1, size), mode="reflect").astype(dtype)
+  got = np.asarray(decompose.median_filter(x, size=size, axis=1))
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(got, expected)
+
+
+def test_median_filter_program_does_not_grow_with_the_window():
+  # A sorting network of 151 values took 8 GB to compile (#36 case 6); past 32 values the program is one
+  # loop whose body does not depend on the window's length.
+  x = jnp.ones((2, 400), jnp.float32)
+  sizes = {size: len(jax.jit(lambda x, size=size: decompose.median_filter(x, size=size)).lower(x).as_text())
+           for size in (33, 151, 399)}
+  assert max(sizes.values()) < 1.2 * min(sizes.values()), sizes
 
 
 @pytest.mark.parametrize("kwargs, match", [

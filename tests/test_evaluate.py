@@ -90,6 +90,29 @@ def test_failing_track_is_reported_and_the_others_kept(first_run, tmp_path):
   assert "Failures" in summary["report"].read_text()
 
 
+def test_another_data_root_in_the_same_workdir_scores_again(first_run, tmp_path):
+  # #36 case 3: evaluate.py with one workdir and another data.root kept the first root's numbers and
+  # counted its tracks.
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "work"
+  shutil.copytree(first_run[0], workdir)
+  root = tmp_path / "other"
+  kept, dropped = sorted((workdir / "songs" / "test").iterdir())
+  shutil.copytree(kept, root / "test" / kept.name)
+  vocals = audio.load(root / "test" / kept.name / "vocals.wav")
+  audio.save(root / "test" / kept.name / "vocals.wav", 0.5 * vocals, subtype="PCM_16")  # other references
+  config = _config(root=str(root))
+  config.report.enabled = False
+  summary = evaluate_lib.evaluate(config, workdir)
+  assert summary["done"] == 2 and summary["skipped"] == 0 and not summary["failures"]
+  assert {r["n_tracks"] for r in summary["rows"]} == {1}
+  meta = json.loads(store.meta_path(workdir, "irm2", "test", kept.name).read_text())
+  assert meta["references"]["path"] == str((root / "test" / kept.name).resolve())
+  assert store.track_path(workdir, "irm2", "test", dropped.name).is_file()  # left, but not counted
+  again = evaluate_lib.evaluate(config, workdir)
+  assert again["done"] == 0 and again["skipped"] == 2
+
+
 def test_unknown_method_is_a_clear_error_before_any_work(tmp_path):
   config = _config()
   config.methods = "irm2,nope"

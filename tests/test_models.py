@@ -19,7 +19,7 @@ from mssjax.models.unet import UNet, count_parameters, depth_to_space
 @functools.lru_cache(maxsize=None)
 def _cached_model(items):
   settings = dict(n_bins=20, audio_channels=2, n_targets=4, features=(4, 8), kernel_size=(3, 3),
-                  up_kernel_size=(3, 3), lstm_hidden=8, mask_activation="softmax")
+                  up_kernel_size=(3, 3), lstm_hidden=8, mask_activation="softmax", remat=False)
   settings.update(dict(items))
   return UNet(**settings, rngs=nnx.Rngs(0))
 
@@ -118,7 +118,7 @@ def test_depth_to_space_places_each_feature_group_in_a_2x2_block():
 ])
 def test_bad_sizes(kwargs, message):
   settings = dict(n_bins=20, audio_channels=2, n_targets=4, features=(4,), kernel_size=(3, 3),
-                  up_kernel_size=(3, 3), lstm_hidden=4, mask_activation="softmax")
+                  up_kernel_size=(3, 3), lstm_hidden=4, mask_activation="softmax", remat=False)
   settings.update(kwargs)
   with pytest.raises(ParameterError, match=message):
     UNet(**settings, rngs=nnx.Rngs(0))
@@ -134,11 +134,11 @@ def test_wrong_input_shape():
 def test_registry_by_name():
   config = ml_collections.ConfigDict(dict(name="unet", audio_channels=2, features=(4,),
                                           kernel_size=(3, 3), up_kernel_size=(3, 3), lstm_hidden=4,
-                                          mask_activation="softmax"))
+                                          mask_activation="softmax", remat=False))
   assert isinstance(models.get_model(config, n_bins=8, n_targets=4), UNet)
   assert "unet" in models.names()
   config.name = "transformer"
-  with pytest.raises(ParameterError, match=r"valid choices: \[.*'unet'.*\]"):
+  with pytest.raises(ParameterError, match=r"valid choices: \['bs_roformer', 'conv_tasnet', 'umx', 'unet'\]"):
     models.get_model(config, n_bins=8, n_targets=4)
 
 

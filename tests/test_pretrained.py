@@ -65,3 +65,13 @@ def test_a_wheel_carries_the_weights_and_the_model_card(tmp_path):
   (wheel,) = tmp_path.glob("mssjax-*.whl")
   names = zipfile.ZipFile(wheel).namelist()
   assert "mssjax/pretrained/unet.safetensors" in names and "mssjax/pretrained/README.md" in names
+
+
+def test_every_architecture_is_a_separator_that_loads_only_its_own_networks():
+  for name in separator_lib.models.names():
+    assert name in separators.names() and separators.default_config(name).method == name
+  assert separators.get("unet").name == "unet"
+  with pytest.raises(separator_lib.CheckpointError, match=r"holds a unet network, not other: .*--method unet"):
+    separator_lib.named_network("other", {"weights": str(separator_lib.PRETRAINED)})
+  with pytest.raises(separator_lib.CheckpointError, match="no pretrained other network is installed"):
+    separator_lib.named_network("other", {})

@@ -17,7 +17,9 @@ import pytest
 
 from mssjax import TARGETS, audio
 from mssjax.metrics import store
-from mssjax.evaluation.report import build_report
+from mssjax.evaluation.report import build_report, plots
+
+plt = plots.plt
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -152,3 +154,42 @@ def test_browser_check_catches_broken_media(tmp_path):
       "<audio controls src='bad.wav'></audio><audio controls src='absent.wav'></audio></body></html>")
   statuses = [r[1] for r in browser_check(tmp_path / "index.html")]
   assert statuses == ["bad", "bad", "bad"]
+
+
+def test_pivot_tables_put_methods_in_rows_sdr_first(report):
+  path, methods = report
+  page = path.read_text()
+  captions = re.findall(r"<caption>(\w+) \(dB\)</caption>", page)
+  assert captions == ["SDR", "ISR", "SIR", "SAR"]
+  first = page[page.index("<table class='pivot'>"):page.index("</table>")]
+  assert re.findall(r"<th>([^<]+)</th>", first) == ["method", *TARGETS, "average"]
+  assert [re.search(r"<td>([^<]+)</td>", row).group(1) for row in first.split("<tr>")[2:]] == methods
+
+
+def _rows(method, metric_values):
+  return [{"method": method, "track": f"T{i}", "target": "vocals", "metric": metric, "frames": np.full(3, value)}
+          for metric, value in metric_values.items() for i in range(2)]
+
+
+def test_the_mixture_is_off_the_sar_and_isr_axes_only():
+  rows = _rows("mixture", {"SDR": -5.0, "SAR": 132.0, "ISR": 131.0}) + _rows("irm2", {"SDR": 8.0, "SAR": 9.0,
+                                                                                      "ISR": 15.0})
+  fig, axes = plt.subplots(1, 3)
+  for ax, metric in zip(axes, ("SDR", "SAR", "ISR")):
+    plots._panel(ax, rows, ["mixture", "irm2"], "vocals", metric, per_track=True)  # pylint: disable=protected-access
+  labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in axes]
+  assert labels[0] == ["mixture", "irm2"]
+  assert labels[1][0] == "mixture\n(132 dB,\noff axis)" and labels[2][0] == "mixture\n(131 dB,\noff axis)"
+  assert axes[0].get_ylim()[0] < -5 and axes[1].get_ylim()[1] < 20 and axes[2].get_ylim()[1] < 30
+  plt.close(fig)
+
+
+def test_spectrograms_have_a_log_frequency_axis(tmp_path, monkeypatch):
+  saved = []
+  monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: saved.append(fig))
+  x = np.random.default_rng(0).standard_normal((2, 22050)).astype(np.float32)
+  plots.spectrogram_figure({"vocals": x}, {"vocals": 0.5 * x}, tmp_path / "s.png", sample_rate=22050)
+  axes = saved[0].axes
+  assert [ax.get_yscale() for ax in axes] == ["log", "log"]
+  assert axes[0].get_ylim() == pytest.approx((plots.LOWEST_HZ, 11025))
+  plt.close(saved[0])

@@ -1,5 +1,6 @@
 """python -m mssjax score: a folder of estimates against MUSDB18 references, as museval scores it."""
 
+import csv
 import json
 import shutil
 
@@ -206,3 +207,42 @@ def test_score_real_previews_matches_museval_eval_mus_dir(musdb_root, tmp_path):
         if y is not None and not np.isnan(y):
           worst = max(worst, abs(x - y))
   assert worst < 0.01, worst
+
+
+def _vocals_sdr(out, method="est"):
+  rows = [r for r in store.table_rows(out, [method]) if r["target"] == "vocals"]
+  return rows[0]["SDR"], rows[0]["n_tracks"]
+
+
+def test_score_against_another_root_or_a_changed_reference_scores_again(tmp_path, capsys):
+  # #36 case 3: `score EST --root A -o S`, then `score EST --root B -o S` printed "0 scored, 1 already
+  # scored", kept A's numbers, and the table counted a track B does not have.
+  root_a = _root(tmp_path / "a", names=("A - One", "B - Two"))
+  root_b = tmp_path / "b" / "root"
+  write_track(root_b, "test", "A - One", _noise_stems(7))  # the same name, other references
+  estimates = _estimates(root_a, tmp_path / "est")
+  out = tmp_path / "out"
+  args = ["--quiet", "--window-seconds", "0.25", "--hop-seconds", "0.25", "--no-report"]
+  assert main(["score", str(estimates), "--root", str(root_a), "-o", str(out), *args]) == 0
+  sdr_a, n_a = _vocals_sdr(out)
+  assert n_a == 2
+  capsys.readouterr()
+  assert main(["score", str(estimates), "--root", str(root_b), "-o", str(out), *args]) == 1  # B - Two: no track
+  err = capsys.readouterr().err
+  assert "no reference track of that name" in err
+  sdr_b, n_b = _vocals_sdr(out)
+  assert n_b == 2  # the folder still holds A's result of B - Two; the run's table does not count it
+  rows = list(csv.DictReader((out / "results.csv").open()))
+  assert {r["n_tracks"] for r in rows} == {"1"}
+  expected = _expected(root_b, estimates, "A - One")
+  got = json.loads(store.track_path(out, "est", "test", "A - One").read_text())["targets"][0]["frames"]
+  np.testing.assert_allclose([f["metrics"]["SDR"] for f in got], expected["SDR"][0], atol=1e-4)
+  assert float(rows[[r["target"] for r in rows].index("vocals")]["SDR"]) != pytest.approx(sdr_a, abs=0.1)
+  # a reference rewritten in place (same root and name) is scored again; an untouched one is not
+  again = score.score(estimates, root_b, out, window_seconds=0.25, hop_seconds=0.25, progress=False, report=False)
+  assert [o.status for o in again["outcomes"] if o.track == "A - One"] == ["done"]
+  write_track(root_b, "test", "A - One", _noise_stems(8))
+  third = score.score(estimates, root_b, out, window_seconds=0.25, hop_seconds=0.25, progress=False, report=False)
+  assert [o.status for o in third["outcomes"] if o.track == "A - One"] == ["scored"]
+  meta = json.loads(store.meta_path(out, "est", "test", "A - One").read_text())
+  assert meta["references"]["path"] == str((root_b / "test" / "A - One").resolve())

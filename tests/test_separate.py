@@ -96,6 +96,33 @@ def test_any_rate_and_channel_count(rate, channels):
   np.testing.assert_allclose(total[:, edge:-edge], mixture[:, edge:-edge], atol=2e-3)
 
 
+def _in_memory(separator, mixture, rate):
+  """The whole-song recipe, written out: resample, overlap-add each stereo pair, resample back, cut."""
+  pairs = [mixture] if mixture.shape[0] == 2 else [np.stack([c, c]) for c in mixture]
+  outs = []
+  for pair in pairs:
+    x = audio.resample(pair, rate, separator.sample_rate)
+    chunk, overlap = separate.chunk_samples(separator, x.shape[-1])
+    stems = separate.separate_in_chunks(separator.separate_chunk, x, chunk_samples=chunk, overlap_samples=overlap)
+    stems = audio.resample(stems, separator.sample_rate, rate)
+    outs.append(np.pad(stems, ((0, 0), (0, 0), (0, max(0, mixture.shape[-1] - stems.shape[-1]))))[..., :mixture.shape[-1]])
+  return outs[0] if mixture.shape[0] == 2 else np.stack([o.mean(axis=1) for o in outs], axis=1)
+
+
+@pytest.mark.parametrize("rate,channels", [(44100, 2), (48000, 2), (22050, 1), (16000, 3)])
+def test_blocks_of_any_size_give_the_whole_song_result(rate, channels):
+  """`separate_blocks` over blocks of random sizes: the whole-song recipe's stems, sample for sample."""
+  rng = np.random.default_rng(rate + channels)
+  mixture = rng.uniform(-0.3, 0.3, (channels, int(3.3 * rate))).astype(np.float32)
+  separator = Separator("odd", TARGETS, 44100, ml_collections.ConfigDict(),
+                        lambda params, x: jnp.stack([x * k for k in (0.1, -0.2, 0.3, x[0] * 0.4)]),
+                        chunk_seconds=1.0, overlap_seconds=0.3)
+  cuts = np.sort(rng.choice(np.arange(1, mixture.shape[-1]), 12, replace=False))
+  blocks = np.split(mixture, cuts, axis=-1)
+  got = np.concatenate(list(separate.separate_blocks(separator, blocks, sample_rate=rate, channels=channels)), -1)
+  np.testing.assert_array_equal(got, _in_memory(separator, mixture, rate))
+
+
 def test_one_dimensional_input_gives_one_dimensional_stems():
   stems = separate.separate_array(_Quarters(), np.zeros(30000, np.float32), sample_rate=44100)
   assert all(s.shape == (30000,) for s in stems.values())

@@ -11,6 +11,7 @@ import pytest
 
 museval = pytest.importorskip("museval")
 
+from mssjax.errors import ParameterError  # noqa: E402
 from mssjax.metrics import store  # noqa: E402
 
 
@@ -82,7 +83,20 @@ def test_tables_have_complexity_columns(workdir):
   csv_text = (workdir / "results.csv").read_text().splitlines()
   assert csv_text[0] == ",".join(store.TABLE_COLUMNS) and len(csv_text) == 9
   md = (workdir / "results.md").read_text().splitlines()
-  assert md[0].startswith("| method | target | SDR") and "s / s audio" in md[0] and len(md) == 10
+  assert md[:3] == ["SDR (dB)", "", "| method | vocals | drums | bass | other | average |"] and len(md) == 17
+  assert md[7].startswith("| method | target | SDR") and "s / s audio" in md[7]
+
+
+def test_pivot_has_methods_as_rows_and_averages_finite_targets():
+  rows = [{"method": m, "target": t, "SDR": v, "SIR": 0.0, "SAR": 0.0, "ISR": 0.0}
+          for m, t, v in [("a", "bass", 1.0), ("a", "vocals", 3.0), ("b", "vocals", math.nan), ("b", "guitar", 2.0)]]
+  targets, pivot = store.pivot_rows(rows)
+  assert targets == ["vocals", "bass", "guitar"]
+  assert pivot[0] == {"method": "a", "bass": 1.0, "vocals": 3.0, "average": 2.0}
+  assert pivot[1]["average"] == 2.0 and "bass" not in pivot[1]
+  assert "| b | nan | - | 2.000 | 2.000 |" in store.markdown_pivot(rows)
+  with pytest.raises(ParameterError, match="metric='sdr'"):
+    store.pivot_rows(rows, "sdr")
 
 
 def test_aggregate_skips_nan_frames_and_all_nan_tracks():

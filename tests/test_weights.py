@@ -18,7 +18,7 @@ def _params():
 
 
 def _config():
-  return ml_collections.ConfigDict(dict(model=dict(name="unet", features=(4, 8)), sample_rate=44100,
+  return ml_collections.ConfigDict(dict(model=dict(name="unet", features=(4, 8), remat=False), sample_rate=44100,
                                         targets=("speech", "piano")))
 
 

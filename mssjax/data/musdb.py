@@ -110,6 +110,10 @@ class Track:
     _check_stem(stem)
     return self.path if self.layout == "musdb18" else self.path / f"{stem}.wav"
 
+  def files(self) -> tuple[pathlib.Path, ...]:
+    """Every file the track reads: its ``.stem.mp4`` (musdb18) or its five wavs (musdb18hq)."""
+    return (self.path,) if self.layout == "musdb18" else tuple(self.file(s) for s in STEM_NAMES)
+
   def header(self) -> audio.AudioInfo:
     """`audio.AudioInfo` of the mixture (read once, cheap: no decoding)."""
     if self._info is None:

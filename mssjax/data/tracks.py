@@ -24,7 +24,7 @@ from mssjax.data.layouts import MIXTURE, Item
 from mssjax.data.sources import MissingStemWarning
 from mssjax.errors import DataError, check_choice
 
-__all__ = ["FolderTrack", "open_tracks"]
+__all__ = ["FolderTrack", "open_tracks", "reference_identity"]
 
 
 class FolderTrack:
@@ -45,6 +45,10 @@ class FolderTrack:
 
   def __repr__(self) -> str:
     return f"FolderTrack({self.name!r}, subset={self.subset!r})"
+
+  def files(self) -> tuple[pathlib.Path, ...]:
+    """Every file the track reads: its stems' and its mixture's, if it has one."""
+    return tuple(self._files.values()) + ((self._mixture,) if self._mixture else ())
 
   def header(self) -> audio.AudioInfo:
     """`audio.AudioInfo` of the mixture file, or of the first stem's where there is none."""
@@ -142,3 +146,37 @@ def open_tracks(root: str | os.PathLike, *, subset: str = "test", split: str | N
     raise DataError(f"{root}: a sourcefolder (STEM/FILE) holds no tracks to evaluate; turn it into track "
                     "folders with python -m mssjax.data prepare")
   return [FolderTrack(item) for item in splits.select(dataset, subset=subset, split=split)]
+
+
+def reference_identity(track) -> dict:
+  """What a stored score of ``track`` was measured against: a JSON-able dict, equal only for the same references.
+
+  The track's resolved path (so its root, subset and name), its name, rate and
+  length from the header, and each file's size and modification time in
+  nanoseconds. A stored result is reused only while this is unchanged
+  (`mssjax.metrics.store.result_problem`), so the same estimates scored
+  against another root, or against a reference file rewritten since, are
+  scored again. Size and mtime rather than a content hash: a hash reads
+  every reference in full on every re-run (about 370 MB for a 7-minute
+  MUSDB18-HQ track) just to decide to skip it, while a stat is free, and any
+  rewrite or plain copy of a file changes its mtime (as for the estimates'
+  fingerprint in `mssjax.evaluation.score`).
+
+  Args:
+    track: a `musdb.Track` or `FolderTrack`.
+
+  Raises:
+    AudioError, DataError: a reference file that cannot be read.
+  """
+  header = track.header()
+  files = {}
+  for path in track.files():
+    try:
+      stat = path.stat()
+    except OSError as e:
+      raise DataError(f"{path}: cannot read the reference ({e.strerror or e})") from e
+    name = path.name if path == track.path else os.path.relpath(path, track.path)
+    files[name] = [int(stat.st_size), int(stat.st_mtime_ns)]
+  return {"path": str(pathlib.Path(track.path).resolve()), "track": track.name, "subset": track.subset,
+          "sample_rate": int(header.sample_rate), "frames": None if header.frames is None else int(header.frames),
+          "files": files}

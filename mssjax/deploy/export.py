@@ -205,15 +205,31 @@ class OnnxResult(NamedTuple):
 
 
 def _network(separator: Separator) -> Network:
-  """The separator's `Network`.
+  """The separator's `Network`, a spectral one.
 
   Raises:
-    ParameterError: a separator that is not a trained mask network.
+    ParameterError: a separator that is not a trained mask network, or a
+      waveform network (`mssjax.models.DOMAINS`): it makes no masks, and
+      jax2onnx (0.12) does not convert its channels-last 1-D convolutions
+      ("Unsupported conv layouts"); its `jax.export` module serves instead.
   """
   if separator.network is None:
     raise ParameterError(f"method={separator.name!r} is not a trained mask network: only a network's masks "
                          "export to ONNX")
-  return separator.network
+  network = separator.network
+  if models.domain_of(nnx.merge(network.graphdef, separator.params)) == "waveform":
+    raise ParameterError(f"model.name={network.model_config.model.name!r} is a waveform model: it makes no masks, "
+                         "and jax2onnx cannot convert its 1-D convolutions, so it has no ONNX export; use the "
+                         "jax.export module (python -m mssjax export without --onnx or --onnx-separator)")
+  return network
+
+
+def _network_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None) -> Separator:
+  """The network separator a config names (its ``method``, ``"unet"`` where it names none)."""
+  method = (config.get("method") if config is not None else None) or "unet"
+  if method not in separators.network_names():
+    raise ParameterError(f"method={method!r} is not a network: ONNX converts one of {separators.network_names()}")
+  return separators.get(method, config)
 
 
 def mask_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
@@ -274,7 +290,7 @@ def export_masks_onnx(path: str | pathlib.Path, *,
       differs by more than `ONNX_TOLERANCE`.
   """
   jax2onnx, onnx = _onnx_modules()
-  separator = separators.get("unet", config)
+  separator = _network_separator(config)
   network = _network(separator)
   chunk, _ = _fixed_chunk(separator)
   shape = (1, 2, 1 + network.n_fft // 2, spectral.n_frames_for(chunk, n_fft=network.n_fft,
@@ -364,7 +380,7 @@ def export_separator_onnx(path: str | pathlib.Path, *,
       Wiener filter, or a check that differs by more than `ONNX_TOLERANCE`.
   """
   jax2onnx, onnx = _onnx_modules()
-  separator = separators.get("unet", config)
+  separator = _network_separator(config)
   chunk, _ = _fixed_chunk(separator)
   fn = real_chunk_function(separator, chunk)
   with _quiet_logger("jax2onnx"):

@@ -301,23 +301,60 @@ def overlap_add(separate_chunk, mixture: np.ndarray, *, chunk_samples: int, over
 
   Every call gets exactly ``chunk_samples`` samples (the last chunk zero-padded).
   ``progress`` (a tqdm-like object), where given, is advanced once per chunk.
-  `mssjax.separate` joins its chunks with this function too.
+  `mssjax.separate` joins its chunks with `overlap_add_blocks`, of which this is the whole-array case.
   """
-  channels, n = mixture.shape
-  starts = chunk_starts(n, chunk_samples, overlap_samples)
-  out, total = None, np.zeros(n, dtype=np.float32)
-  for i, start in enumerate(starts):
-    piece = mixture[:, start:start + chunk_samples]
+  return np.concatenate(list(overlap_add_blocks(separate_chunk, [mixture], chunk_samples=chunk_samples,
+                                                overlap_samples=overlap_samples, progress=progress)), axis=-1)
+
+
+def overlap_add_blocks(separate_chunk, blocks, *, chunk_samples: int, overlap_samples: int, progress=None):
+  """`overlap_add` over a signal that comes in blocks, yielding the output as soon as it is final.
+
+  Args:
+    separate_chunk: ``[..., chunk_samples] -> [..., chunk_samples]`` (any leading shape out).
+    blocks: iterable of float ``[..., k]`` arrays (any ``k``, one leading shape), the signal in order.
+    chunk_samples, overlap_samples, progress: as `overlap_add`.
+
+  Yields:
+    float32 ``[..., k']`` blocks whose concatenation is `overlap_add`'s output for the whole signal,
+    sample for sample: after chunk ``i`` the samples before chunk ``i + 1``'s start are final.
+    Memory holds one chunk of input and ``overlap_samples`` of output, whatever the length.
+  """
+  hop = chunk_samples - overlap_samples
+  source = iter(blocks)
+  pending, ended, index = None, False, 0  # pending: the input from the next chunk's start on
+  carried = carried_weight = None  # earlier chunks' weighted sum over the next chunk's first overlap_samples
+  while True:
+    parts, have = ([] if pending is None else [pending]), (0 if pending is None else pending.shape[-1])
+    while not ended and have <= chunk_samples:
+      block = next(source, None)
+      if block is None:
+        ended = True
+      else:
+        parts.append(np.asarray(block, dtype=np.float32))
+        have += parts[-1].shape[-1]
+    pending = None if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    if pending is None:
+      return
+    last = pending.shape[-1] <= chunk_samples
+    piece = pending[..., :chunk_samples]
     length = piece.shape[-1]
     if length < chunk_samples:
-      piece = np.pad(piece, ((0, 0), (0, chunk_samples - length)))
-    estimate = np.asarray(separate_chunk(piece), dtype=np.float32)[..., :length]
-    if out is None:
-      out = np.zeros((estimate.shape[0], channels, n), dtype=np.float32)
-    w = crossfade_window(chunk_samples, overlap_samples, fade_in=i > 0, fade_out=i < len(starts) - 1)[:length]
-    out[..., start:start + length] += estimate * w
-    total[start:start + length] += w
+      piece = np.pad(piece, [(0, 0)] * (piece.ndim - 1) + [(0, chunk_samples - length)])
+    weight = crossfade_window(chunk_samples, overlap_samples, fade_in=index > 0, fade_out=not last)[:length]
+    out = np.asarray(separate_chunk(piece), dtype=np.float32)[..., :length] * weight
+    total = weight
+    if carried is not None:
+      out[..., :overlap_samples] += carried
+      total[:overlap_samples] += carried_weight
     if progress is not None:
       progress.update(1)
-  out /= total
-  return out
+    if last:
+      out /= total
+      yield out
+      return
+    carried, carried_weight = out[..., hop:].copy(), total[hop:]  # a copy, so `out` is not kept
+    out = out[..., :hop]
+    out /= total[:hop]
+    yield out
+    pending, index = pending[..., hop:], index + 1

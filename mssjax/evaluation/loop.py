@@ -37,9 +37,10 @@ import numpy as np
 import tqdm
 
 from mssjax import audio, distributed, fileio, separate, separators
-from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
+from mssjax.errors import (USER_ERRORS, ParameterError, check_choice, check_finite, check_non_negative_int,
+                           check_positive_int)
 from mssjax.data import Track, generate
-from mssjax.data.tracks import open_tracks
+from mssjax.data.tracks import open_tracks, reference_identity
 from mssjax.metrics import batched, bss_eval, store
 from mssjax.separators import Separator
 
@@ -221,7 +222,7 @@ def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, 
   if keep_audio:
     _save_stems(audio_folder(workdir, track.name, name), stems, track.sample_rate, "PCM_16")
   meta = {"audio_seconds": track.n_samples / track.sample_rate, "separation_seconds": seconds,
-          "n_parameters": int(separator.n_parameters)}
+          "n_parameters": int(separator.n_parameters), "references": reference_identity(track)}
   return store.save_track(workdir, name, track.subset, track.name, scores, meta=meta,
                           win=config.window_seconds, hop=config.hop_seconds)
 
@@ -236,16 +237,27 @@ def _save_references(workdir: pathlib.Path, track: Track, truth: Stems) -> None:
 
 def _todo(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator], tracks: list
           ) -> list:
-  """The (track, method) pairs without a reusable result; unreadable or differently scored ones are named."""
+  """The (track, method) pairs without a reusable result.
+
+  A result that is unreadable, of other BSSEval settings or of other
+  references (another ``data.root``, a reference file rewritten since) is
+  named and removed, so that a failure to redo it leaves no stale number.
+  """
   todo = []
   for track in tracks:
+    try:
+      identity = reference_identity(track)
+    except USER_ERRORS:  # an unreadable reference: the track fails, with its error, when it is separated
+      todo += [(track, name) for name in methods]
+      continue
     for name in methods:
       problem = store.result_problem(workdir, name, track.subset, track.name, win=config.window_seconds,
-                                     hop=config.hop_seconds)
+                                     hop=config.hop_seconds, references=identity)
       if problem is None:
         continue
       if problem != "missing":
         tqdm.tqdm.write(f"warning: re-scoring {name} / {track.name}: {problem}", file=sys.stderr)
+        store.discard_track(workdir, name, track.subset, track.name)
       todo.append((track, name))
   return todo
 
@@ -390,7 +402,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     tables and the report; elsewhere this process's counts, rows and report None.
 
   Raises:
-    ParameterError: unknown methods or empty settings (before any work).
+    ParameterError: unknown methods or empty settings (before any work), or a
+      workdir that another evaluation holds (`mssjax.distributed.workdir_lock`).
   """
   check_config(config)
   workdir = pathlib.Path(workdir)
@@ -401,17 +414,24 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
   audio_tracks = {t.name for t in tracks[:config.report.n_audio_tracks]} if config.report.enabled else set()
-  summary = run_loop(config, workdir, methods, process_share(tracks), audio_tracks=audio_tracks)
-  summary = _gather_summaries(workdir, summary)
-  summary["rows"] = summary["report"] = None
-  if not distributed.is_leader():
-    return summary
+  with distributed.workdir_lock(workdir):  # another evaluate.py on this workdir fails at once
+    summary = run_loop(config, workdir, methods, process_share(tracks), audio_tracks=audio_tracks)
+    summary = _gather_summaries(workdir, summary)
+    summary["rows"] = summary["report"] = None
+    if distributed.is_leader():
+      _write_summary(config, workdir, methods, tracks, summary)
+  return summary
+
+
+def _write_summary(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator],
+                   tracks: list[Track], summary: dict[str, Any]) -> None:
+  """Process 0's outputs: failures.json, the tables and the report; sets the summary's rows and report."""
   fileio.write_json(workdir / "failures.json", summary["failures"])
-  names = list(methods)
-  summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset)
+  names, run = list(methods), [t.name for t in tracks]  # results of tracks of other data roots not counted
+  summary["rows"] = store.write_tables(workdir, names, subset=config.data.subset, tracks=run)
   if config.report.enabled:
     from mssjax.evaluation import report  # pylint: disable=import-outside-toplevel
     summary["report"] = report.build_report(
         workdir, names, subset=config.data.subset,
-        tracks=[t.name for t in tracks[:config.report.n_audio_tracks]], failures=summary["failures"])
-  return summary
+        tracks=[t.name for t in tracks[:config.report.n_audio_tracks]], failures=summary["failures"],
+        scored_tracks=run)

@@ -28,9 +28,12 @@ target, an unreadable file, a sample rate or channel count other than the
 reference's, or a folder that matches no reference track. Estimates of
 another length are cut or zero-padded at the end to the reference's length,
 as museval does, and the line says so. Every file is written atomically, and a
-re-run skips tracks already scored from the same estimate files (their size
-and modification time are kept in the track's meta), so an interrupted run
-resumes. ``jobs`` tracks are read and scored at once in threads (default 2);
+re-run skips tracks already scored from the same estimate files against the
+same references (the size and modification time of both, and the
+references' resolved path, rate and length, are kept in the track's meta:
+`mssjax.data.tracks.reference_identity`), so an interrupted run resumes; a
+result of other estimates or references is removed and scored again, and the
+tables count only the tracks of this run. ``jobs`` tracks are read and scored at once in threads (default 2);
 the JSON is written on the main thread, in the tracks' order.
 """
 
@@ -47,7 +50,7 @@ import numpy as np
 import tqdm
 
 from mssjax import TARGETS, audio, fileio
-from mssjax.data.tracks import open_tracks
+from mssjax.data.tracks import open_tracks, reference_identity
 from mssjax.data.layouts import SUBSETS
 from mssjax.data.musdb import Track
 from mssjax.errors import USER_ERRORS, AudioError, DataError, ParameterError, check_choice, check_targets
@@ -157,9 +160,9 @@ def _save_audio(output_dir: pathlib.Path, track: Track, method: str, references:
                  subtype="PCM_16")
 
 
-def _reusable(output_dir, method, track, fingerprint, window_seconds, hop_seconds):
-  if store.result_problem(output_dir, method, track.subset, track.name, win=window_seconds,
-                          hop=hop_seconds) is not None:
+def _reusable(output_dir, method, track, fingerprint, references, window_seconds, hop_seconds):
+  if store.result_problem(output_dir, method, track.subset, track.name, win=window_seconds, hop=hop_seconds,
+                          references=references) is not None:
     return False
   try:
     meta = json.loads(store.meta_path(output_dir, method, track.subset, track.name).read_text())
@@ -251,10 +254,12 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
     track, folder = pair
     try:
       files = _target_files(folder, targets)
-      fingerprint = _fingerprint(files.values())
+      fingerprint, identity = _fingerprint(files.values()), reference_identity(track)
       keep_audio = track.name in audio_tracks
-      if _reusable(output_dir, method, track, fingerprint, window_seconds, hop_seconds) and not (
-          keep_audio and not (output_dir / "report" / "audio" / fileio.safe_name(track.name) / method).is_dir()):
+      if not _reusable(output_dir, method, track, fingerprint, identity, window_seconds, hop_seconds):
+        store.discard_track(output_dir, method, track.subset, track.name)  # stale: never counted again
+      elif not (keep_audio and not (output_dir / "report" / "audio" / fileio.safe_name(track.name) / method
+                                    ).is_dir()):
         return _Scored(fingerprint=fingerprint, reused=True)
       references, estimates, notes = _load(track, files)
       try:
@@ -264,7 +269,7 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
           _save_audio(output_dir, track, method, references, estimates)
       except USER_ERRORS as error:
         return _Scored(error=error, notes=tuple(notes))
-      return _Scored(fingerprint=fingerprint, scores=scores, notes=tuple(notes))
+      return _Scored(fingerprint=fingerprint, references=identity, scores=scores, notes=tuple(notes))
     except USER_ERRORS as error:
       return _Scored(error=error)
     finally:
@@ -288,12 +293,14 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
     bar.close()
   failures = [{"method": method, "track": o.track, "error": o.message} for o in outcomes if o.status == "failed"]
   fileio.write_json(output_dir / "failures.json", failures)
-  rows = store.write_tables(output_dir, [method], subset=subset)
+  scored = [o.track for o in outcomes if o.status in ("scored", "done")]  # results of other runs not counted
+  rows = store.write_tables(output_dir, [method], subset=subset, tracks=scored)
   page = None
   if report:
     from mssjax.evaluation import report as report_lib  # pylint: disable=import-outside-toplevel
     page = report_lib.build_report(output_dir, [method], subset=subset,
-                                   tracks=[t.name for t, _ in pairs[:report_tracks]], failures=failures)
+                                   tracks=[t.name for t, _ in pairs[:report_tracks]], failures=failures,
+                                   scored_tracks=scored)
   return {"method": method, "outcomes": outcomes, "rows": rows, "report": page,
           "seconds": time.perf_counter() - start}
 
@@ -302,6 +309,7 @@ def score(estimates_dir: str | pathlib.Path, root: str | pathlib.Path, output_di
 class _Scored:
   """A worker's result for one track: reused, scored, or failed (``error``)."""
   fingerprint: dict | None = None
+  references: dict | None = None
   scores: dict | None = None
   notes: tuple[str, ...] = ()
   error: Exception | None = None
@@ -318,7 +326,7 @@ def _record(output_dir, method, track, folder, result, window_seconds, hop_secon
     bar.write(f"FAILED {track.name}: {result.error}")
     return Outcome(track.name, "failed", str(result.error), result.notes)
   meta = {"audio_seconds": track.n_samples / track.sample_rate, "estimates": result.fingerprint,
-          "estimates_folder": str(folder), "notes": list(result.notes)}
+          "references": result.references, "estimates_folder": str(folder), "notes": list(result.notes)}
   store.save_track(output_dir, method, track.subset, track.name, result.scores, meta=meta, win=window_seconds,
                    hop=hop_seconds)
   return Outcome(track.name, "scored", notes=result.notes)

@@ -27,12 +27,12 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mssjax import fileio
-from mssjax.errors import DataError
+from mssjax import TARGETS, fileio
+from mssjax.errors import DataError, ParameterError
 from mssjax.metrics.bss_eval import METRICS
 
 MUSEVAL_VERSION = "0.4.1"
@@ -91,12 +91,16 @@ def bss_eval_settings(*, win: float, hop: float) -> dict[str, Any]:
 
 
 def result_problem(workdir: str | os.PathLike, method: str, subset: str, track: str, *, win: float,
-                   hop: float) -> str | None:
+                   hop: float, references: Mapping[str, Any] | None = None) -> str | None:
   """Why the stored result of a track cannot be reused (None: it is complete and of these settings).
 
   A result is reused only if its JSON reads back in museval's layout with
-  every metric of every frame, and it was scored with the same BSSEval
-  window and hop (from its meta, or its frames' ``duration`` and ``time``).
+  every metric of every frame, it was scored with the same BSSEval window and
+  hop (from its meta, or its frames' ``duration`` and ``time``), and, when
+  ``references`` is given, against the same references (its meta's
+  ``"references"``, `mssjax.data.tracks.reference_identity`): the same
+  estimates scored against another root, or a reference rewritten since, are
+  another result.
 
   Returns:
     None, ``"missing"``, or a one-line reason naming the file.
@@ -114,7 +118,8 @@ def result_problem(workdir: str | os.PathLike, method: str, subset: str, track: 
   want = bss_eval_settings(win=win, hop=hop)
   meta = meta_path(workdir, method, subset, track)
   try:
-    stored = json.loads(meta.read_text()).get("bss_eval") if meta.is_file() else None
+    meta_document = json.loads(meta.read_text()) if meta.is_file() else {}
+    stored = meta_document.get("bss_eval")
   except (OSError, ValueError, AttributeError) as e:
     return f"{meta}: unreadable result meta ({type(e).__name__}: {e})"
   if stored is None and frames:
@@ -123,7 +128,27 @@ def result_problem(workdir: str | os.PathLike, method: str, subset: str, track: 
                   hop_seconds=float(first[1]["time"] - first[0]["time"]) if len(first) > 1 else float(hop))
   if stored is not None and stored != want:
     return f"{path}: scored with other BSSEval settings ({stored}, now {want})"
+  if references is not None and meta_document.get("references") != references:
+    change = _references_change(meta_document.get("references"), references)
+    return f"{path}: scored against other references ({change})"
   return None
+
+
+def _references_change(stored: Any, now: Mapping[str, Any]) -> str:
+  """What differs between two reference identities, in a few words."""
+  if not isinstance(stored, dict):
+    return "not recorded with the result"
+  if stored.get("path") != now["path"]:
+    return f"{stored.get('path')}, now {now['path']}"
+  old_files = stored.get("files") or {}
+  changed = sorted(n for n in set(old_files) | set(now["files"]) if old_files.get(n) != now["files"].get(n))
+  return f"{', '.join(changed)} changed since" if changed else "their rate or length changed since"
+
+
+def discard_track(workdir: str | os.PathLike, method: str, subset: str, track: str) -> None:
+  """Removes a track's stored result (its JSON first, then its meta), so that no stale number outlives it."""
+  for path in (track_path(workdir, method, subset, track), meta_path(workdir, method, subset, track)):
+    path.unlink(missing_ok=True)
 
 
 def save_track(workdir: str | os.PathLike, method: str, subset: str, track: str,
@@ -137,21 +162,24 @@ def save_track(workdir: str | os.PathLike, method: str, subset: str, track: str,
   return path
 
 
-def _result_files(folder: pathlib.Path) -> list[pathlib.Path]:
-  """The ``*.json`` results of a folder; hidden files (temporary ones, e.g. ``.tmp-*.json`` left by a kill
-  in an older version) are not results."""
-  return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+def _result_files(folder: pathlib.Path, tracks: Collection[str] | None = None) -> list[pathlib.Path]:
+  """The ``*.json`` results of a folder (of ``tracks`` only, unless None); hidden files (temporary ones, e.g.
+  ``.tmp-*.json`` left by a kill in an older version) are not results."""
+  names = None if tracks is None else {fileio.safe_name(t) for t in tracks}
+  return sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")
+                and (names is None or p.stem in names))
 
 
-def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str = "test") -> list[dict[str, Any]]:
-  """Reads every track JSON of the given methods.
+def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str = "test", *,
+                tracks: Collection[str] | None = None) -> list[dict[str, Any]]:
+  """Reads every track JSON of the given methods (of ``tracks`` only, unless None).
 
   Returns:
     list of dicts ``{"method", "track", "target", "metric", "frames" (float64 ``[n_frames]``)}``.
   """
   rows = []
   for method in methods:
-    for path in _result_files(pathlib.Path(workdir) / method / subset):
+    for path in _result_files(pathlib.Path(workdir) / method / subset, tracks):
       try:
         doc = json.loads(path.read_text())
         for target in doc["targets"]:
@@ -165,11 +193,12 @@ def load_scores(workdir: str | os.PathLike, methods: Iterable[str], subset: str 
   return rows
 
 
-def load_meta(workdir: str | os.PathLike, method: str, *, subset: str = "test") -> dict[str, dict[str, Any]]:
-  """The meta documents of a method's tracks, ``{track: dict}``."""
+def load_meta(workdir: str | os.PathLike, method: str, *, subset: str = "test",
+              tracks: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+  """The meta documents of a method's tracks (of ``tracks`` only, unless None), ``{track: dict}``."""
   folder = pathlib.Path(workdir) / method / "meta" / subset
   out = {}
-  for path in _result_files(folder):
+  for path in _result_files(folder, tracks):
     try:
       out[path.stem] = json.loads(path.read_text())
     except ValueError as e:
@@ -204,9 +233,10 @@ def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[Any, dict[str, float]]:
   return out
 
 
-def complexity(workdir: str | os.PathLike, method: str, *, subset: str = "test") -> dict[str, float]:
+def complexity(workdir: str | os.PathLike, method: str, *, subset: str = "test",
+               tracks: Collection[str] | None = None) -> dict[str, float]:
   """Parameter count and separation time per second of audio (total time / total audio)."""
-  meta = load_meta(workdir, method, subset=subset)
+  meta = load_meta(workdir, method, subset=subset, tracks=tracks)
   seconds = sum(m.get("audio_seconds", 0.0) for m in meta.values())
   spent = sum(m.get("separation_seconds", 0.0) for m in meta.values())
   params = max((m.get("n_parameters", 0) for m in meta.values()), default=0)
@@ -217,12 +247,18 @@ TABLE_COLUMNS = ("method", "target", "SDR", "SIR", "SAR", "ISR", "n_tracks", "n_
                  "seconds_per_second")
 
 
-def table_rows(workdir: str | os.PathLike, methods: Sequence[str], subset: str = "test") -> list[dict[str, Any]]:
-  """The aggregate table: one row per method and target, with complexity columns."""
-  agg = aggregate(load_scores(workdir, methods, subset))
+def table_rows(workdir: str | os.PathLike, methods: Sequence[str], subset: str = "test", *,
+               tracks: Collection[str] | None = None) -> list[dict[str, Any]]:
+  """The aggregate table: one row per method and target, with complexity columns.
+
+  Args:
+    tracks: the tracks counted (a run's: results of other tracks left in the
+      workdir by an earlier run on another dataset are not); None: all.
+  """
+  agg = aggregate(load_scores(workdir, methods, subset, tracks=tracks))
   rows = []
   for method in methods:
-    cost = complexity(workdir, method, subset=subset)
+    cost = complexity(workdir, method, subset=subset, tracks=tracks)
     for (m, target), values in agg.items():
       if m == method:
         rows.append({"method": method, "target": target, **{k: values.get(k, math.nan) for k in METRICS},
@@ -236,16 +272,19 @@ def _fmt(value):
   return str(value)
 
 
-def write_tables(workdir: str | os.PathLike, methods: Sequence[str], *,
-                 subset: str = "test") -> list[dict[str, Any]]:
-  """Writes ``DIR/results.csv`` and ``DIR/results.md`` (atomically); returns the rows."""
-  rows = table_rows(workdir, methods, subset)
+def write_tables(workdir: str | os.PathLike, methods: Sequence[str], *, subset: str = "test",
+                 tracks: Collection[str] | None = None) -> list[dict[str, Any]]:
+  """Writes ``DIR/results.csv`` and ``DIR/results.md`` (atomically) of ``tracks`` (None: all); returns the rows.
+
+  results.md opens with the SiSEC-style SDR pivot (`markdown_pivot`), then the long table.
+  """
+  rows = table_rows(workdir, methods, subset, tracks=tracks)
   workdir = pathlib.Path(workdir)
   with fileio.atomic_path(workdir / "results.csv") as temporary, open(temporary, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  fileio.write_text(workdir / "results.md", markdown_table(rows))
+  fileio.write_text(workdir / "results.md", markdown_pivot(rows, "SDR") + "\n" + markdown_table(rows))
   return rows
 
 
@@ -257,3 +296,42 @@ def markdown_table(rows: Iterable[Mapping[str, Any]]) -> str:
   for row in rows:
     lines.append("| " + " | ".join(_fmt(row[k]) for k in keys) + " |")
   return "\n".join(lines) + "\n"
+
+
+def pivot_rows(rows: Iterable[Mapping[str, Any]], metric: str = "SDR") -> tuple[list[str], list[dict[str, Any]]]:
+  """A SiSEC-style pivot of aggregate rows: one row per method, one column per target.
+
+  Args:
+    rows: `table_rows` (one per method and target).
+    metric: ``"SDR"``, ``"SIR"``, ``"SAR"`` or ``"ISR"``.
+
+  Returns:
+    ``(targets, pivot)``: the targets in first-seen order (MUSDB18's four
+    first), and per method ``{"method", <target>: dB, ..., "average": dB}``;
+    the average is the mean over the targets the method has a finite value
+    for (SiSEC 2018 reports the mean of the per-target medians), NaN if none.
+  """
+  if metric not in METRICS:
+    raise ParameterError(f"metric={metric!r} must be one of {METRICS}")
+  rows = list(rows)
+  seen = list(dict.fromkeys(r["target"] for r in rows))
+  targets = [t for t in TARGETS if t in seen] + [t for t in seen if t not in TARGETS]
+  pivot = {}
+  for row in rows:
+    pivot.setdefault(row["method"], {"method": row["method"]})[row["target"]] = float(row[metric])
+  for entry in pivot.values():
+    values = [entry[t] for t in targets if t in entry and math.isfinite(entry[t])]
+    entry["average"] = float(np.mean(values)) if values else math.nan
+  return targets, list(pivot.values())
+
+
+def markdown_pivot(rows: Iterable[Mapping[str, Any]], metric: str = "SDR") -> str:
+  """`pivot_rows` as a markdown table (dB; ``-`` where a method lacks a target)."""
+  targets, pivot = pivot_rows(rows, metric)
+  header = ["method", *targets, "average"]
+  lines = [f"{metric} (dB)", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+  for entry in pivot:
+    cells = [entry["method"]] + [_fmt(entry[k]) if k in entry else "-" for k in header[1:]]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+

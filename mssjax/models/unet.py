@@ -19,6 +19,11 @@ Group normalisation (Wu & He 2018) is used instead of batch normalisation so
 that the model has no running statistics: a separated chunk depends only on
 itself, training and inference behave alike, and a data-parallel step gives
 the same result on any number of devices.
+
+With ``remat`` each encoder and decoder block and the bottleneck BiLSTM run
+under `nnx.remat` (gradient checkpointing, Chen et al. 2016): their activations
+are recomputed in the backward pass instead of kept, for less memory at the
+cost of about one more forward pass; the results are the same.
 """
 
 from __future__ import annotations
@@ -104,6 +109,13 @@ class _BottleneckLSTM(nnx.Module):
     return x + self.proj_out(h).reshape(b, t, f, c)
 
 
+def _call(block: nnx.Module, x: jax.Array) -> jax.Array:
+  return block(x)
+
+
+_remat_call = nnx.remat(_call)
+
+
 class UNet(nnx.Module):
   """Spectrogram U-Net + BiLSTM predicting one mask per target and channel.
 
@@ -121,17 +133,19 @@ class UNet(nnx.Module):
     lstm_hidden: width of the bottleneck BiLSTM (both directions together).
     mask_activation: ``"softmax"`` (masks sum to one over targets),
       ``"sigmoid"`` (each in [0, 1]) or ``"relu"`` (non-negative, as Open-Unmix).
+    remat: recompute each block's activations in the backward pass (`nnx.remat`).
     rngs: `nnx.Rngs` for the initialisation.
   """
 
   def __init__(self, *, n_bins: int, audio_channels: int, n_targets: int, features: tuple[int, ...],
                kernel_size: tuple[int, int], up_kernel_size: tuple[int, int], lstm_hidden: int,
-               mask_activation: str, rngs: nnx.Rngs):
+               mask_activation: str, remat: bool, rngs: nnx.Rngs):
     features = tuple(int(f) for f in features)
     _check_sizes(n_bins, audio_channels, n_targets, features, lstm_hidden, mask_activation)
     self.n_bins, self.audio_channels, self.n_targets = n_bins, audio_channels, n_targets
     self.depth = len(features)
     self.mask_activation = mask_activation
+    self.remat = bool(remat)
     kernel_size = tuple(kernel_size)
     self.input_mean = nnx.Param(jnp.zeros((n_bins,), jnp.float32))
     self.input_scale = nnx.Param(jnp.ones((n_bins,), jnp.float32))
@@ -182,14 +196,15 @@ class UNet(nnx.Module):
     return masks
 
   def _unet(self, x):
+    call = _remat_call if self.remat else _call
     skips = []
     h = x
     for block in self.down:
-      h = block(h)
+      h = call(block, h)
       skips.append(h)
-    h = self.bottleneck(h)
+    h = call(self.bottleneck, h)
     for i, block in enumerate(self.up):
-      h = jnp.concatenate([block(h), skips[-2 - i]], axis=-1)
+      h = jnp.concatenate([call(block, h), skips[-2 - i]], axis=-1)
     return depth_to_space(self.head(h))
 
   def _activate(self, logits):

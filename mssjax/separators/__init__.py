@@ -26,33 +26,49 @@ builder:
 - ``hpss_repet``, ``nmf``: the classical recipes (`mssjax.separators.classical`);
 - ``irm1``, ``irm2``, ``ibm``, ``mwf``: the SiSEC 2018 oracles, and ``mixture``
   (`mssjax.separators.oracles`), for any targets (``config.targets``);
-- ``unet``: a trained network (`mssjax.separators.network`): the pretrained
-  one installed with the package, a training workdir (``checkpoint``) or a
-  weights file (``weights``); its targets are those it was trained on.
+- one per network architecture of `mssjax.models` (``unet``, ...): a trained
+  network (`mssjax.separators.network`): the pretrained one installed with the
+  package, a training workdir (``checkpoint``) or a weights file
+  (``weights``); its targets are those it was trained on;
+- ``ensemble``: several of the above run on each chunk, their estimates
+  averaged per target with weights (`mssjax.separators.ensemble`); its config
+  lists its members' configs, so it is checked by its own ``make_config``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
 import ml_collections
 
 from mssjax import config as config_lib
+from mssjax import models
 from mssjax.errors import check_choice
-from mssjax.separators import classical, network, oracles
+from mssjax.separators import classical, ensemble, network, oracles
 from mssjax.separators.base import Network, Separator
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
+from mssjax.separators.ensemble import ensemble_config
 from mssjax.separators.oracles import ORACLES
 
-__all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "get", "make_config",
-           "default_config", "hpss_repet_config", "nmf_config", "bass_ownership"]
+__all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "network_names", "get", "make_config",
+           "default_config", "hpss_repet_config", "nmf_config", "ensemble_config", "bass_ownership"]
 
 
 class Entry(NamedTuple):
-  """A registered separator: its default config and how it is built from a (checked) config."""
+  """A registered separator: its default config and how it is built from a (checked) config.
+
+  Attributes:
+    default_config: its default config.
+    build: the separator from a checked config.
+    make_config: ``(config or overrides or None, default) -> checked locked config``, for a
+      separator whose config does not have fixed keys (the ensemble's members); None: the keys
+      are the default's (`make_config`).
+  """
 
   default_config: Callable[[], ml_collections.ConfigDict]
   build: Callable[[ml_collections.ConfigDict], Separator]
+  make_config: Callable[[Any, ml_collections.ConfigDict], ml_collections.ConfigDict] | None = None
 
 
 REGISTRY: dict[str, Entry] = {
@@ -61,13 +77,22 @@ REGISTRY: dict[str, Entry] = {
     **{name: Entry(lambda name=name: oracles.oracle_config(name),
                    lambda config, name=name: oracles.build_oracle(name, config)) for name in ORACLES},
     "mixture": Entry(oracles.mixture_config, lambda config: oracles.build_mixture("mixture", config)),
-    "unet": Entry(network.unet_config, network.unet_separator),
+    **{name: Entry(functools.partial(network.network_config, name), functools.partial(network.named_network, name))
+       for name in models.names()},
+    "ensemble": Entry(ensemble.ensemble_config,
+                      lambda config: ensemble.build(config, get, make_config, names()),
+                      lambda config, default: ensemble.make_ensemble_config(config, default, make_config)),
 }
 
 
 def names() -> list[str]:
   """The registered separator names."""
   return list(REGISTRY)
+
+
+def network_names() -> list[str]:
+  """The separators that are trained networks: one per architecture of `mssjax.models`."""
+  return models.names()
 
 
 def default_config(name: str) -> ml_collections.ConfigDict:
@@ -97,6 +122,8 @@ def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any]
       (the message lists the valid ones).
   """
   default = default_config(name)
+  if REGISTRY[name].make_config is not None:
+    return REGISTRY[name].make_config(config, default)
   what = f"{name} config"
   if isinstance(config, ml_collections.ConfigDict):
     config_lib.check_same_keys(config, default, what=what)
@@ -107,8 +134,9 @@ def make_config(name: str, config: ml_collections.ConfigDict | Mapping[str, Any]
 def get(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
   """The separator registered as ``name``, built from its config (see `make_config`).
 
-  ``"unet"`` loads the network named by its config: the pretrained one by
-  default, a training workdir (``checkpoint``) or a weights file (``weights``).
+  A network's name (``"unet"``, `mssjax.models.names`) loads the network of that architecture its
+  config names: the pretrained one by default, a training workdir (``checkpoint``) or a weights file
+  (``weights``).
 
   Raises:
     ParameterError: an unknown name (the message lists the valid ones) or a

@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
-from mssjax.errors import ParameterError, check_finite, check_targets
+from mssjax.errors import ParameterError, check_finite, check_memory, check_targets
 
 __all__ = ["Separator", "Network"]
 
@@ -94,6 +94,7 @@ class Separator:
       raise ParameterError(f"overlap_seconds={self.overlap_seconds!r} must be shorter than chunk_seconds="
                            f"{self.chunk_seconds!r}")
     object.__setattr__(self, "_chunk", jax.jit(self.apply))
+    object.__setattr__(self, "_compiled", {})
     object.__setattr__(self, "_tracks", jax.jit(_over_tracks(self.apply)))
 
   @property
@@ -106,10 +107,36 @@ class Separator:
     return lambda *inputs: self.apply(self.params, *inputs)
 
   def separate_chunk(self, mixture: ArrayLike, references: ArrayLike | None = None) -> np.ndarray:
-    """One jit-compiled call of ``apply``: ``[2, n]`` (and ``[len(targets), 2, n]``) -> numpy ``[len(targets), 2, n]``."""
+    """One compiled call of ``apply``: ``[2, n]`` (and ``[len(targets), 2, n]``) -> numpy ``[len(targets), 2, n]``.
+
+    Raises:
+      ParameterError: the first chunk of a length needs more memory than is
+        available (`compiled_chunk`), before it runs.
+    """
     inputs = self._inputs(jnp.asarray(mixture, jnp.float32)[None],
                           None if references is None else jnp.asarray(references, jnp.float32)[None])
-    return np.asarray(self._chunk(self.params, *(x[0] for x in inputs)))
+    return np.asarray(self.compiled_chunk(inputs[0].shape[-1])(self.params, *(x[0] for x in inputs)))
+
+  def compiled_chunk(self, n_samples: int) -> Callable[..., jax.Array]:
+    """``apply`` compiled ahead of time for chunks of ``n_samples``, its memory checked before it runs.
+
+    XLA's memory analysis of the compiled chunk (its temporaries, inputs and
+    outputs) is compared with the memory available (`mssjax.errors.check_memory`),
+    so a chunk the machine cannot hold (a REPET-SIM similarity matrix of a
+    1-hour chunk: 290 GiB) is one error naming ``chunk_seconds`` instead of
+    the out-of-memory killer. One compilation per length, kept.
+    """
+    if n_samples not in self._compiled:
+      shapes = [jax.ShapeDtypeStruct((2, n_samples), jnp.float32)]
+      if self.needs_references:
+        shapes.append(jax.ShapeDtypeStruct((len(self.targets), 2, n_samples), jnp.float32))
+      compiled = self._chunk.lower(self.params, *shapes).compile()
+      stats = compiled.memory_analysis()
+      if stats is not None:
+        need = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+        check_memory(f"chunk_seconds={n_samples / self.sample_rate:g} ({self.name}, {n_samples} samples)", need)
+      self._compiled[n_samples] = compiled
+    return self._compiled[n_samples]
 
   def __call__(self, mixture: ArrayLike, references: ArrayLike | None = None) -> dict[str, jax.Array]:
     """The whole input in one compiled call, no chunking and no resampling.

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mssjax import TARGETS, decompose, filtering, spectral
-from mssjax.errors import check_positive_int
+from mssjax.errors import check_memory, check_positive_int
 from mssjax.separators.base import Separator
 
 __all__ = ["hpss_repet_config", "nmf_config", "bass_ownership", "build", "add_chunking", "check_stft_config"]
@@ -280,7 +280,11 @@ _MASKS = {"hpss_repet": _hpss_repet_masks, "nmf": _nmf_masks}
 
 def build(name: str, config: ml_collections.ConfigDict) -> Separator:
   """The recipe ``name`` (``"hpss_repet"`` or ``"nmf"``) built from its checked config."""
-  check_stft_config(config)
+  n_fft, _ = check_stft_config(config)
+  if name == "nmf":  # the rank's own memory (r x r), before any work: the least a chunk of any length needs
+    rank = check_positive_int("nmf.n_components", config.nmf.n_components)
+    check_memory(f"nmf.n_components={rank}",
+                 decompose.nmf_memory(n_bins=n_fft // 2 + 1, n_frames=1, n_components=rank))
   recipe = _masking(_MASKS[name], config)
   return Separator(name, TARGETS, int(config.sample_rate), config, lambda params, mixture: recipe(mixture),
                    chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds)

@@ -37,16 +37,26 @@ PRETRAINED = PRETRAINED_DIR / "unet.safetensors"
 """The weights file installed with the package (the default network)."""
 
 
+def pretrained_path(name: str) -> pathlib.Path:
+  """Where the pretrained weights of architecture ``name`` are installed (`PRETRAINED` for ``"unet"``)."""
+  return PRETRAINED_DIR / f"{name}.safetensors"
+
+
 def unet_config() -> ml_collections.ConfigDict:
-  """The ``unet`` separator's config (what ``separators.default_config("unet")`` returns).
+  """The ``unet`` separator's config (`network_config` of ``"unet"``)."""
+  return network_config("unet")
+
+
+def network_config(name: str) -> ml_collections.ConfigDict:
+  """The config of the separator of architecture ``name`` (``separators.default_config(name)``).
 
   Fields:
-    method: ``"unet"``.
+    method: the architecture (`mssjax.models.names`): ``"unet"``, ``"umx"``...
     checkpoint: a training workdir to load (its best checkpoint, see ``which``);
       empty: the weights file below.
     which: ``"best"`` (falls back to the latest where no validation ran) or ``"latest"``.
     weights: a weights file (`mssjax.weights`); empty: the pretrained network
-      installed with the package.
+      of this architecture installed with the package (`pretrained_path`).
     chunk_seconds, overlap_seconds, wiener_iterations: separation settings;
       None (the default) takes the model's own, from its experiment config's
       ``separate`` section: the one place these defaults live.
@@ -55,7 +65,7 @@ def unet_config() -> ml_collections.ConfigDict:
       channels swapped if ``channel_swap``; 1 and False (one pass) by default.
   """
   config = ml_collections.ConfigDict()
-  config.method = "unet"
+  config.method = name
   config.checkpoint = ""
   config.which = "best"
   config.weights = ""
@@ -67,8 +77,8 @@ def unet_config() -> ml_collections.ConfigDict:
   return config
 
 
-def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0
-                          ) -> jax.Array:
+def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_iterations: int = 0,
+                          precision: str = "float32") -> jax.Array:
   """Complex target spectrograms from a mixture STFT.
 
   Args:
@@ -78,11 +88,13 @@ def estimate_spectrograms(model: nnx.Module, mixture_stft: jax.Array, *, wiener_
     wiener_iterations: 0 for the masked mixture; otherwise the EM
       iterations of the multichannel Wiener filter, started from the
       estimates' magnitudes.
+    precision: the network's compute dtype (`mssjax.models.PRECISIONS`); the
+      masks and the filter run in float32.
 
   Returns:
     complex ``[batch, n_targets, channels, bins, frames]``.
   """
-  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft)
+  estimates, magnitudes = models.spectrogram_estimates(model, mixture_stft, precision=precision)
   if not wiener_iterations:
     return estimates
   return _wiener(magnitudes, mixture_stft, wiener_iterations)
@@ -95,11 +107,11 @@ def _wiener(magnitudes: jax.Array, mixture_stft: jax.Array, iterations: int) -> 
 
 
 def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-              wiener_iterations: int) -> jax.Array:
+              wiener_iterations: int, precision: str) -> jax.Array:
   """One pass of the network: waveforms ``[batch, n_targets, channels, n]``."""
   n = mixture.shape[-1]
   if models.domain_of(model) == "waveform":
-    waves = model(mixture)
+    waves = models.call_model(model, mixture, precision)
     if not wiener_iterations:
       return waves
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
@@ -107,50 +119,69 @@ def _one_pass(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: 
     estimates = _wiener(magnitudes, mixture_stft, wiener_iterations)
   else:
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations)
+    estimates = estimate_spectrograms(model, mixture_stft, wiener_iterations=wiener_iterations, precision=precision)
   return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, length=n)
 
 
 def separate_waveforms(model: nnx.Module, mixture: jax.Array, *, n_fft: int, hop_length: int,
-                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False) -> jax.Array:
+                       wiener_iterations: int = 0, shifts: int = 1, channel_swap: bool = False,
+                       precision: str = "float32") -> jax.Array:
   """Waveform estimates ``[batch, n_targets, channels, n]`` of a mixture ``[batch, channels, n]``.
 
   A waveform model's output is used as it is (with ``wiener_iterations``, it
   seeds the Wiener filter through its STFT); a spectral model's masked STFT
-  goes through the iSTFT. With ``shifts > 1`` or ``channel_swap`` the
-  estimate is the mean of several passes of the network (test-time
-  averaging, as Demucs' "shift trick"): the mixture delayed by
-  ``k * hop_length / shifts`` samples for ``k < shifts`` (so every pass sees
-  the audio on another STFT frame grid), each also with its channels swapped
-  where ``channel_swap``; every pass's estimate is moved back (and swapped
-  back) before averaging. All passes run as one batch.
+  goes through the iSTFT. With ``shifts > 1`` or ``channel_swap`` the estimate is the mean of several
+  passes of the network (test-time averaging, as Demucs' "shift trick"):
+  the mixture delayed by ``k * hop_length / shifts`` samples for ``k < shifts``
+  (so every pass sees the audio on another STFT frame grid), each also with
+  its channels swapped where ``channel_swap``; every pass's estimate is moved
+  back (and swapped back) before averaging. The passes run one after the
+  other in a `jax.lax.scan`, so memory is that of one pass whatever
+  ``shifts`` is (1000 passes in one batch asked for 45 GB, issue #36).
+  ``precision`` is the network's compute dtype (`mssjax.models.PRECISIONS`,
+  its parameters already cast); the STFT, the masks and the iSTFT run in float32.
   """
   n = mixture.shape[-1]
   if shifts == 1 and not channel_swap:
-    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations)
-  offsets = [round(k * hop_length / shifts) for k in range(shifts)]
-  passes = [jnp.pad(mixture, ((0, 0), (0, 0), (o, hop_length - o))) for o in offsets]
-  if channel_swap:
-    passes += [x[:, ::-1] for x in passes]
-  batch = mixture.shape[0]
-  out = _one_pass(model, jnp.concatenate(passes), n_fft=n_fft, hop_length=hop_length,
-                  wiener_iterations=wiener_iterations)     # [passes * batch, targets, C, n + hop]
-  out = out.reshape((len(passes), batch) + out.shape[1:])
-  if channel_swap:
-    out = jnp.concatenate([out[:shifts], out[shifts:, :, :, ::-1]])
-  unshifted = [out[i, ..., o:o + n] for i, o in enumerate(offsets * (2 if channel_swap else 1))]
-  return sum(unshifted) / len(unshifted)
+    return _one_pass(model, mixture, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations,
+                     precision=precision)
+  offsets = [round(k * hop_length / shifts) for k in range(shifts)] * (2 if channel_swap else 1)
+  swaps = [False] * shifts + [True] * (len(offsets) - shifts)
+  padded = jnp.zeros(mixture.shape[:-1] + (n + hop_length,), mixture.dtype)
+  graphdef, state = nnx.split(model)
+  state = nnx.to_pure_dict(state)  # a module cannot cross into the scan's trace; its arrays can
+
+  def separate(x):  # [batch, C, n + hop] -> [batch, targets, C, n + hop]
+    return _one_pass(nnx.merge(graphdef, state), x, n_fft=n_fft, hop_length=hop_length,
+                     wiener_iterations=wiener_iterations, precision=precision)
+
+  def one_pass(total, offset_swap):
+    offset, swap = offset_swap
+    x = jax.lax.dynamic_update_slice_in_dim(padded, mixture, offset, axis=-1)
+    out = separate(jnp.where(swap, x[:, ::-1], x))
+    out = jnp.where(swap, out[:, :, ::-1], out)
+    return total + jax.lax.dynamic_slice_in_dim(out, offset, n, axis=-1), None
+
+  n_targets = jax.eval_shape(separate, padded).shape[1]
+  total = jnp.zeros((mixture.shape[0], n_targets) + mixture.shape[1:], jnp.float32)
+  total, _ = jax.lax.scan(one_pass, total, (jnp.asarray(offsets), jnp.asarray(swaps)))
+  return total / len(offsets)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_fft", "hop_length", "wiener_iterations", "shifts",
-                                             "channel_swap"))
+                                             "channel_swap", "precision"))
 def separate_with_params(graphdef: nnx.GraphDef, params: dict, mixture: jax.Array, *, n_fft: int,
                          hop_length: int, wiener_iterations: int = 0, shifts: int = 1,
-                         channel_swap: bool = False) -> jax.Array:
-  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled)."""
-  model = nnx.merge(graphdef, params)
+                         channel_swap: bool = False, precision: str = "float32") -> jax.Array:
+  """`separate_waveforms` for a model split into ``graphdef`` (static) and ``params`` (jit-compiled).
+
+  ``precision`` (`mssjax.models.PRECISIONS`): the network computes from a copy of
+  ``params`` cast to it, as training's validation does with ``config.precision``.
+  """
+  model = nnx.merge(graphdef, models.cast_params(params, precision))
   return separate_waveforms(model, mixture, n_fft=n_fft, hop_length=hop_length,
-                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap)
+                            wiener_iterations=wiener_iterations, shifts=shifts, channel_swap=channel_swap,
+                            precision=precision)
 
 
 def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[str, Any],
@@ -183,7 +214,7 @@ def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[s
                                 wiener_iterations=network.wiener_iterations, shifts=shifts,
                                 channel_swap=network.channel_swap)[0]
 
-  return Separator("unet", models.targets_of(model_config), int(model_config.sample_rate), config, apply,
+  return Separator(str(config.method), models.targets_of(model_config), int(model_config.sample_rate), config, apply,
                    params=jax.tree.map(jnp.asarray, dict(params)), chunk_seconds=float(config.chunk_seconds),
                    overlap_seconds=float(config.overlap_seconds), network=network)
 
@@ -191,8 +222,7 @@ def network_separator(model_config: ml_collections.ConfigDict, params: Mapping[s
 def load_workdir(workdir: str | os.PathLike, *, which: str = "best") -> tuple[ml_collections.ConfigDict, dict]:
   """``(experiment config, parameters)`` of a training workdir (orbax, no training code)."""
   from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
-  model_config = checkpoints.read_config(workdir)
-  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  model_config, restored = checkpoints.restore_model(workdir, which=which)
   return model_config, restored.params
 
 
@@ -210,8 +240,7 @@ def export_weights(workdir: str | os.PathLike, path: str | os.PathLike, *, which
     ``path``. Its metadata records the step and where it came from.
   """
   from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
-  model_config = checkpoints.read_config(workdir)
-  restored = checkpoints.restore_params(workdir, models.model_spec(model_config).abstract_params, which=which)
+  model_config, restored = checkpoints.restore_model(workdir, which=which)
   metadata = {"step": str(restored.step), "checkpoint": restored.which}
   return weights.save(path, restored.params, model_config, storage_dtype=storage_dtype, metadata=metadata)
 
@@ -230,24 +259,47 @@ def load_weights(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, di
   return stored.config, weights.unflatten(stored.params, like, path=path)
 
 
-def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
-  """The network the ``unet`` separator config names, as a `Separator`.
-
-  Args:
-    config: the separator config (`unet_config`), or a mapping of overrides of it.
+def stored_architecture(*, checkpoint: str = "", weights_file: str = "") -> str:
+  """The architecture (``config.model.name``) of a training workdir or a weights file, read without loading it.
 
   Raises:
-    CheckpointError: nothing to load where the config points.
+    CheckpointError: not a workdir or weights file.
+  """
+  from mssjax import checkpoints  # pylint: disable=import-outside-toplevel  # orbax only when asked for
+  config = checkpoints.read_config(checkpoint) if checkpoint else weights.read(weights_file).config
+  return str(config.model.name)
+
+
+def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
+  """The ``unet`` network its separator config names (`named_network`)."""
+  return named_network("unet", config)
+
+
+def named_network(name: str, config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
+  """The network of architecture ``name`` that a separator config names, as a `Separator`.
+
+  Args:
+    name: the architecture (`mssjax.models.names`); the loaded network must be one.
+    config: the separator config (`network_config`), or a mapping of overrides of it.
+
+  Raises:
+    CheckpointError: nothing to load where the config points, or a network of
+      another architecture (the message names the separator to use).
     ParameterError: a bad config.
   """
   if not isinstance(config, ml_collections.ConfigDict):
-    config = config_lib.override(unet_config(), config, what="unet config")
+    config = config_lib.override(network_config(name), config, what=f"{name} config")
   if config.checkpoint:
+    source = str(config.checkpoint)
     model_config, params = load_workdir(config.checkpoint, which=config.which)
   else:
-    path = pathlib.Path(config.weights) if config.weights else PRETRAINED
+    path = pathlib.Path(config.weights) if config.weights else pretrained_path(name)
     if not config.weights and not path.is_file():
-      raise CheckpointError(f"{path}: no pretrained network is installed; pass a training workdir "
+      raise CheckpointError(f"{path}: no pretrained {name} network is installed; pass a training workdir "
                             "(checkpoint=WORKDIR) or a weights file (weights=FILE)")
+    source = str(path)
     model_config, params = load_weights(path)
+  if model_config.model.name != name:
+    raise CheckpointError(f"{source} holds a {model_config.model.name} network, not {name}: "
+                          f"separate it with --method {model_config.model.name}")
   return network_separator(model_config, params, config)

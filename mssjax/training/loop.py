@@ -10,6 +10,13 @@ and the best by validation SDR, with the optimiser and data iterator states)
 to ``workdir``, and resumes from there when restarted, to the same parameters
 an uninterrupted run reaches.
 
+Scaling to bigger models: ``config.precision = "bfloat16"`` computes the network
+in bfloat16 from float32 parameters (`mssjax.models.precision`; the STFT and the
+loss stay float32); ``config.optim.accumulate_steps = k`` makes each optimiser
+update the mean gradient of k micro-batches of ``data.batch_size``
+(`optax.MultiSteps`; every step count of the config counts updates); and
+``config.model.remat`` recomputes the network's blocks in the backward pass.
+
 Data-parallel training: the batch is split over every JAX device along a
 one-axis `jax.sharding.Mesh` (``"data"``), the parameters and optimiser state
 are replicated, and XLA reduces the gradients across devices. Multi-host runs
@@ -28,6 +35,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
@@ -42,15 +50,16 @@ from flax import nnx, struct
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mssjax import checkpoints, models, separate, spectral, weights
+from mssjax import checkpoints, distributed, fileio, models, separate, spectral, weights
 from mssjax.sharded import replicate  # train states are placed as separators' parameters are
 from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import (CheckpointError, ParameterError, check_choice, check_finite, check_non_negative_int,
-                           check_positive_int)
+from mssjax.errors import (CheckpointError, CheckpointMismatchError, ParameterError, check_choice, check_finite,
+                           check_non_negative_int, check_positive_int)
 from mssjax.metrics import sdr
 from mssjax.separators import network as network_lib
 from mssjax.training import finetune
+from mssjax.training.interrupts import Interrupts
 # The loss (config.loss) lives in mssjax.training.objective; its names stay importable from here.
 from mssjax.training.objective import (  # pylint: disable=unused-import
     LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
@@ -93,6 +102,12 @@ class Optimizer(NamedTuple):
 def make_optimizer(config: ml_collections.ConfigDict) -> Optimizer:
   """Gradient clipping by global norm (``optim.grad_clip_norm``; 0 or None: off), then the optimiser.
 
+  With ``optim.accumulate_steps`` k > 1 the whole chain (clipping included, so
+  it clips the accumulated gradient) is wrapped in `optax.MultiSteps`: each call
+  of ``update`` adds one micro-batch's gradient to a running mean, and every k-th
+  applies the chain to that mean; the others return zero updates. The schedule
+  counts the inner optimiser's updates.
+
   Equal settings give the same (cached) objects, so jit-compiled steps are reused.
   """
   return _make_optimizer(models.config_key(config, ("optim", "num_train_steps")))
@@ -112,6 +127,9 @@ def _make_optimizer(key: str) -> Optimizer:
     prefixes = tuple(optim.freeze)
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
                                lambda params: finetune.freeze_labels(params, prefixes))
+  accumulate_steps = check_positive_int("optim.accumulate_steps", optim.accumulate_steps)
+  if accumulate_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
   return Optimizer(tx, schedule)
 
 
@@ -122,7 +140,8 @@ class TrainState(struct.PyTreeNode):
   """Everything a train step changes, plus its static recipe.
 
   Attributes:
-    step: int32 scalar, optimiser steps taken.
+    step: int32 scalar, optimiser updates applied (a micro-step of gradient
+      accumulation that only accumulates leaves it as it is).
     params: the model's parameters as a pure dict (`nnx.State.to_pure_dict`).
     opt_state: optax state.
     graphdef: the model's `nnx.GraphDef` (static).
@@ -167,8 +186,9 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, *,
     config: the experiment config.
     key: a `jax.random.key` for the initialisation.
     stats_batches: optional batches whose input statistics initialise the
-      model's input normalisation (its ``input_mean`` and ``input_scale``;
-      unused by a model without them).
+      model's input normalisation (its ``input_mean`` and ``input_scale``,
+      ``[..., n_bins]``: each row gets the same statistics; unused by a model
+      without them).
   """
   spec = models.model_spec(config)
   params = spec.init(key)
@@ -176,7 +196,9 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array, *,
     n_fft, hop_length = models.stft_settings(config)
     mean, scale = input_statistics(stats_batches, n_fft=n_fft, hop_length=hop_length,
                                    n_bins=models.model_bins(config))
-    params = {**params, "input_mean": jnp.asarray(mean), "input_scale": jnp.asarray(scale)}
+    # [n_bins], or one row per network where a model stacks several (Open-Unmix's per-target networks)
+    params = {**params, "input_mean": jnp.broadcast_to(mean, params["input_mean"].shape),
+              "input_scale": jnp.broadcast_to(scale, params["input_scale"].shape)}
   tx = make_optimizer(config).tx
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     graphdef=spec.graphdef, tx=tx, loss=loss_spec(config))
@@ -186,6 +208,21 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _update_gradient(opt_state: optax.OptState, grads: Any) -> Any:
+  """The gradient an update uses: ``grads``, or with accumulation the running mean of the micro-batches'
+  gradients so far, this one's included (`optax.MultiSteps`' own formula)."""
+  if not isinstance(opt_state, optax.MultiStepsState):
+    return grads
+  return jax.tree.map(lambda g, acc: acc + (g - acc) / (opt_state.mini_step + 1), grads, opt_state.acc_grads)
+
+
+def _updates_applied(opt_state: optax.OptState) -> jax.Array:
+  """1 where the optimiser step that returned ``opt_state`` applied an update, else 0 (accumulation)."""
+  if not isinstance(opt_state, optax.MultiStepsState):
+    return jnp.ones((), jnp.int32)
+  return (opt_state.mini_step == 0).astype(jnp.int32)
+
+
 def _train_step(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
   del key  # The model has no stochastic layers; the key is part of the contract for those that do.
@@ -193,8 +230,10 @@ def _train_step(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Arra
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "params_finite": _all_finite(params)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(_update_gradient(state.opt_state, grads)),
+             "params_finite": _all_finite(params)}
+  step = state.step + _updates_applied(opt_state)
+  return state.replace(step=step, params=params, opt_state=opt_state), metrics
 
 
 @jax.jit
@@ -208,7 +247,10 @@ train_step.__doc__ = """One optimiser step: ``train_step(state, batch, key) -> (
 
 Pure and jit-compiled. ``batch`` is ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``;
 ``metrics`` holds the batch's ``loss``, the gradients' global norm ``grad_norm``
-and ``params_finite`` (whether every updated parameter is finite).
+and ``params_finite`` (whether every updated parameter is finite). With
+``optim.accumulate_steps`` k > 1 it is one micro-step: ``batch`` is a micro-batch,
+every k-th call updates the parameters (and ``state.step``), and ``grad_norm`` is
+that of the mean gradient accumulated so far (at the k-th, the update's).
 """
 
 
@@ -280,7 +322,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
     tracks: `mssjax.data.loaders.ValidationTrack` s.
     config: the experiment config (``separate`` chunking, ``eval.metric``,
       ``eval.crop_seconds``: > 0 scores only the first seconds of each track, so
-      the metric compiles for one length).
+      the metric compiles for one length; the network runs in ``precision``).
 
   Returns:
     ``{"sdr/<target>": median over tracks for each of ``config.targets``, "sdr/mean": their mean}``.
@@ -292,7 +334,7 @@ def evaluate(graphdef: nnx.GraphDef, params: dict, tracks: Iterable[loaders.Vali
 
   def separate_chunk(x: np.ndarray) -> jax.Array:
     return network_lib.separate_with_params(graphdef, params, jnp.asarray(x)[None], n_fft=n_fft,
-                                            hop_length=hop_length)[0]
+                                            hop_length=hop_length, precision=config.precision)[0]
 
   crop = int(round(config.eval.crop_seconds * config.sample_rate)) or None
   scores = []
@@ -326,7 +368,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_choice("eval.metric", config.eval.metric, sorted(sdr.VALIDATION_METRICS))
   loaders.check_name(config)
   for name in ("num_train_steps", "log_every", "checkpoint_every", "checkpoint.keep", "stft.n_fft",
-               "stft.hop_length", "data.batch_size", "sample_rate"):
+               "stft.hop_length", "data.batch_size", "sample_rate", "optim.accumulate_steps"):
     check_positive_int(name, _get(config, name))
   for name in ("eval_every", "model.stats_batches", "optim.warmup_steps", "eval.max_tracks"):
     check_non_negative_int(name, _get(config, name))
@@ -387,7 +429,7 @@ class _Logger:
     self.losses.append(loss)
 
   def train(self, step: int, grad_norm: float) -> dict[str, float]:
-    """Writes the mean loss and the step rate since the last write."""
+    """Writes the mean loss and the rate of optimiser updates since the last write."""
     now = time.perf_counter()
     rate = len(self.losses) / max(now - self.time, 1e-9)
     values = {"train/loss": float(np.mean(self.losses)), "train/grad_norm": grad_norm,
@@ -421,11 +463,22 @@ class _Run:
   logger: _Logger
   tracks: list[loaders.ValidationTrack] | None
   init_params: finetune.InitialParams | None = None  # config.init_weights' parameters (read and checked once)
+  interrupts: Interrupts = dataclasses.field(default_factory=Interrupts)
   bar: Any = None
 
   def save(self, manager: Any, step: int, state: TrainState, metrics: Mapping[str, float] | None = None) -> None:
-    checkpoints.save_state(manager, step, params=state.params, opt_state=state.opt_state,
-                           data=grain.checkpoint.CheckpointSave(self.iterator), metrics=metrics)
+    with self.interrupts.deferred():  # an interrupt inside orbax's I/O would leave a half-written save
+      checkpoints.save_state(manager, step, params=state.params, opt_state=state.opt_state,
+                             data=grain.checkpoint.CheckpointSave(self.iterator), metrics=metrics)
+
+  def last_checkpoint(self, what: str = "the last complete checkpoint") -> str:
+    """``"{what} is step N in W/checkpoints"`` once every save has finished (for messages)."""
+    with self.interrupts.deferred():
+      self.managers.wait_until_finished()
+    last = self.managers.latest.latest_step()
+    if last is None:
+      return f"no checkpoint was saved in {self.managers.latest.directory}"
+    return f"{what} is step {last} in {self.managers.latest.directory}"
 
   def check_finite(self, step: int, metrics: Mapping[str, jax.Array]) -> float:
     """The step's loss; raises if the loss, the gradients or the updated parameters are not finite."""
@@ -446,10 +499,7 @@ class _Run:
       self.fail(step, f"the parameters after step {step} give a non-finite loss ({loss}) on its batch")
 
   def fail(self, step: int, what: str) -> None:
-    self.managers.wait_until_finished()
-    last = self.managers.latest.latest_step()
-    where = (f"the last checkpoint, all finite, is step {last} in {self.managers.latest.directory}"
-             if last is not None else "no checkpoint was saved")
+    where = self.last_checkpoint("the last checkpoint, all finite,")
     raise FloatingPointError(f"{what}: training stopped without saving; {where} (lower optim.learning_rate "
                              "or set optim.grad_clip_norm)")
 
@@ -493,17 +543,49 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
     params = jax.tree.map(jnp.asarray, weights.unflatten(flat, state.params))
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
-    try:
-      restored = checkpoints.restore_state(
-          run.managers.latest, params=state.params, opt_state=state.opt_state,
-          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
-    except (ValueError, KeyError, TypeError) as error:  # orbax's shape and structure mismatches
-      raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
-                            f"({type(error).__name__}: {str(error)[:300]}); the workdir is left as it was") from error
+    restored = _restore(state, run)
     state = state.replace(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
                           opt_state=restored.opt_state)
   return state.replace(step=replicate(state.step, run.mesh), params=replicate(state.params, run.mesh),
                        opt_state=replicate(state.opt_state, run.mesh))
+
+
+def _update(run: _Run, state: TrainState, step_fn: Callable, step: int, base_key: jax.Array
+            ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array], float]:
+  """Optimiser update ``step``: ``optim.accumulate_steps`` micro-steps on as many batches, each checked finite.
+
+  Returns:
+    ``(state, last micro-batch, its metrics, mean loss of the micro-batches)``.
+  """
+  k = int(run.config.optim.accumulate_steps)
+  losses = []
+  for micro in range(k):
+    batch = shard_batch(next(run.iterator), run.mesh)
+    new_state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, (step - 1) * k + micro + 1))
+    losses.append(run.check_finite(step, metrics))
+    state = new_state
+  return state, batch, metrics, float(np.mean(losses))
+
+
+def _restore(state: TrainState, run: _Run) -> checkpoints.RestoredState:
+  """The latest readable checkpoint of the run's workdir; newer unreadable ones are moved aside (process 0)
+  with a warning naming each, so that their steps can be saved again."""
+  try:
+    with run.interrupts.deferred():
+      restored = checkpoints.restore_state(
+          run.managers.latest, params=state.params, opt_state=state.opt_state,
+          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
+  except CheckpointMismatchError as error:
+    raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
+                          f"({error}); the workdir is left as it was") from error
+  if restored.unreadable:
+    if distributed.is_leader():
+      for path in restored.unreadable:
+        tqdm.tqdm.write(f"warning: {path} moved to {fileio.move_aside(path, 'unreadable').name}; training resumes "
+                        f"from step {restored.step}", file=sys.stderr)
+    distributed.barrier("mssjax_unreadable_moved")
+    run.managers.latest.reload()
+  return restored
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
@@ -524,9 +606,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     the final `TrainState`.
 
   Raises:
-    ParameterError: a bad config, or a workdir of another config.
+    ParameterError: a bad config, a workdir of another config, or a workdir
+      that another run holds (its lock, `mssjax.distributed.workdir_lock`).
+    OSError: a workdir that cannot be written (`mssjax.fileio.check_writable`).
+    CheckpointError: no readable checkpoint to resume from, or one that does
+      not fit the config (an unreadable newer one is moved aside with a warning).
     FloatingPointError: a non-finite loss, gradient or parameter; the last
       (finite) checkpoint is kept.
+    KeyboardInterrupt: SIGINT or SIGTERM; saves in flight finish first and
+      the message says where the last complete checkpoint is.
   """
   check_config(config)
   finetune.check_freeze(config, models.model_spec(config).abstract_params)
@@ -540,24 +628,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   check_batch_size(config, mesh)
   iterator = loaders.make_train_iterator(config)
   tracks = loaders.validation_tracks(config) if config.eval_every else None
-  if workdir.exists() and not workdir.is_dir():
-    raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
-  prepare_workdir(config, workdir, allow_config_change=allow_config_change)
-  run = _Run(config, mesh, iterator, checkpoints.managers(workdir, keep=int(config.checkpoint.keep)),
-             _Logger(workdir, make_optimizer(config).schedule), tracks, init_params)
-  try:
-    state = _initial_state(config, run)
-    write_workdir_config(config, workdir)
-    step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))
-    start, total = int(host_local(state.step)), int(config.num_train_steps)
-    with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
-      for step in range(start + 1, total + 1):
-        batch = shard_batch(next(iterator), mesh)
-        new_state, metrics = step_fn(state, batch, jax.random.fold_in(base_key, step))
-        loss = run.check_finite(step, metrics)
-        state = new_state
-        run.after_step(step, state, batch, metrics, loss)
-  finally:
-    run.managers.wait_until_finished()
-    run.logger.close()
+  fileio.check_writable(workdir, folder=True)
+  with distributed.workdir_lock(workdir), Interrupts() as interrupts:
+    prepare_workdir(config, workdir, allow_config_change=allow_config_change)
+    with interrupts.deferred():
+      managers = checkpoints.managers(workdir, keep=int(config.checkpoint.keep))
+    run = _Run(config, mesh, iterator, managers, _Logger(workdir, make_optimizer(config).schedule), tracks,
+               init_params, interrupts)
+    try:
+      return _train(run, workdir)
+    except KeyboardInterrupt as interrupt:
+      raise KeyboardInterrupt(f"interrupted{interrupts.received_name()}; {run.last_checkpoint()}") from interrupt
+    finally:
+      with interrupts.deferred():
+        run.managers.wait_until_finished()
+      run.logger.close()
+
+
+def _train(run: _Run, workdir: pathlib.Path) -> TrainState:
+  """The run's first state (fresh or restored), then its steps; returns the last state."""
+  config, mesh = run.config, run.mesh
+  state = _initial_state(config, run)
+  write_workdir_config(config, workdir)
+  step_fn, base_key = parallel_train_step(mesh), jax.random.key(int(config.seed))
+  start, total = int(host_local(state.step)), int(config.num_train_steps)
+  with tqdm.tqdm(initial=start, total=total, unit="step", disable=not config.progress) as run.bar:
+    for step in range(start + 1, total + 1):
+      state, batch, metrics, loss = _update(run, state, step_fn, step, base_key)
+      run.after_step(step, state, batch, metrics, loss)
   return state

@@ -4,7 +4,9 @@
 `mssjax.training.loop`'s train step differentiates. The waveform terms go through
 the differentiable iSTFT: the negative SDR, SI-SDR, ISR, SIR or SAR in dB (ISR,
 SIR and SAR through BSSEval v4's distortion filters, `mssjax.training.losses.bss_eval_terms`,
-one window per chunk) and the multi-resolution STFT distance.
+one window per chunk) and the multi-resolution STFT distance. The network runs in
+``config.precision`` (`mssjax.models.precision`: bfloat16 compute from float32
+parameters); the STFT, the masks, the iSTFT and every term run in float32.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class LossSpec:
     weights: ``((term, weight), ...)``: `WAVEFORM_TERMS` added to the main
       term with these weights (``config.loss.weights``; zero weights left out).
     filters_len: taps of BSSEval's distortion filters for ISR, SIR and SAR.
+    precision: the network's compute dtype (``config.precision``,
+      `mssjax.models.PRECISIONS`); the loss itself is float32.
   """
   kind: str
   domain: str
@@ -55,6 +59,7 @@ class LossSpec:
   hop_length: int
   weights: tuple[tuple[str, float], ...] = ()
   filters_len: int = 512
+  precision: str = "float32"
 
 
 def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
@@ -67,7 +72,8 @@ def loss_spec(config: ml_collections.ConfigDict) -> LossSpec:
                   for name in WAVEFORM_TERMS if config.loss.weights[name])
   filters_len = check_positive_int("loss.filters_len", config.loss.filters_len)
   n_fft, hop_length = models.stft_settings(config)
-  return LossSpec(config.loss.kind, config.loss.domain, n_fft, hop_length, weights, filters_len)
+  models.compute_dtype(config.precision)
+  return LossSpec(config.loss.kind, config.loss.domain, n_fft, hop_length, weights, filters_len, config.precision)
 
 
 def _distance(diff: jax.Array, kind: str) -> jax.Array:
@@ -115,22 +121,26 @@ def compute_loss(graphdef: nnx.GraphDef, params: dict, batch: Mapping[str, jax.A
   """The training loss of one batch: the main term plus the weighted waveform terms.
 
   Args:
-    graphdef, params: the model, split.
+    graphdef, params: the model, split (float32 parameters: a bfloat16
+      ``spec.precision`` casts a copy, so their gradients are float32).
     batch: ``{"mixture": [B, 2, n], "targets": [B, 4, 2, n]}``.
     spec: a `LossSpec`.
 
   Returns:
-    float32 scalar.
+    float32 scalar: a mean over the batch's examples (and every other axis), so
+    the mean of the losses of equal parts of a batch is the batch's loss (which
+    gradient accumulation relies on) for the L1 / MSE terms; the dB terms average
+    over the audible targets, which parts of a batch may have in unequal numbers.
   """
-  model = nnx.merge(graphdef, params)
+  model = nnx.merge(graphdef, models.cast_params(params, spec.precision))
   mixture, n = batch["mixture"], batch["mixture"].shape[-1]
   terms = dict(spec.weights)
   waveform_model = models.domain_of(model) == "waveform"
   if waveform_model:
-    waves = model(mixture)
+    waves = models.call_model(model, mixture, spec.precision)
   else:
     estimates, magnitudes = models.spectrogram_estimates(
-        model, spectral.stft(mixture, n_fft=spec.n_fft, hop_length=spec.hop_length))
+        model, spectral.stft(mixture, n_fft=spec.n_fft, hop_length=spec.hop_length), precision=spec.precision)
     if spec.kind in WAVEFORM_TERMS or spec.domain == "time" or terms:
       waves = spectral.istft(estimates, n_fft=spec.n_fft, hop_length=spec.hop_length, length=n)
   if spec.kind in WAVEFORM_TERMS:

@@ -7,7 +7,7 @@ import html
 import os
 import pathlib
 import urllib.parse
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from mssjax import TARGETS, audio, fileio
 from mssjax.metrics import store
@@ -16,7 +16,8 @@ from mssjax.evaluation.report import plots
 _STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1200px}
 table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
 th{background:#eee}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%}
-.players td{text-align:left}audio{width:220px;height:32px}.fail{color:#a00}"""
+.players td{text-align:left}audio{width:220px;height:32px}.fail{color:#a00}
+.pivots{display:flex;flex-wrap:wrap;gap:1.5em;margin-bottom:1em}caption{font-weight:bold;text-align:left}"""
 
 
 def _url(*parts):
@@ -29,6 +30,18 @@ def _table(rows):
   out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
   for row in rows:
     out.append("<tr>" + "".join(f"<td>{html.escape(store._fmt(row[k]))}</td>" for k in keys) + "</tr>")  # pylint: disable=protected-access
+  return "\n".join(out + ["</table>"])
+
+
+def _pivot(rows, metric):
+  """The SiSEC-style pivot (`store.pivot_rows`): methods as rows, targets as columns."""
+  targets, pivot = store.pivot_rows(rows, metric)
+  head = ["method", *targets, "average"]
+  out = [f"<table class='pivot'><caption>{metric} (dB)</caption><tr>"
+         + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+  for entry in pivot:
+    cells = [html.escape(entry["method"])] + [store._fmt(entry[k]) if k in entry else "-" for k in head[1:]]  # pylint: disable=protected-access
+    out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
   return "\n".join(out + ["</table>"])
 
 
@@ -80,7 +93,8 @@ def _spectrograms(report_dir, track, methods):
 
 
 def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: str = "test",
-                 tracks: Sequence[str] = (), failures: Sequence[dict[str, Any]] = ()) -> pathlib.Path:
+                 tracks: Sequence[str] = (), failures: Sequence[dict[str, Any]] = (),
+                 scored_tracks: Collection[str] | None = None) -> pathlib.Path:
   """Writes ``DIR/report/index.html`` with the table, figures and audio players.
 
   Args:
@@ -90,17 +104,22 @@ def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
     subset: the subset evaluated.
     tracks: names of the tracks shown with audio players and spectrograms.
     failures: ``[{method, track, error}]`` listed on the page.
+    scored_tracks: the tracks whose results the table and figures count (the
+      run's); None: every result in the workdir.
 
   Returns:
     the path of index.html. The page and every figure are written atomically
     (`mssjax.fileio`).
   """
   report_dir = pathlib.Path(workdir) / "report"
-  rows = store.load_scores(workdir, methods, subset)
-  table = store.table_rows(workdir, methods, subset)
+  rows = store.load_scores(workdir, methods, subset, tracks=scored_tracks)
+  table = store.table_rows(workdir, methods, subset, tracks=scored_tracks)
   body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
           "<p>BSSEval v4 (museval-compatible), 1 s windows; median over frames, then over tracks "
-          "(SiSEC 2018). Time: seconds of separation per second of audio.</p>", _table(table)]
+          "(SiSEC 2018). Time: seconds of separation per second of audio.</p>"]
+  if table:
+    body += ["<div class='pivots'>" + "".join(_pivot(table, m) for m in store.METRICS) + "</div>"]
+  body += ["<h2>Every method and target</h2>", _table(table)]
   if rows:
     plots.metric_figure(rows, methods, report_dir / "figures" / "boxplots.png", per_track=True)
     plots.metric_figure(rows, methods, report_dir / "figures" / "distributions.png", per_track=False)

@@ -14,7 +14,11 @@ import numpy as np  # noqa: E402
 
 from mssjax import TARGETS, fileio, spectral  # noqa: E402
 
-PLOT_METRICS = ("SDR", "SIR", "SAR")
+PLOT_METRICS = ("SDR", "SIR", "SAR", "ISR")
+OFF_AXIS = {"SAR": ("mixture",), "ISR": ("mixture",)}
+"""Methods left off a metric's axis: the mixture has no artefacts and the whole target image, so its SAR and
+ISR (about 130 dB: only the float32 rounding) would flatten every real method onto the panel's floor; its
+median is written under its tick instead."""
 
 
 def _grid(n_rows, n_cols, size=(3.2, 2.6)):
@@ -48,9 +52,32 @@ def _save(fig, path, dpi):
     plt.close(fig)
 
 
+def _panel(ax, rows, methods, target, metric, per_track):
+  """One box / violin panel; a method of `OFF_AXIS` is an empty slot labelled with its median."""
+  labels, data = [], []
+  for method in methods:
+    values = _values(rows, method, target, metric, per_track)
+    if method in OFF_AXIS.get(metric, ()) and values:
+      labels.append(f"{method}\n({np.median(values):.0f} dB,\noff axis)")
+      values = []
+    else:
+      labels.append(method)
+    data.append(values if values else [np.nan])
+  if per_track:
+    ax.boxplot(data, showmeans=False)
+  else:
+    ax.violinplot([d if np.isfinite(d).any() else [0.0] for d in data], showmedians=True)
+  ax.set_xticks(range(1, len(methods) + 1), labels, rotation=30, fontsize=7)
+  ax.set_title(f"{target} {metric}", fontsize=9)
+  ax.set_ylabel("dB", fontsize=8)
+  ax.grid(alpha=0.3)
+
+
 def metric_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], path: str | os.PathLike, *,
                   per_track: bool = True) -> None:
   """Box plots (per-track medians) or violin plots (all frames) per metric, target and method.
+
+  The mixture is left off the SAR and ISR axes (`OFF_AXIS`), its median written under its tick.
 
   Args:
     rows: `mssjax.metrics.store.load_scores` rows (``"frames"``: float ``[n_frames]``).
@@ -62,32 +89,36 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], pat
   fig, axes = _grid(len(PLOT_METRICS), len(targets))
   for i, metric in enumerate(PLOT_METRICS):
     for j, target in enumerate(targets):
-      ax = axes[i, j]
-      data = [_values(rows, m, target, metric, per_track) for m in methods]
-      data = [d if d else [np.nan] for d in data]
-      if per_track:
-        ax.boxplot(data, showmeans=False)
-      else:
-        finite = [d if np.isfinite(d).any() else [0.0] for d in data]
-        ax.violinplot(finite, showmedians=True)
-      ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, fontsize=7)
-      ax.set_title(f"{target} {metric}", fontsize=9)
-      ax.set_ylabel("dB", fontsize=8)
-      ax.grid(alpha=0.3)
+      _panel(axes[i, j], rows, methods, target, metric, per_track)
   fig.suptitle("per-track medians" if per_track else "all 1 s frames", fontsize=10)
   fig.tight_layout()
   _save(fig, path, dpi=80)
 
 
+SPECTROGRAM_N_FFT, SPECTROGRAM_HOP = 2048, 512
+LOWEST_HZ = 30.0
+"""The spectrograms' frequency axis is logarithmic from here to Nyquist: music's octaves get equal room."""
+
+
 def _log_spectrogram(x):
   """dB magnitude of the channel mean ``[2, n] -> [n_bins, n_frames]``."""
-  spec = np.abs(np.asarray(spectral.stft(np.mean(x, axis=0), n_fft=2048, hop_length=512)))
+  spec = np.abs(np.asarray(spectral.stft(np.mean(x, axis=0), n_fft=SPECTROGRAM_N_FFT,
+                                         hop_length=SPECTROGRAM_HOP)))
   return 20 * np.log10(np.maximum(spec, 1e-5))
+
+
+def _log_frequency_axis(ax, sample_rate):
+  ax.set_yscale("log")
+  ax.set_ylim(LOWEST_HZ, sample_rate / 2)
+  ticks = [t for t in (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if t < sample_rate / 2]
+  ax.set_yticks(ticks, [f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
+  ax.minorticks_off()
+  ax.set_ylabel("Hz", fontsize=7)
 
 
 def spectrogram_figure(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
                        path: str | os.PathLike, *, sample_rate: int = 44100, title: str = "") -> None:
-  """Ground truth (left) against estimate (right) for each target.
+  """Ground truth (left) against estimate (right) for each target, on a log-frequency axis.
 
   Args:
     references: ``{target: [2, n]}``.
@@ -98,15 +129,18 @@ def spectrogram_figure(references: Mapping[str, np.ndarray], estimates: Mapping[
   """
   targets = [t for t in references if t in estimates]
   fig, axes = _grid(len(targets), 2, size=(4.2, 2.0))
+  freqs = np.asarray(spectral.fft_frequencies(sample_rate=sample_rate, n_fft=SPECTROGRAM_N_FFT))
+  keep = freqs >= LOWEST_HZ / 2 ** 0.5
   for i, target in enumerate(targets):
     ref = _log_spectrogram(references[target])
     top = ref.max()
     for j, (name, x) in enumerate((("truth", ref), ("estimate", _log_spectrogram(estimates[target])))):
       ax = axes[i, j]
-      extent = (0, x.shape[1] * 512 / sample_rate, 0, sample_rate / 2000)
-      ax.imshow(x, origin="lower", aspect="auto", vmin=top - 80, vmax=top, cmap="magma", extent=extent)
+      times = np.arange(x.shape[1]) * SPECTROGRAM_HOP / sample_rate
+      ax.pcolormesh(times, freqs[keep], x[keep], vmin=top - 80, vmax=top, cmap="magma", shading="nearest",
+                    rasterized=True)
+      _log_frequency_axis(ax, sample_rate)
       ax.set_title(f"{target}: {name}", fontsize=8)
-      ax.set_ylabel("kHz", fontsize=7)
       ax.tick_params(labelsize=6)
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
