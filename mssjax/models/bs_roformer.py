@@ -130,21 +130,29 @@ class RotaryEmbedding(nnx.Module):
   """
 
   def __init__(self, dim_head: int):
-    self.frequencies = nnx.Param(1.0 / 10000.0 ** (jnp.arange(0, dim_head, 2, dtype=jnp.float32) / dim_head))
+    self.dim_head = dim_head
+    self.frequencies = nnx.Param(_rotary_frequencies(dim_head))
 
   def angles(self, length: int) -> tuple[jax.Array, jax.Array]:
-    """``(cos, sin)`` ``[length, dim_head]`` of positions ``0 .. length - 1``."""
-    freqs = jax.lax.stop_gradient(self.frequencies[...])
-    angles = jnp.arange(length, dtype=jnp.float32)[:, None] * freqs
+    """``(cos, sin)`` ``[length, dim_head]`` of positions ``0 .. length - 1``, in float32.
+
+    The angles come from the formula, which ``frequencies`` holds and which is never trained: a
+    bfloat16 copy of ``frequencies`` (``config.precision``) would be off by a radian at position 250.
+    """
+    angles = jnp.arange(length, dtype=jnp.float32)[:, None] * _rotary_frequencies(self.dim_head)
     angles = jnp.repeat(angles, 2, axis=-1)
     return jnp.cos(angles), jnp.sin(angles)
 
 
+def _rotary_frequencies(dim_head: int) -> jax.Array:
+  return 1.0 / 10000.0 ** (jnp.arange(0, dim_head, 2, dtype=jnp.float32) / dim_head)
+
+
 def rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-  """Rotates ``x [..., n, heads, d]`` by ``cos, sin [n, d]``: pairs ``(x1, x2) -> (-x2, x1)``."""
+  """Rotates ``x [..., n, heads, d]`` by ``cos, sin [n, d]`` (cast to ``x``'s dtype): pairs ``(x1, x2) -> (-x2, x1)``."""
   pairs = x.reshape(x.shape[:-1] + (x.shape[-1] // 2, 2))
   half = jnp.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
-  return x * cos[:, None] + half * sin[:, None]
+  return x * cos[:, None].astype(x.dtype) + half * sin[:, None].astype(x.dtype)
 
 
 class Attention(nnx.Module):
@@ -332,7 +340,10 @@ class BSRoformer(nnx.Module):
       raise ParameterError(f"mixture_stft of shape {mixture_stft.shape} must be [batch, {self.audio_channels}, "
                            f"{self.n_bins}, frames]")
     x = jnp.stack([jnp.real(mixture_stft), jnp.imag(mixture_stft)], axis=-1)    # [b, c, f, n, 2]
-    x = jnp.transpose(x, (0, 3, 2, 1, 4)).astype(jnp.float32)                  # [b, n, f, c, 2]: (f s c) per band
+    # the parameters' dtype: bfloat16 under config.precision="bfloat16" (mssjax.models.precision casts them;
+    # a complex STFT has no bfloat16 form, so its real view is cast here)
+    dtype = self.band_split.linears[0].kernel[...].dtype
+    x = jnp.transpose(x, (0, 3, 2, 1, 4)).astype(dtype)                        # [b, n, f, c, 2]: (f s c) per band
     h = self._split(x)                                                         # [b, n, bands, dim]
     time_rotary = self.time_rotary.angles(n)
     band_rotary = self.freq_rotary.angles(len(self.band_bins))
@@ -376,6 +387,7 @@ class BSRoformer(nnx.Module):
         bias = jnp.stack([lin.bias[...] for lin in linears]).reshape(self.n_targets, len(bands), -1)
         y = jnp.einsum("tbngi,tgio->tbngo", y, kernel) + bias[:, None, None]
       y = jax.nn.glu(y, axis=-1).reshape(self.n_targets, b, n, len(bands), width, c, 2)
+      y = y.astype(jnp.float32)  # complex masks from float32 parts, whatever the compute dtype
       values.append(jax.lax.complex(y[..., 0], y[..., 1]).reshape(self.n_targets, b, n, len(bands) * width, c))
       bins.extend(f for k in bands for f in self.band_bins[k])
     values = jnp.concatenate(values, axis=3)
