@@ -263,14 +263,14 @@ def test_separate_and_score(workdir, song, tmp_path):
 def test_export_round_trips_and_onnx_is_refused(workdir, song, tmp_path):
   _, mixture_path = song
   module = tmp_path / "bs_roformer.jaxexport"
-  assert main(["export", "--method", "unet", "--set", f"checkpoint={workdir}", "-o", str(module),
+  assert main(["export", "--method", "bs_roformer", "--set", f"checkpoint={workdir}", "-o", str(module),
                "--platforms", "cpu"]) == 0
   (mixture,), rate = audio.read(mixture_path)
   stems = exported.load(module).separate(mixture, sample_rate=rate)
-  ours = separate.separate_array(separators.get("unet", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
+  ours = separate.separate_array(separators.get("bs_roformer", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
   for target, stem in ours.items():
     np.testing.assert_allclose(stems[target], stem, atol=1e-5)
-  separator = separators.get("unet", {"checkpoint": str(workdir)})
+  separator = separators.get("bs_roformer", {"checkpoint": str(workdir)})
   with pytest.raises(ParameterError, match="model 'bs_roformer' is a 'complex' model: the ONNX export handles "
                                            "magnitude-mask networks only"):
     export.mask_function(separator)

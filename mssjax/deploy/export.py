@@ -66,6 +66,7 @@ from mssjax import fileio, models, separate, separators, spectral
 from mssjax.deploy import exported
 from mssjax.errors import ParameterError, check_choice
 from mssjax.separators import Network, Separator
+from mssjax.separators import network as network_lib
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -226,7 +227,7 @@ def _network(separator: Separator) -> Network:
 
 def _network_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None) -> Separator:
   """The network separator a config names (its ``method``, ``"unet"`` where it names none)."""
-  method = (config.get("method") if config is not None else None) or "unet"
+  method = network_lib.method_of(config)
   if method not in separators.network_names():
     raise ParameterError(f"method={method!r} is not a network: ONNX converts one of {separators.network_names()}")
   return separators.get(method, config)
