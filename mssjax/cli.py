@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, command: str | 
   except (*ERRORS, KeyboardInterrupt) as error:
     if debug:
       traceback.print_exc()
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt) and not str(error):  # training's says where its checkpoint is
       message = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
     else:
       message = str(error) or type(error).__name__

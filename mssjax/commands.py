@@ -125,10 +125,7 @@ def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) 
   from mssjax import separators  # pylint: disable=import-outside-toplevel  # jax loads only when needed
   from mssjax.separators import network  # pylint: disable=import-outside-toplevel
   method = assignments.get("method") or (file.method if file is not None and "method" in file else None)
-  if method is None and (assignments.get("checkpoint") or assignments.get("weights")):
-    method = network.stored_architecture(checkpoint=assignments.get("checkpoint") or "",
-                                         weights_file=assignments.get("weights") or "")
-  return separators.make_config(method or DEFAULT_METHOD, file)
+  return separators.make_config(method or network.method_of(assignments, DEFAULT_METHOD), file)
 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:

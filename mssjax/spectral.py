@@ -492,3 +492,47 @@ def band_mask(*, sample_rate: float = 44100, n_fft: int = 4096, low_hz: float | 
   if high_hz is not None:
     keep &= freqs < high_hz
   return jnp.asarray(keep.astype(np.float32)[:, None])
+
+
+_MEL_STEP_HZ = 200.0 / 3  # Slaney's mel scale: linear below 1 kHz ...
+_MEL_LOG_HZ = 1000.0
+_MEL_LOG_MEL = _MEL_LOG_HZ / _MEL_STEP_HZ
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # ... logarithmic above
+
+
+def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
+  """Slaney's mel scale, as librosa's ``hz_to_mel`` (``htk=False``) computes it."""
+  frequencies = np.atleast_1d(np.asarray(frequencies, dtype=np.float64))
+  mels = frequencies / _MEL_STEP_HZ
+  log = frequencies >= _MEL_LOG_HZ
+  mels[log] = _MEL_LOG_MEL + np.log(frequencies[log] / _MEL_LOG_HZ) / _MEL_LOG_STEP
+  return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+  """The inverse of `_hz_to_mel`, as librosa's ``mel_to_hz`` (``htk=False``) computes it."""
+  mels = np.atleast_1d(np.asarray(mels, dtype=np.float64))
+  frequencies = _MEL_STEP_HZ * mels
+  log = mels >= _MEL_LOG_MEL
+  frequencies[log] = _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (mels[log] - _MEL_LOG_MEL))
+  return frequencies
+
+
+def mel_filters(*, sample_rate: float = 44100, n_fft: int = 4096, n_mels: int = 128) -> np.ndarray:
+  """Triangular mel filters from 0 Hz to Nyquist, float32 ``[n_mels, 1 + n_fft // 2]``.
+
+  As ``librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)``
+  (Slaney's mel scale and area normalisation), computed in the same order
+  so that the filters' supports (``> 0``) agree bin for bin (tests/test_model_bs_roformer.py
+  checks it): the band layout of Mel-RoFormer (Wang et al. 2023).
+  """
+  check_positive_int("n_mels", n_mels)
+  fftfreqs = fft_frequencies(sample_rate=sample_rate, n_fft=n_fft)
+  mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0)[0], _hz_to_mel(float(sample_rate) / 2)[0], n_mels + 2))
+  fdiff = np.diff(mel_f)
+  ramps = np.subtract.outer(mel_f, fftfreqs)
+  weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float32)
+  for i in range(n_mels):
+    weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+  weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+  return weights

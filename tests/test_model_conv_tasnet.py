@@ -196,7 +196,7 @@ def test_training_wrote_checkpoints_and_validated(workdir):
 def test_chunked_separation_by_overlap_add(workdir):
   """A 1.3 s song in 0.5 s chunks: the stems have its length, and where only the first chunk covers the song
   they are that chunk's separation."""
-  separator = separators.get("unet", {"checkpoint": str(workdir)})
+  separator = separators.get("conv_tasnet", {"checkpoint": str(workdir)})
   chunk, overlap = separate.chunk_samples(separator)
   mixture = np.asarray(_mixture(int(1.3 * 44100), seed=3, batch=1)[0])
   stems = separate.separate_array(separator, mixture, sample_rate=44100)
@@ -207,7 +207,7 @@ def test_chunked_separation_by_overlap_add(workdir):
 
 
 def test_waveforms_can_seed_the_wiener_filter(workdir):
-  separator = separators.get("unet", {"checkpoint": str(workdir), "wiener_iterations": 1})
+  separator = separators.get("conv_tasnet", {"checkpoint": str(workdir), "wiener_iterations": 1})
   stems = np.asarray(separator.separate_chunk(np.asarray(_mixture(2000, batch=1)[0])))
   assert stems.shape == (4, 2, 2000) and np.all(np.isfinite(stems))
 
@@ -234,7 +234,7 @@ def test_jax_export_round_trips(workdir, tmp_path):
   loaded = exported.load(path)
   mixture = np.asarray(_mixture(30_000, seed=4, batch=1)[0])
   got = loaded.separate(mixture)
-  want = separate.separate_array(separators.get("unet", {"checkpoint": str(workdir)}), mixture, sample_rate=44100)
+  want = separate.separate_array(separators.get("conv_tasnet", {"checkpoint": str(workdir)}), mixture, sample_rate=44100)
   for target in loaded.targets:
     np.testing.assert_allclose(got[target], want[target], atol=1e-5)
 

@@ -250,8 +250,8 @@ def test_onnx_masks_equal_the_jax_model(workdir, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_scores_it(workdir, songs, tmp_path, capsys):
-  code = cli.main(["evaluate", "--config", EVALUATE, "--workdir", str(tmp_path / "eval"), "--set", "methods=unet",
-                   "--set", f"data.root={songs}", "--set", f"separators.unet.checkpoint={workdir}",
+  code = cli.main(["evaluate", "--config", EVALUATE, "--workdir", str(tmp_path / "eval"), "--set", "methods=umx",
+                   "--set", f"data.root={songs}", "--set", f"separators.umx.checkpoint={workdir}",
                    "--config.report.enabled=false", "--quiet"])
   assert code == 0, capsys.readouterr().err
   assert "2 evaluated, 0 skipped, 0 failed" in capsys.readouterr().out

@@ -138,7 +138,7 @@ def test_registry_by_name():
   assert isinstance(models.get_model(config, n_bins=8, n_targets=4), UNet)
   assert "unet" in models.names()
   config.name = "transformer"
-  with pytest.raises(ParameterError, match=r"valid choices: \['conv_tasnet', 'umx', 'unet'\]"):
+  with pytest.raises(ParameterError, match=r"valid choices: \['bs_roformer', 'conv_tasnet', 'umx', 'unet'\]"):
     models.get_model(config, n_bins=8, n_targets=4)
 
 

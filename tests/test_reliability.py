@@ -241,7 +241,7 @@ def test_entry_points_print_one_line_errors(tmp_path):
       (evaluate + ["--config.methods=hpss_repet,nope"], "unknown method(s) ['nope']"),
       (evaluate + ["--config.window_seconds=-1"], "window_seconds=-1.0 must be > 0"),
       (evaluate + [f"--config.data.root={tmp_path / 'missing'}"], "is not a folder"),
-      (train + ["--config.model.name=unte"], "model.name='unte' is not known; valid choices: ['conv_tasnet', 'umx', 'unet']"),
+      (train + ["--config.model.name=unte"], "model.name='unte' is not known; valid choices: ['bs_roformer', 'conv_tasnet', 'umx', 'unet']"),
       (train + ["--config.eval.metric=sdr"], "eval.metric='sdr' is not known"),
   ):
     out = _run(*args)

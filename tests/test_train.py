@@ -155,7 +155,7 @@ def test_resuming_with_another_config_is_refused_and_keeps_config_json(trained, 
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("model.name", "transformer", r"model.name='transformer' is not known; valid choices: \['conv_tasnet', 'umx', 'unet'\]"),
+    ("model.name", "transformer", r"model.name='transformer' is not known; valid choices: \['bs_roformer', 'conv_tasnet', 'umx', 'unet'\]"),
     ("eval.metric", "si_sdr", r"eval.metric='si_sdr' is not known; valid choices: \['bss_eval_v4', 'global_sdr'\]"),
     ("optim.name", "sgd", r"optim.name='sgd' is not known; valid choices: \['adam', 'adamw'\]"),
     ("optim.schedule", "step", r"optim.schedule='step' is not known; valid choices: \['constant', 'cosine'\]"),

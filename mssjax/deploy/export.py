@@ -66,6 +66,7 @@ from mssjax import fileio, models, separate, separators, spectral
 from mssjax.deploy import exported
 from mssjax.errors import ParameterError, check_choice
 from mssjax.separators import Network, Separator
+from mssjax.separators import network as network_lib
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -226,15 +227,24 @@ def _network(separator: Separator) -> Network:
 
 def _network_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None) -> Separator:
   """The network separator a config names (its ``method``, ``"unet"`` where it names none)."""
-  method = (config.get("method") if config is not None else None) or "unet"
+  method = network_lib.method_of(config)
   if method not in separators.network_names():
     raise ParameterError(f"method={method!r} is not a network: ONNX converts one of {separators.network_names()}")
   return separators.get(method, config)
 
 
 def mask_function(separator: Separator) -> Callable[[jax.Array], jax.Array]:
-  """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants."""
+  """``magnitude [batch, 2, bins, frames] -> masks [batch, targets, 2, bins, frames]``, weights as constants.
+
+  Raises:
+    ParameterError: a network that does not make masks from magnitudes (`mssjax.models.DOMAINS`): a
+      complex-mask model reads the complex STFT, which ONNX has no tensors for.
+  """
   graphdef = _network(separator).graphdef
+  domain = models.domain_of(nnx.merge(graphdef, separator.params))
+  if domain != "magnitude":
+    raise ParameterError(f"model {separator.network.model_config.model.name!r} is a {domain!r} model: the ONNX "
+                         "export handles magnitude-mask networks only (ONNX has no complex tensors)")
 
   def masks(magnitude):
     return nnx.merge(graphdef, separator.params)(magnitude)

@@ -22,6 +22,7 @@ from flax import nnx
 
 from mssjax import TARGETS, spectral
 from mssjax.errors import ParameterError, check_choice, check_positive_int, check_targets
+from mssjax.models import bs_roformer
 from mssjax.models.conv_tasnet import ConvTasNet
 from mssjax.models.precision import PRECISIONS, call_model, cast_params, compute_dtype
 from mssjax.models.umx import OpenUnmix
@@ -45,6 +46,21 @@ def _unet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: in
   )
 
 
+def _bs_roformer(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, stft_bins: int,
+                 rngs: nnx.Rngs) -> bs_roformer.BSRoformer:
+  del stft_bins  # its bands cover every modelled bin, and model.bandwidth_hz is None: all of them
+  return bs_roformer.BSRoformer(
+      n_bins=n_bins, audio_channels=model_config.audio_channels, n_targets=n_targets,
+      band_bins=bs_roformer.band_bins_of(model_config, n_bins=n_bins), dim=model_config.dim,
+      depth=model_config.depth, time_transformer_depth=model_config.time_transformer_depth,
+      freq_transformer_depth=model_config.freq_transformer_depth, heads=model_config.heads,
+      dim_head=model_config.dim_head, ff_mult=model_config.ff_mult,
+      mask_estimator_depth=model_config.mask_estimator_depth,
+      mlp_expansion_factor=model_config.mlp_expansion_factor,
+      norm_each_transformer=model_config.norm_each_transformer, remat=model_config.remat, rngs=rngs)
+
+
+
 def _umx(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targets: int, stft_bins: int,
          rngs: nnx.Rngs) -> OpenUnmix:
   return OpenUnmix(
@@ -61,7 +77,7 @@ def _conv_tasnet(model_config: ml_collections.ConfigDict, *, n_bins: int, n_targ
   return ConvTasNet(n_targets=n_targets, rngs=rngs, **{f: model_config[f] for f in fields})
 
 
-MODELS = {"unet": _unet, "umx": _umx, "conv_tasnet": _conv_tasnet}
+MODELS = {"unet": _unet, "umx": _umx, "bs_roformer": _bs_roformer, "conv_tasnet": _conv_tasnet}
 
 DOMAINS = ("magnitude", "complex", "waveform")
 """What a model reads and writes, its class attribute ``domain`` (`domain_of`):

@@ -270,6 +270,20 @@ def stored_architecture(*, checkpoint: str = "", weights_file: str = "") -> str:
   return str(config.model.name)
 
 
+def method_of(config: ml_collections.ConfigDict | Mapping[str, Any] | None, default: str = "unet") -> str:
+  """The network separator a config names: its ``method``; else the architecture of its ``checkpoint`` or
+  ``weights`` (`stored_architecture`) where that can be read; else ``default``."""
+  config = {} if config is None else config
+  if config.get("method"):
+    return str(config["method"])
+  if config.get("checkpoint") or config.get("weights"):
+    try:
+      return stored_architecture(checkpoint=config.get("checkpoint") or "", weights_file=config.get("weights") or "")
+    except CheckpointError:  # the separator's own load says what is wrong with it
+      pass
+  return default
+
+
 def unet_separator(config: ml_collections.ConfigDict | Mapping[str, Any] | None = None) -> Separator:
   """The ``unet`` network its separator config names (`named_network`)."""
   return named_network("unet", config)
