@@ -68,8 +68,15 @@ from mssjax.errors import USER_ERRORS, ParameterError
 
 ConfigDict = ml_collections.ConfigDict
 
-ERRORS = (*USER_ERRORS, OSError, FloatingPointError)
-"""What a command reports as one ``error:`` line (with Ctrl-C): not a bug of mssjax."""
+ERRORS = (*USER_ERRORS, OSError, FloatingPointError, MemoryError)
+"""What a command reports as one ``error:`` line (with Ctrl-C and XLA's out-of-memory): not a bug of mssjax."""
+
+OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED", "Out of memory")
+"""How XLA's allocation failures (``jax.errors.JaxRuntimeError``, a RuntimeError) begin or say so."""
+
+
+def _out_of_memory(error: BaseException) -> bool:
+  return isinstance(error, RuntimeError) and any(word in str(error) for word in OUT_OF_MEMORY)
 
 PROG = "python -m mssjax"
 
@@ -279,11 +286,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, command: str | 
   try:
     with _sigterm_raises():
       return _main(argv, prog, command)
-  except (*ERRORS, KeyboardInterrupt) as error:
+  except (*ERRORS, KeyboardInterrupt, RuntimeError) as error:
+    if isinstance(error, RuntimeError) and not _out_of_memory(error):
+      raise
     if debug:
       traceback.print_exc()
     if isinstance(error, KeyboardInterrupt) and not str(error):  # training's says where its checkpoint is
       message = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+    elif isinstance(error, MemoryError) or _out_of_memory(error):
+      first = (str(error).strip().splitlines() or [""])[0]
+      message = f"out of memory{': ' + first if first else ''} (a smaller batch, chunk or model needs less)"
     else:
       message = str(error) or type(error).__name__
     print(f"error: {message}", file=sys.stderr)

@@ -286,3 +286,26 @@ def test_train_py_and_evaluate_py_are_the_same_front_end():
   assert out.returncode == 2 and out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr[-2000:]
   assert "unknown method(s) ['nope']" in out.stderr
   assert not (REPO / "w").exists()
+
+
+@pytest.mark.parametrize("error,message", [
+    (MemoryError(), "error: out of memory (a smaller batch, chunk or model needs less)"),
+    (RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 45.00GiB.\nmore"),
+     "error: out of memory: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 45.00GiB. "
+     "(a smaller batch, chunk or model needs less)"),
+])
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys, error, message):
+  def run(args, config):
+    raise error
+  monkeypatch.setitem(commands.COMMANDS, "separate", commands.COMMANDS["separate"]._replace(run=run))
+  assert cli.main(["separate", "song.wav"]) == 2
+  assert capsys.readouterr().err.splitlines() == [message]
+
+
+def test_another_runtime_error_is_a_bug_and_keeps_its_traceback(monkeypatch):
+  def run(args, config):
+    raise RuntimeError("a bug")
+  monkeypatch.setitem(commands.COMMANDS, "separate", commands.COMMANDS["separate"]._replace(run=run))
+  with pytest.raises(RuntimeError, match="a bug"):
+    cli.main(["separate", "song.wav"])
+

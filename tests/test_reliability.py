@@ -358,7 +358,9 @@ with audio.BlockWriter(f"{folder}/long.wav", sample_rate=rate, channels=2, subty
   for second in range(int(minutes * 60)):
     t = np.arange(second * rate, (second + 1) * rate) / rate
     writer.write(np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)]))
-audio.save(f"{folder}/short.wav", np.zeros((2, rate), np.float32), sample_rate=rate)
+# longer than one 30 s chunk, so that the warm-up compiles the chunk the long song uses (a shorter song is
+# one chunk of its own length)
+audio.save(f"{folder}/short.wav", np.zeros((2, 40 * rate), np.float32), sample_rate=rate)
 assert main(["separate", f"{folder}/short.wav", "--method", "mixture", "-o", f"{folder}/out", "--quiet"]) == 0
 before = status("VmRSS")  # compiled and warm
 open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
