@@ -171,16 +171,17 @@ def _rows(method, metric_values):
           for metric, value in metric_values.items() for i in range(2)]
 
 
-def test_the_mixture_is_off_the_sar_and_isr_axes_only():
-  rows = _rows("mixture", {"SDR": -5.0, "SAR": 132.0, "ISR": 131.0}) + _rows("irm2", {"SDR": 8.0, "SAR": 9.0,
-                                                                                      "ISR": 15.0})
+def test_a_method_far_beyond_the_others_is_off_the_axis():
+  # the mixture on real songs: SAR and ISR about 130 dB; on generated songs its ISR is near the others'
+  rows = _rows("mixture", {"SDR": -5.0, "SAR": 132.0, "ISR": 15.0}) + _rows("irm2", {"SDR": 8.0, "SAR": 9.0,
+                                                                                     "ISR": 20.0})
   fig, axes = plt.subplots(1, 3)
   for ax, metric in zip(axes, ("SDR", "SAR", "ISR")):
     plots._panel(ax, rows, ["mixture", "irm2"], "vocals", metric, per_track=True)  # pylint: disable=protected-access
   labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in axes]
-  assert labels[0] == ["mixture", "irm2"]
-  assert labels[1][0] == "mixture\n(132 dB,\noff axis)" and labels[2][0] == "mixture\n(131 dB,\noff axis)"
-  assert axes[0].get_ylim()[0] < -5 and axes[1].get_ylim()[1] < 20 and axes[2].get_ylim()[1] < 30
+  assert labels[0] == labels[2] == ["mixture", "irm2"]
+  assert labels[1][0] == "mixture\n(132 dB,\noff axis)"
+  assert axes[0].get_ylim()[0] < -5 and axes[1].get_ylim()[1] < 20 and axes[2].get_ylim()[0] < 15
   plt.close(fig)
 
 

@@ -15,10 +15,10 @@ import numpy as np  # noqa: E402
 from mssjax import TARGETS, fileio, spectral  # noqa: E402
 
 PLOT_METRICS = ("SDR", "SIR", "SAR", "ISR")
-OFF_AXIS = {"SAR": ("mixture",), "ISR": ("mixture",)}
-"""Methods left off a metric's axis: the mixture has no artefacts and the whole target image, so its SAR and
-ISR (about 130 dB: only the float32 rounding) would flatten every real method onto the panel's floor; its
-median is written under its tick instead."""
+OFF_AXIS_DB = 40.0
+"""A method whose median lies this far beyond every other method's values in a panel is left off that axis,
+its median written under its tick: the mixture's SAR and ISR on real songs (about 130 dB: the mixture has no
+artefacts and the whole target image) would otherwise flatten every real method onto the panel's floor."""
 
 
 def _grid(n_rows, n_cols, size=(3.2, 2.6)):
@@ -52,12 +52,27 @@ def _save(fig, path, dpi):
     plt.close(fig)
 
 
+def _off_axis(values_by_method):
+  """The methods whose median lies `OFF_AXIS_DB` beyond all the other methods' values."""
+  off = set()
+  for method, values in values_by_method.items():
+    others = [v for m, vs in values_by_method.items() if m != method for v in vs if np.isfinite(v)]
+    finite = [v for v in values if np.isfinite(v)]
+    if finite and others:
+      median = np.median(finite)
+      off |= {method} if median > max(others) + OFF_AXIS_DB or median < min(others) - OFF_AXIS_DB else set()
+  return off
+
+
 def _panel(ax, rows, methods, target, metric, per_track):
-  """One box / violin panel; a method of `OFF_AXIS` is an empty slot labelled with its median."""
+  """One box / violin panel; a method far off the others' range (`OFF_AXIS_DB`) is an empty slot labelled
+  with its median."""
+  values_by_method = {m: _values(rows, m, target, metric, per_track) for m in methods}
+  off = _off_axis(values_by_method)
   labels, data = [], []
   for method in methods:
-    values = _values(rows, method, target, metric, per_track)
-    if method in OFF_AXIS.get(metric, ()) and values:
+    values = values_by_method[method]
+    if method in off:
       labels.append(f"{method}\n({np.median(values):.0f} dB,\noff axis)")
       values = []
     else:
@@ -77,7 +92,8 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], pat
                   per_track: bool = True) -> None:
   """Box plots (per-track medians) or violin plots (all frames) per metric, target and method.
 
-  The mixture is left off the SAR and ISR axes (`OFF_AXIS`), its median written under its tick.
+  A method far beyond the others in a panel (the mixture's SAR and ISR on real songs, `OFF_AXIS_DB`) is
+  left off that axis, its median written under its tick.
 
   Args:
     rows: `mssjax.metrics.store.load_scores` rows (``"frames"``: float ``[n_frames]``).
