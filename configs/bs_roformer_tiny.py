@@ -14,13 +14,7 @@ from configs import bs_roformer, unet_tiny
 
 def get_config():
   """The tiny config."""
-  config = bs_roformer.get_config()
-  tiny = unet_tiny.get_config()
-  for section in ("data", "eval", "separate"):
-    config[section] = tiny[section]
-  for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every", "progress"):
-    config[name] = tiny[name]
-  config.stft.n_fft, config.stft.hop_length = 512, 128
+  config = unet_tiny.tiny_run(bs_roformer.get_config())
   config.model.freqs_per_bands = (32,) * 7 + (33,)  # two widths: two batched products per stage
   config.model.dim = 16
   config.model.depth = 1
@@ -29,5 +23,4 @@ def get_config():
   config.model.mlp_expansion_factor = 1
   config.loss.weights.multi_resolution_stft = 0.0
   config.optim.warmup_steps = 1
-  config.optim.learning_rate = 3e-3
   return config
