@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import pathlib
 import sys
+import warnings
 from typing import Any, Callable, Mapping, NamedTuple
 
 import ml_collections
@@ -130,15 +132,38 @@ def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...)")
-  _out(parser, "output folder: OUT/<song>/<target>.wav", default="separated")
+  _out(parser, "output folder: OUT/<song>/<target>.<format>", default="separated")
+  from mssjax.audio import writing  # pylint: disable=import-outside-toplevel  # the formats' one table
+  defaults = writing.DEFAULT_SETTINGS
+  parser.add_argument("--format", choices=writing.FORMATS,
+                      help=f"the stems' file format (default {writing.OutputFormat.format})")
+  parser.add_argument("--bit-depth", choices=writing.BIT_DEPTHS,
+                      help=f"wav: 16, 24 or 32f (float), default {defaults['wav']}; flac: 16 or 24, default "
+                           f"{defaults['flac']}. 16 bit is TPDF-dithered; 16 and 24 bit clip samples beyond full "
+                           "scale, with a warning that counts them")
+  parser.add_argument("--bitrate", metavar="RATE",
+                      help="mp3, ogg, m4a: bit rate such as 192k (default " +
+                           ", ".join(f"{f} {defaults[f] // 1000}k" for f in ("mp3", "ogg", "m4a")) + ")")
   _quiet(parser)
+
+
+def _clipping_lines(message, category, filename, lineno, file=None, line=None, *, show=None):
+  """`warnings.showwarning` for separate: a clipping warning is one ``warning: ...`` line above the progress bar."""
+  from mssjax import audio  # pylint: disable=import-outside-toplevel
+  if not issubclass(category, audio.ClippingWarning):
+    return show(message, category, filename, lineno, file, line)
+  import tqdm  # pylint: disable=import-outside-toplevel
+  tqdm.tqdm.write(f"warning: {fileio.printable(str(message))}", file=sys.stderr)
+  return None
 
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
+  from mssjax import audio, compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
+  chosen = {"format": args.format, "bit_depth": args.bit_depth, "bitrate": args.bitrate}
+  output_format = audio.OutputFormat(**{key: value for key, value in chosen.items() if value is not None})
   if config.method in separators.ORACLES:
     raise ParameterError(f"method={config.method!r} is an oracle: it needs the reference stems, not a song")
   compilation_cache.enable()
@@ -148,7 +173,11 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
                             sample_rate=config.get("sample_rate") or 44100)
   separate.check_writable(args.out)
   separator = separators.get(config.method, config)
-  outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
+  with warnings.catch_warnings():
+    warnings.simplefilter("always", audio.ClippingWarning)  # one per song, even for two songs of one name
+    warnings.showwarning = functools.partial(_clipping_lines, show=warnings.showwarning)
+    outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet,
+                                       output_format=output_format)
   for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
     if outcome.note:
       print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)

@@ -15,6 +15,11 @@ whatever the song's length (a 1-hour song: benchmarks/long_song.py). A
 separator without a fixed chunk (``chunk_seconds=None``) takes the whole song
 in one call, so its memory grows with the song.
 
+Stems are written in the format of an `mssjax.audio.OutputFormat` (wav,
+flac, mp3, ogg or m4a; bit depth or bit rate), block by block; a song whose
+16- or 24-bit stems had samples beyond full scale clipped gets one
+`mssjax.audio.ClippingWarning` that counts them per stem.
+
 A song's stems are written as a set: into a temporary folder beside the
 song's folder, which then takes its place in one step
 (`mssjax.fileio.atomic_folder`). A song that fails (an unreadable file, a full
@@ -40,6 +45,8 @@ import math
 import os
 import pathlib
 import tempfile
+import warnings
+import zlib
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -350,52 +357,58 @@ def check_writable(folder: str | os.PathLike) -> pathlib.Path:
   return folder
 
 
-def check_output_folder(folder: str | os.PathLike, targets: Sequence[str]) -> pathlib.Path:
-  """Checks, before any work is done, that a song's stems ``TARGET.wav`` can be written to ``folder``.
+def check_output_folder(folder: str | os.PathLike, targets: Sequence[str], *, extension: str = ".wav"
+                        ) -> pathlib.Path:
+  """Checks, before any work is done, that a song's stems ``TARGET.EXT`` can be written to ``folder``.
 
   Nothing is made (`check_writable`): a song's folder appears only when its
   stems are complete (`write_stems`).
 
   Raises:
     AudioError: the folder cannot be made or written to, or holds something
-      that is not a stem file (the folder is replaced with the new set), such
-      as a folder in a stem's place.
+      that is not a stem file of the format written (``extension``, e.g.
+      ``".flac"``; the folder is replaced with the new set), such as a folder
+      in a stem's place.
   """
   folder = check_writable(folder)
-  _check_replaceable(folder, targets)
+  _check_replaceable(folder, targets, extension)
   return folder
 
 
-def _check_replaceable(folder: pathlib.Path, targets: Sequence[str]) -> None:
-  """Raises `AudioError` unless ``folder`` holds stem files only (``*.wav``, a killed writer's ``.*.partial``)."""
+def _check_replaceable(folder: pathlib.Path, targets: Sequence[str], extension: str) -> None:
+  """Raises `AudioError` unless ``folder`` holds stem files only (``*EXT``, a killed writer's ``.*.partial``)."""
   if not folder.is_dir():
     return
   for entry in folder.iterdir():
     if entry.name.startswith(".") and entry.name.endswith(fileio.PARTIAL_SUFFIX) and not entry.is_dir():
       continue
-    if entry.is_dir() and entry.suffix == ".wav":
-      target = entry.name[:-len(".wav")]
+    if entry.is_dir() and entry.suffix == extension:
+      target = entry.name[:-len(extension)]
       what = f"the {target} stem" if target in targets else "the stems"
       raise AudioError(f"{fileio.printable(entry)}: is a folder, so {what} cannot be written")
-    if entry.is_dir() or entry.is_symlink() or entry.suffix.lower() != ".wav":
+    if entry.is_dir() or entry.is_symlink() or entry.suffix.lower() != extension:
       raise AudioError(f"{fileio.printable(folder)}: holds {fileio.printable(entry.name)!r}, which is not a stem; "
                        "the folder is replaced by the new stems, so move it away or choose another -o")
 
 
-def write_stems(folder: str | os.PathLike, stems: dict[str, np.ndarray], *, sample_rate: int) -> pathlib.Path:
-  """Writes ``folder/TARGET.wav`` for every stem as a set: all the new stems (and no others), or none.
+def write_stems(folder: str | os.PathLike, stems: dict[str, np.ndarray], *, sample_rate: int,
+                output_format: audio.OutputFormat = audio.OutputFormat()) -> pathlib.Path:
+  """Writes ``folder/TARGET.EXT`` for every stem as a set: all the new stems (and no others), or none.
 
   The set is written into a temporary folder that then replaces ``folder``
   (`mssjax.fileio.atomic_folder`): readers and other writers see the whole
-  old set or the whole new set.
+  old set or the whole new set. ``output_format`` gives the format and
+  ``EXT`` (default 32-bit float wav).
 
   Raises:
     AudioError: as `check_output_folder`, or a write that fails (the old set is kept).
   """
-  folder = check_output_folder(folder, list(stems))
-  with _stem_writers(folder, list(stems), sample_rate=sample_rate, channels=_channels(stems)) as writers:
+  folder = check_output_folder(folder, list(stems), extension=output_format.extension)
+  with _stem_writers(folder, list(stems), sample_rate=sample_rate, channels=_channels(stems),
+                     output_format=output_format) as writers:
     for writer, stem in zip(writers, stems.values()):
       writer.write(stem)
+  _warn_clipped(folder, list(stems), writers)
   return folder
 
 
@@ -408,26 +421,41 @@ def _channels(stems: dict[str, np.ndarray]) -> int:
 
 
 @contextlib.contextmanager
-def _stem_writers(folder: pathlib.Path, targets: Sequence[str], *, sample_rate: int, channels: int
-                  ) -> Iterator[list[audio.BlockWriter]]:
-  """One `mssjax.audio.BlockWriter` per target in a temporary folder that replaces ``folder`` when all are done."""
+def _stem_writers(folder: pathlib.Path, targets: Sequence[str], *, sample_rate: int, channels: int,
+                  output_format: audio.OutputFormat) -> Iterator[list[audio.BlockWriter | audio.EncoderWriter]]:
+  """One block writer per target in a temporary folder that replaces ``folder`` when all are done.
+
+  Each stem's dither is seeded by its name (CRC-32), so a re-run writes the same bytes.
+  """
+  ext = output_format.extension
   try:
     with fileio.atomic_folder(folder) as temporary, contextlib.ExitStack() as stack:
-      yield [stack.enter_context(audio.BlockWriter(temporary / f"{t}.wav", sample_rate=sample_rate, channels=channels,
-                                                   name=folder / f"{t}.wav")) for t in targets]
+      yield [stack.enter_context(output_format.writer(temporary / f"{t}{ext}", sample_rate=sample_rate,
+                                                      channels=channels, name=folder / f"{t}{ext}",
+                                                      seed=zlib.crc32(t.encode())))
+             for t in targets]
   except OSError as e:
     raise AudioError(f"{fileio.printable(folder)}: cannot write the stems there ({e.strerror or e})") from e
 
 
+def _warn_clipped(folder: pathlib.Path, targets: Sequence[str], writers: Sequence[Any]) -> None:
+  """One `mssjax.audio.ClippingWarning` for the song if any stem had samples clipped beyond full scale."""
+  clipped = {t: w.clipped for t, w in zip(targets, writers) if w.clipped}
+  if clipped:
+    counts = ", ".join(f"{t} {n:,}" for t, n in clipped.items())
+    warnings.warn(f"{fileio.printable(folder)}: {sum(clipped.values()):,} samples beyond full scale were clipped "
+                  f"({counts})", audio.ClippingWarning, stacklevel=3)
+
+
 def separate_file(separator: Separator, path: str | os.PathLike, folder: str | os.PathLike, *,
-                  progress: Any = None) -> pathlib.Path:
-  """Separates an audio file and writes ``folder/TARGET.wav`` for each of the separator's targets.
+                  progress: Any = None, output_format: audio.OutputFormat = audio.OutputFormat()) -> pathlib.Path:
+  """Separates an audio file and writes ``folder/TARGET.EXT`` for each of the separator's targets.
 
   The stems have the file's sample rate and channel count: a mono file gives
   mono stems, a file of more than two channels stems of as many channels
   (each channel separated as dual mono). The file is read, separated and
-  written block by block (`separate_blocks`), and the stems appear as a set
-  (`write_stems`).
+  written block by block (`separate_blocks`) in ``output_format`` (default
+  32-bit float wav), and the stems appear as a set (`write_stems`).
 
   Returns:
     ``folder``.
@@ -437,13 +465,15 @@ def separate_file(separator: Separator, path: str | os.PathLike, folder: str | o
       checked before the separation); nothing is left in ``folder``'s place.
   """
   header, blocks = audio.read_blocks(path)
-  folder = check_output_folder(folder, separator.targets)
+  folder = check_output_folder(folder, separator.targets, extension=output_format.extension)
   stems = separate_blocks(separator, blocks, sample_rate=header.sample_rate, channels=header.channels,
                           progress=progress)
-  with _stem_writers(folder, separator.targets, sample_rate=header.sample_rate, channels=header.channels) as writers:
+  with _stem_writers(folder, separator.targets, sample_rate=header.sample_rate, channels=header.channels,
+                     output_format=output_format) as writers:
     for block in stems:
       for writer, stem in zip(writers, block):
         writer.write(stem)
+  _warn_clipped(folder, separator.targets, writers)
   return folder
 
 
@@ -463,13 +493,15 @@ class Outcome(NamedTuple):
 
 
 def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
-                   show_progress: bool = True) -> list[Outcome]:
+                   show_progress: bool = True, output_format: audio.OutputFormat = audio.OutputFormat()
+                   ) -> list[Outcome]:
   """Separates many files with one progress bar over all their chunks.
 
   A file that cannot be read or written, or runs out of memory, is reported
   in its `Outcome` and the others go on. Temporary folders that killed runs
   left in ``out_dir`` are removed first (`mssjax.fileio.remove_stale_folders`);
   ``out_dir`` is not left behind empty when it did not exist and no song worked.
+  Stems are written in ``output_format`` (`separate_file`).
 
   Returns:
     one `Outcome` per input, in order.
@@ -478,7 +510,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
   existed = out_dir.exists()
   fileio.remove_stale_folders(out_dir)
   try:
-    return _separate_files(separator, paths, out_dir, show_progress)
+    return _separate_files(separator, paths, out_dir, show_progress, output_format)
   finally:
     if not existed:
       with contextlib.suppress(OSError):
@@ -486,7 +518,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
 
 
 def _separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out_dir: pathlib.Path,
-                    show_progress: bool) -> list[Outcome]:
+                    show_progress: bool, output_format: audio.OutputFormat) -> list[Outcome]:
   folders = output_folders(paths, out_dir)
   headers, outcomes = {}, {}
   for path in paths:
@@ -504,14 +536,16 @@ def _separate_files(separator: Separator, paths: Sequence[str | os.PathLike], ou
       note = None
       if folder.name != song_name(path):
         note = f"{path}: another input is also named {song_name(path)!r}; its stems go to {folder.name!r}"
-      outcomes[str(path)] = Outcome(str(path), None, None, note)._replace(**_separate_one(separator, path, folder, bar))
+      outcomes[str(path)] = Outcome(str(path), None, None, note)._replace(
+          **_separate_one(separator, path, folder, bar, output_format))
   return [outcomes[str(p)] for p in paths]
 
 
-def _separate_one(separator: Separator, path: str | os.PathLike, folder: pathlib.Path, bar: Any) -> dict[str, Any]:
+def _separate_one(separator: Separator, path: str | os.PathLike, folder: pathlib.Path, bar: Any,
+                  output_format: audio.OutputFormat) -> dict[str, Any]:
   """``{"folder": ...}`` or ``{"error": "one line"}`` for one song: its failure is the song's, not the batch's."""
   try:
-    return {"folder": separate_file(separator, path, folder, progress=bar)}
+    return {"folder": separate_file(separator, path, folder, progress=bar, output_format=output_format)}
   except (AudioError, ParameterError) as e:
     return {"error": str(e)}
   except MemoryError:

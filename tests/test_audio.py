@@ -411,3 +411,97 @@ def test_real_mp3_agrees_with_libsndfile(mixture_example):
   assert rate == RATE and reference.shape[0] == loaded.shape[1]
   assert _correlation(loaded, reference.T) > 0.999
   assert audio.load(mixture_example, sample_rate=22050).shape == (2, 239916)
+
+
+# --- output formats (OutputFormat, BlockWriter, EncoderWriter, quantize) ----------------------------
+
+
+def _write_in_blocks(output_format, path, x, *, rate=RATE, seed=0, block=3001):
+  """Writes ``x`` ``[channels, n]`` in odd-sized blocks; returns the writer (its ``clipped``)."""
+  with output_format.writer(path, sample_rate=rate, channels=x.shape[0], seed=seed) as writer:
+    for start in range(0, x.shape[1], block):
+      writer.write(x[:, start:start + block])
+  return writer
+
+
+@pytest.mark.parametrize("fmt,bit_depth,subtype,step", [
+    ("wav", None, "FLOAT", 0.0), ("wav", "24", "PCM_24", 2.0**-23), ("wav", "16", "PCM_16", 2.0**-15),
+    ("flac", None, "PCM_24", 2.0**-23), ("flac", "16", "PCM_16", 2.0**-15)])
+def test_pcm_formats_read_back_with_rate_channels_depth_and_length(tmp_path, fmt, bit_depth, subtype, step):
+  x = _tone(n=RATE // 2, channels=1, rate=22050)
+  path = tmp_path / f"x.{fmt}"
+  _write_in_blocks(audio.OutputFormat(fmt, bit_depth), path, x, rate=22050)
+  header = soundfile.info(str(path))
+  assert (header.samplerate, header.channels, header.frames, header.subtype) == (22050, 1, x.shape[1], subtype)
+  back = audio.load(path, sample_rate=None)[:1]
+  assert np.abs(back - x).max() <= 1.5 * step  # rounding (half a step) plus 16-bit dither (under one step)
+
+
+@pytest.mark.parametrize("fmt,frame", [("mp3", 1152), ("m4a", 1024), ("ogg", 2048)])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_lossy_formats_decode_to_the_input_length_within_one_frame(tmp_path, fmt, frame, channels):
+  x = _tone(channels=channels)
+  path = tmp_path / f"x.{fmt}"
+  writer = _write_in_blocks(audio.OutputFormat(fmt, bitrate="128k"), path, 2.5 * x)  # peak 1.25: kept
+  header = audio.info(path)
+  assert (header.sample_rate, header.channels) == (RATE, channels) and writer.clipped == 0
+  back = audio.load(path, sample_rate=None)
+  assert abs(back.shape[-1] - x.shape[-1]) <= frame
+  assert _correlation(back[:channels], 2.5 * x) > 0.99 and np.abs(back).max() > 1.0  # aligned, not clipped
+  if fmt != "m4a":  # an independent decoder (libsndfile: mpg123, libvorbis) reads the same length
+    assert abs(soundfile.info(str(path)).frames - x.shape[-1]) <= frame
+
+
+def test_pcm_round_trips_equal_the_quantised_stems(tmp_path):
+  """FLAC 24 bit reads back as `quantize`'s integers exactly; 16 bit as its dithered integers, from the seed
+  (block by block as whole), so a re-run writes the same bytes."""
+  x = np.random.default_rng(0).uniform(-1.2, 1.2, (2, 10000)).astype(np.float32)
+  _write_in_blocks(audio.OutputFormat("flac"), tmp_path / "a.flac", x)
+  np.testing.assert_array_equal(audio.load(tmp_path / "a.flac", sample_rate=None),
+                                audio.quantize(x, bits=24).samples / 2**23)
+  for name in ("a.wav", "b.wav"):
+    writer = _write_in_blocks(audio.OutputFormat("wav", "16"), tmp_path / name, x, seed=7, block=777)
+  expected = audio.quantize(x, bits=16, rng=np.random.default_rng(7))
+  np.testing.assert_array_equal(soundfile.read(tmp_path / "a.wav", dtype="int16")[0].T, expected.samples)
+  assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+  assert writer.clipped == expected.clipped == np.count_nonzero(np.abs(x) > 1) > 0
+
+
+def test_quantize_rounds_clips_counts_and_dithers():
+  x = np.array([[0.0, 0.4 / 32768, 0.6 / 32768, -1.0, 1.0, 1.5, -1.25, np.float32(32767.5 / 32768)]])
+  plain = audio.quantize(x, bits=16)
+  np.testing.assert_array_equal(plain.samples, [[0, 0, 1, -32768, 32767, 32767, -32768, 32767]])
+  assert plain.clipped == 2  # |x| > 1 only: full scale itself is not counted
+  np.testing.assert_array_equal(plain.samples[0] / 32768, audio.quantize_pcm16(x[0].astype(np.float32)))
+  assert audio.quantize(x, bits=24).samples[0, 2] == round(0.6 * 256)
+  quiet = np.full((2, 100000), 0.25 / 32768)
+  error = audio.quantize(quiet, bits=16, rng=np.random.default_rng(1)).samples - 0.25
+  assert set(np.unique(error)) <= {-1.25, -0.25, 0.75} and abs(error.mean()) < 0.01  # unbiased, within a step
+  np.testing.assert_allclose([np.mean(error == 0.75), np.mean(error == -1.25)], [0.75**2 / 2, 0.25**2 / 2],
+                             atol=0.01)  # triangular: P(d > 1/4) and P(d < -3/4)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"format": "flac", "bit_depth": "32f"}, ParameterError, r"bit_depth='32f' must be one of \['16', '24'\] for flac"),
+    ({"format": "mp3", "bit_depth": "16"}, ParameterError, "bit_depth='16' applies to wav and flac only; mp3 is lossy"),
+    ({"format": "wav", "bitrate": "320k"}, ParameterError, "bitrate='320k' applies to mp3, m4a and ogg only"),
+    ({"format": "mp3", "bitrate": "999k"}, ParameterError, "bitrate='999k' must be within 32k to 320k for mp3"),
+    ({"format": "ogg", "bitrate": "fast"}, ParameterError, "bitrate='fast' must be a bit rate such as '320k'"),
+    ({"format": "aiff"}, ParameterError, "format='aiff' is not known; valid choices"),
+    ({"format": "wav", "bit_depth": "8"}, ParameterError, r"bit_depth='8' must be one of \['16', '24', '32f'\]")])
+def test_bad_output_formats_are_refused(kwargs, error, message):
+  with pytest.raises(error, match=message):
+    audio.OutputFormat(**kwargs)
+
+
+def test_output_format_defaults_and_missing_encoders(monkeypatch, tmp_path):
+  assert audio.OutputFormat() == audio.OutputFormat("wav", "32f")
+  assert audio.OutputFormat("flac").bit_depth == "24" and audio.OutputFormat("m4a").extension == ".m4a"
+  assert audio.OutputFormat("mp3", bitrate="192k").bitrate == audio.OutputFormat("mp3", bitrate=192000).bitrate
+  with pytest.raises(AudioError, match="x.mp3: the libmp3lame encoder cannot take 3 channels"):
+    audio.OutputFormat("mp3").writer(tmp_path / "x.mp3", sample_rate=RATE, channels=3)
+  with pytest.raises(AudioError, match="cannot take 96000 Hz"):
+    audio.OutputFormat("mp3").writer(tmp_path / "x.mp3", sample_rate=96000, channels=2)
+  monkeypatch.setattr(av, "codecs_available", set())
+  with pytest.raises(AudioError, match="format='m4a' needs ffmpeg's aac encoder, which this PyAV build lacks"):
+    audio.OutputFormat("m4a")

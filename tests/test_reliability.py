@@ -16,6 +16,7 @@ import jax
 import jax.extend
 import numpy as np
 import pytest
+import soundfile
 from hypothesis import strategies as st
 
 from mssjax import TARGETS, audio, separate
@@ -149,7 +150,7 @@ def test_stems_are_written_as_a_set(tmp_path, monkeypatch):
   stems = {t: np.full((2, 100), 0.1, np.float32) for t in TARGETS}
   separate.write_stems(folder, stems, sample_rate=44100)
   before = {t: (folder / f"{t}.wav").read_bytes() for t in TARGETS}
-  real_write, calls = audio.soundfile.SoundFile.write, []
+  real_write, calls = soundfile.SoundFile.write, []
 
   def failing_write(self, data):
     calls.append(self.name)
@@ -157,7 +158,7 @@ def test_stems_are_written_as_a_set(tmp_path, monkeypatch):
       raise OSError(28, "No space left on device", self.name)
     return real_write(self, data)
 
-  monkeypatch.setattr(audio.soundfile.SoundFile, "write", failing_write)
+  monkeypatch.setattr(soundfile.SoundFile, "write", failing_write)
   with pytest.raises(AudioError, match=r"song/bass.wav: cannot be written \(No space left on device\)"):
     separate.write_stems(folder, {t: s * 2 for t, s in stems.items()}, sample_rate=44100)
   assert {t: (folder / f"{t}.wav").read_bytes() for t in TARGETS} == before
@@ -277,10 +278,10 @@ def _read_set(folder):
     values = {}
     for name in os.listdir(handle):
       with open(name, "rb", opener=lambda path, flags: os.open(path, flags, dir_fd=handle)) as file:
-        values[name] = float(audio.soundfile.read(file, frames=1, dtype="float32")[0][0, 0])
+        values[name] = float(soundfile.read(file, frames=1, dtype="float32")[0][0, 0])
     # Still at its path when read: never moved away, so never being removed (an open inode is not reused).
     return values if os.stat(folder).st_ino == os.fstat(handle).st_ino else None
-  except (FileNotFoundError, audio.soundfile.LibsndfileError):
+  except (FileNotFoundError, soundfile.LibsndfileError):
     return None  # the set was replaced while it was read, and is being removed
   finally:
     os.close(handle)
@@ -381,26 +382,26 @@ def test_a_long_song_separates_in_bounded_memory(tmp_path):
   stems = tmp_path / "out" / "long"
   header = audio.info(stems / "vocals.wav")
   assert (header.frames, header.sample_rate, header.channels) == (5 * 60 * 48000, 48000, 2)
-  with audio.soundfile.SoundFile(stems / "bass.wav") as stem:
+  with soundfile.SoundFile(stems / "bass.wav") as stem:
     start = 4 * 60 * 48000 + 123
     stem.seek(start)
     t = np.arange(start, start + 1000) / 48000
     np.testing.assert_allclose(stem.read(1000, dtype="float32")[:, 0], 0.3 * np.sin(2 * np.pi * 220 * t), atol=1e-3)
 
 
-@pytest.mark.parametrize("error", [audio.soundfile.LibsndfileError(2), OSError(28, "No space left on device")])
+@pytest.mark.parametrize("error", [soundfile.LibsndfileError(2), OSError(28, "No space left on device")])
 def test_a_full_disk_fails_one_song_and_the_batch_goes_on(tmp_path, capsys, monkeypatch, error):
   """#36 cases 9, 17: a write error is one line naming the stem; that song leaves nothing, the next is written."""
   for name in ("a", "b"):
     audio.save(tmp_path / f"{name}.wav", np.full((2, 4410), 0.1, np.float32))
-  real_write = audio.soundfile.SoundFile.write
+  real_write = soundfile.SoundFile.write
 
   def write(self, data):
     if b"/.a.partial-" in os.fsencode(self.name):
       raise error
     return real_write(self, data)
 
-  monkeypatch.setattr(audio.soundfile.SoundFile, "write", write)
+  monkeypatch.setattr(soundfile.SoundFile, "write", write)
   assert _separate(tmp_path / "a.wav", tmp_path / "b.wav", "-o", tmp_path / "out") == 1
   err = capsys.readouterr().err.splitlines()
   assert err[0].startswith(f"error: {tmp_path / 'out' / 'a' / 'vocals.wav'}: cannot be written (") and \

@@ -17,7 +17,7 @@ import ml_collections
 from mssjax import TARGETS, audio, separate
 from mssjax.training import loop as train_lib
 from mssjax.__main__ import main
-from mssjax.errors import CheckpointError, ParameterError
+from mssjax.errors import AudioError, CheckpointError, ParameterError
 from mssjax.separators import Separator
 from mssjax.separators import network as separator_lib
 
@@ -186,6 +186,33 @@ def test_command_line_classical_method_by_name(tmp_path):
   for target in TARGETS:
     np.testing.assert_allclose(audio.load(tmp_path / "song" / f"{target}.wav"), mixture, atol=1e-6)
 
+
+
+def test_command_line_writes_16_bit_flac_and_counts_clipped_samples(tmp_path, capsys):
+  mixture = np.random.default_rng(3).uniform(-0.3, 0.3, (2, 22050)).astype(np.float32)
+  mixture[0, 100:110] = 1.3  # beyond full scale: clipped in every stem (each is the mixture)
+  audio.save(tmp_path / "song.wav", mixture)
+  out = tmp_path / "out"
+  assert main(["separate", str(tmp_path / "song.wav"), "--set", "method=mixture", "--format", "flac",
+               "--bit-depth", "16", "-o", str(out), "--quiet"]) == 0
+  assert sorted(os.listdir(out / "song")) == sorted(f"{t}.flac" for t in TARGETS)
+  for target in TARGETS:
+    header = sf.info(str(out / "song" / f"{target}.flac"))
+    assert (header.samplerate, header.channels, header.frames, header.subtype) == (44100, 2, 22050, "PCM_16")
+    np.testing.assert_allclose(audio.load(out / "song" / f"{target}.flac"), np.clip(mixture, -1, 1), atol=1.5 / 32768)
+  err = capsys.readouterr().err
+  assert err.count("warning:") == 1, err
+  assert f"song: 40 samples beyond full scale were clipped ({', '.join(f'{t} 10' for t in TARGETS)})" in err
+  assert main(["separate", str(tmp_path / "song.wav"), "--format", "flac", "--bit-depth", "32f", "-o", str(out)]) == 2
+  assert "error: bit_depth='32f' must be one of ['16', '24'] for flac" in capsys.readouterr().err
+
+
+def test_an_existing_song_folder_must_hold_stems_of_the_chosen_format(tmp_path):
+  (tmp_path / "song").mkdir()
+  (tmp_path / "song" / "vocals.flac").write_bytes(b"old stem")
+  assert separate.check_output_folder(tmp_path / "song", TARGETS, extension=".flac") == tmp_path / "song"
+  with pytest.raises(AudioError, match="holds 'vocals.flac', which is not a stem"):
+    separate.check_output_folder(tmp_path / "song", TARGETS, extension=".wav")
 
 def test_command_line_errors(workdir, tmp_path, capsys):
   assert main(["separate", str(tmp_path / "missing.wav"), "--checkpoint", str(workdir), "-o", str(tmp_path)]) == 1
