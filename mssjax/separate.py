@@ -438,7 +438,8 @@ def _stem_writers(folder: pathlib.Path, targets: Sequence[str], *, sample_rate: 
     raise AudioError(f"{fileio.printable(folder)}: cannot write the stems there ({e.strerror or e})") from e
 
 
-def _warn_clipped(folder: pathlib.Path, targets: Sequence[str], writers: Sequence[Any]) -> None:
+def _warn_clipped(folder: pathlib.Path, targets: Sequence[str],
+                  writers: Sequence[audio.BlockWriter | audio.EncoderWriter]) -> None:
   """One `mssjax.audio.ClippingWarning` for the song if any stem had samples clipped beyond full scale."""
   clipped = {t: w.clipped for t, w in zip(targets, writers) if w.clipped}
   if clipped:
