@@ -387,7 +387,10 @@ def _check_replaceable(folder: pathlib.Path, targets: Sequence[str], extension: 
       what = f"the {target} stem" if target in targets else "the stems"
       raise AudioError(f"{fileio.printable(entry)}: is a folder, so {what} cannot be written")
     if entry.is_dir() or entry.is_symlink() or entry.suffix.lower() != extension:
-      raise AudioError(f"{fileio.printable(folder)}: holds {fileio.printable(entry.name)!r}, which is not a stem; "
+      what = "not a stem"
+      if entry.stem in targets and entry.suffix.lower()[1:] in audio.FORMATS and not entry.is_dir():
+        what = f"a stem of another format than {extension}"
+      raise AudioError(f"{fileio.printable(folder)}: holds {fileio.printable(entry.name)!r}, which is {what}; "
                        "the folder is replaced by the new stems, so move it away or choose another -o")
 
 

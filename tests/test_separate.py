@@ -211,8 +211,11 @@ def test_an_existing_song_folder_must_hold_stems_of_the_chosen_format(tmp_path):
   (tmp_path / "song").mkdir()
   (tmp_path / "song" / "vocals.flac").write_bytes(b"old stem")
   assert separate.check_output_folder(tmp_path / "song", TARGETS, extension=".flac") == tmp_path / "song"
-  with pytest.raises(AudioError, match="holds 'vocals.flac', which is not a stem"):
+  with pytest.raises(AudioError, match="holds 'vocals.flac', which is a stem of another format than .wav; the folder"):
     separate.check_output_folder(tmp_path / "song", TARGETS, extension=".wav")
+  (tmp_path / "song" / "notes.txt").write_bytes(b"not a stem")
+  with pytest.raises(AudioError, match="holds 'notes.txt', which is not a stem"):
+    separate.check_output_folder(tmp_path / "song", TARGETS, extension=".flac")
 
 def test_command_line_errors(workdir, tmp_path, capsys):
   assert main(["separate", str(tmp_path / "missing.wav"), "--checkpoint", str(workdir), "-o", str(tmp_path)]) == 1
