@@ -129,16 +129,29 @@ def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) 
 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...)")
-  _out(parser, "output folder: OUT/<song>/<target>.wav", default="separated")
+  from mssjax import song_files  # pylint: disable=import-outside-toplevel
+  parser.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...) and folders "
+                      "(every audio file in them)")
+  _out(parser, "output folder: OUT/<folder>/<song>/<stem>.wav", default="separated")
+  parser.add_argument("--filename", default=song_files.DEFAULT_FILENAME, metavar="TEMPLATE",
+                      help="where each stem goes inside OUT (and below a song's folder relative to its input folder "
+                      "unless the template places {folder}); fields {track}, {stem}, {ext}, {folder} "
+                      f"(default {song_files.DEFAULT_FILENAME})")
+  chosen = parser.add_mutually_exclusive_group()
+  chosen.add_argument("--stems", metavar="STEM,...", help="write only these targets (default all)")
+  chosen.add_argument("--two-stems", metavar="STEM",
+                      help="write STEM and no_STEM (the sum of the other targets' estimates)")
+  parser.add_argument("--recursive", action="store_true", help="search the subfolders of folders too")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="separate again the songs whose stems all exist (skipped by default)")
   _quiet(parser)
 
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
+  from mssjax import compilation_cache, fileio, separate, separators, song_files  # pylint: disable=import-outside-toplevel
   if not args.songs:
-    raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
+    raise ParameterError("no songs given: python -m mssjax separate SONG_OR_FOLDER... [-o OUT]")
   if config.method in separators.ORACLES:
     raise ParameterError(f"method={config.method!r} is an oracle: it needs the reference stems, not a song")
   compilation_cache.enable()
@@ -146,16 +159,24 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     # before a network is loaded; a network fills in the settings left to it when it is built
     separate.check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
                             sample_rate=config.get("sample_rate") or 44100)
-  separate.check_writable(args.out)
+  song_files.check_filename(args.filename)
+  separate.check_stems_writable(args.out, folder=True)
   separator = separators.get(config.method, config)
-  outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet)
+  stems = [name.strip() for name in args.stems.split(",")] if args.stems is not None else None
+  outcomes = separate.separate_files(separator, args.songs, args.out, filename=args.filename, stems=stems,
+                                     two_stems=args.two_stems, recursive=args.recursive, overwrite=args.overwrite,
+                                     show_progress=not args.quiet)
   for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
-    if outcome.note:
+    if outcome.note and not outcome.skipped and not outcome.error:
       print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)
     if outcome.error:
       print(f"error: {fileio.printable(outcome.error)}", file=sys.stderr)
-    else:
-      print(fileio.printable(outcome.folder))
+    elif not outcome.skipped:
+      for written in (outcome.folder,) if outcome.folder is not None else outcome.files:
+        print(fileio.printable(written))
+  skipped = sum(o.skipped for o in outcomes)
+  if skipped:
+    print(f"skipped {skipped} finished songs (--overwrite redoes them)", file=sys.stderr)
   failed = sum(o.error is not None for o in outcomes)
   if failed:
     print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)
