@@ -149,7 +149,8 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import compilation_cache, fileio, separate, separators, song_files  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from mssjax import compilation_cache, fileio, separate, separators, song_files
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG_OR_FOLDER... [-o OUT]")
   if config.method in separators.ORACLES:

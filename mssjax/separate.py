@@ -394,7 +394,8 @@ def check_output(output: SongOutput) -> SongOutput:
 
 
 def _check_replaceable(folder: pathlib.Path, stems: Sequence[str]) -> None:
-  """Raises `AudioError` unless ``folder`` holds stem files only (`STEM_EXTENSIONS`, a killed writer's ``.*.partial``)."""
+  """Raises `AudioError` unless ``folder`` holds stem files only (`STEM_EXTENSIONS`, a killed writer's ``.*.partial``
+  files)."""
   if not folder.is_dir():
     return
   for entry in folder.iterdir():

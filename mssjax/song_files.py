@@ -99,11 +99,14 @@ def find_songs(paths: Sequence[str | os.PathLike], *, recursive: bool = False,
     tracks ``NAME``, ``NAME (2)``, ... in this order, so none overwrites another.
 
   Raises:
-    ParameterError: a folder that holds no audio file.
+    ParameterError: a folder that holds no audio file, or that is ``exclude`` itself with ``recursive``.
   """
   found = []
   for path in paths:
     if os.path.isdir(path):
+      if recursive and exclude is not None and pathlib.Path(path).resolve() == pathlib.Path(exclude).resolve():
+        raise ParameterError(f"{fileio.printable(path)}: is the output folder too; with --recursive its stems "
+                             "would be taken for songs: choose another -o")
       files = _audio_files(pathlib.Path(path), recursive=recursive, exclude=exclude)
       if not files:
         raise ParameterError(f"{fileio.printable(path)}: holds no audio file ({', '.join(SONG_EXTENSIONS)})"

@@ -78,6 +78,8 @@ def test_folders_are_searched_for_audio_files(tmp_path):
       ("A.FLAC", "", "A"), ("b.wav", "", "b"), ("other/a.wav", "other", "a"), ("sub/c.mp3", "sub", "c"),
       ("sub/deeper/d.stem.mp4", "sub/deeper", "d"), ("b.wav", "", "b (2)")]
   assert [s.track for s in song_files.find_songs([tmp_path / "in"])] == ["A", "b"]
+  with pytest.raises(ParameterError, match="in: is the output folder too"):
+    song_files.find_songs([tmp_path / "in"], recursive=True, exclude=tmp_path / "in")
   (tmp_path / "in" / "sub" / "c.mp3").unlink()  # sub/ now holds only a subfolder's song
   with pytest.raises(ParameterError, match="sub: holds no audio file .*; --recursive searches its subfolders"):
     song_files.find_songs([tmp_path / "in" / "sub"])
