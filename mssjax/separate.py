@@ -350,11 +350,18 @@ def two_stem_blocks(block: np.ndarray, targets: Sequence[str], names: Sequence[s
   """The ``[channels, k]`` blocks of the stems ``names`` (`output_stems`) from a ``[n_targets, channels, k]`` block.
 
   A target is its own estimate; ``no_X`` is the sum of the other targets'
-  estimates. The mixture minus X's estimate (demucs's choice) scored the same
-  to a hundredth of a dB for the shipped network and hpss_repet, whose
-  estimates add up to the mixture (`benchmarks/two_stems.py`, the README's
-  table); the sum needs no second reading of the song and is what a
-  separator whose stems do not add up to the mixture estimates.
+  estimates. The other choice, the mixture minus X's estimate (demucs's),
+  scored the same: BSSEval v4 SDR of ``no_X`` against the sum of the other
+  reference stems, median over the 40 MUSDB18 7 s test previews, differs by
+  less than 0.0001 dB for every X, for the shipped network (8.89, 8.15, 9.56,
+  7.73 dB for no_vocals, no_drums, no_bass, no_other) and for hpss_repet
+  (8.02, 7.82, 8.20, 6.78 dB) (`benchmarks/two_stems.py`): both separate
+  with masks that add up to one, so their estimates add up to the mixture (to
+  2e-7 on a random song).
+  The sum is computed block by block from the estimates alone, with no
+  second reading of the song. For a separator whose estimates do not add up
+  to the mixture the two differ (unmeasured): the sum leaves out what no
+  target caught, the difference keeps it.
   """
   out = []
   for name in names:
