@@ -37,7 +37,8 @@ The flags that are not settings: positional paths (songs, folders),
 ``-o/--out``, ``--workdir``, ``--config``, ``--set``, ``--list-settings``,
 ``--quiet``, ``--debug``, and the run switches ``--multihost`` (train,
 evaluate), ``--allow-config-change`` (train), ``--onnx FILE`` and
-``--onnx-separator FILE`` (export's extra outputs).
+``--onnx-separator FILE`` (export's extra outputs), and separate's choice of outputs:
+``--filename TEMPLATE``, ``--stems``, ``--two-stems``, ``--recursive``, ``--overwrite``.
 
 **Errors.** An expected failure (a bad setting, path or file, a config file
 that does not load, Ctrl-C or SIGTERM) ends the command with one line

@@ -131,9 +131,11 @@ def separator_settings(file: ConfigDict | None, assignments: Mapping[str, Any]) 
 
 
 def _separate_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...)")
-  _out(parser, "output folder: OUT/<song>/<target>.<format>", default="separated")
+  from mssjax import song_files  # pylint: disable=import-outside-toplevel
   from mssjax.audio import writing  # pylint: disable=import-outside-toplevel  # the formats' one table
+  parser.add_argument("songs", nargs="*", help="audio files (wav, flac, mp3, mp4, .stem.mp4, ...) and folders "
+                      "(every audio file in them)")
+  _out(parser, "output folder: OUT/<folder>/<song>/<stem>.<format>", default="separated")
   defaults = writing.DEFAULT_SETTINGS
   parser.add_argument("--format", choices=writing.FORMATS,
                       help=f"the stems' file format (default {writing.OutputFormat.format})")
@@ -144,6 +146,17 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--bitrate", metavar="RATE",
                       help="mp3, ogg, m4a: bit rate such as 192k (default " +
                            ", ".join(f"{f} {defaults[f] // 1000}k" for f in ("mp3", "ogg", "m4a")) + ")")
+  parser.add_argument("--filename", default=song_files.DEFAULT_FILENAME, metavar="TEMPLATE",
+                      help="where each stem goes inside OUT (and below a song's folder relative to its input folder "
+                      "unless the template places {folder}); fields {track}, {stem}, {ext}, {folder} "
+                      f"(default {song_files.DEFAULT_FILENAME})")
+  chosen = parser.add_mutually_exclusive_group()
+  chosen.add_argument("--stems", metavar="STEM,...", help="write only these targets (default all)")
+  chosen.add_argument("--two-stems", metavar="STEM",
+                      help="write STEM and no_STEM (the sum of the other targets' estimates)")
+  parser.add_argument("--recursive", action="store_true", help="search the subfolders of folders too")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="separate again the songs whose stems all exist (skipped by default)")
   _quiet(parser)
 
 
@@ -159,9 +172,10 @@ def _clipping_lines(message, category, filename, lineno, file=None, line=None, *
 
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
-  from mssjax import audio, compilation_cache, fileio, separate, separators  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from mssjax import audio, compilation_cache, fileio, separate, separators, song_files
   if not args.songs:
-    raise ParameterError("no songs given: python -m mssjax separate SONG... [-o OUT]")
+    raise ParameterError("no songs given: python -m mssjax separate SONG_OR_FOLDER... [-o OUT]")
   chosen = {"format": args.format, "bit_depth": args.bit_depth, "bitrate": args.bitrate}
   output_format = audio.OutputFormat(**{key: value for key, value in chosen.items() if value is not None})
   if config.method in separators.ORACLES:
@@ -171,20 +185,27 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     # before a network is loaded; a network fills in the settings left to it when it is built
     separate.check_chunking(chunk_seconds=config.chunk_seconds, overlap_seconds=config.overlap_seconds,
                             sample_rate=config.get("sample_rate") or 44100)
-  separate.check_writable(args.out)
+  song_files.check_filename(args.filename)
+  separate.check_stems_writable(args.out, folder=True)
   separator = separators.get(config.method, config)
+  stems = [name.strip() for name in args.stems.split(",")] if args.stems is not None else None
   with warnings.catch_warnings():
     warnings.simplefilter("always", audio.ClippingWarning)  # one per song, even for two songs of one name
     warnings.showwarning = functools.partial(_clipping_lines, show=warnings.showwarning)
-    outcomes = separate.separate_files(separator, args.songs, args.out, show_progress=not args.quiet,
-                                       output_format=output_format)
+    outcomes = separate.separate_files(separator, args.songs, args.out, filename=args.filename, stems=stems,
+                                       two_stems=args.two_stems, recursive=args.recursive, overwrite=args.overwrite,
+                                       show_progress=not args.quiet, output_format=output_format)
   for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
-    if outcome.note:
+    if outcome.note and not outcome.skipped and not outcome.error:
       print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)
     if outcome.error:
       print(f"error: {fileio.printable(outcome.error)}", file=sys.stderr)
-    else:
-      print(fileio.printable(outcome.folder))
+    elif not outcome.skipped:
+      for written in (outcome.folder,) if outcome.folder is not None else outcome.files:
+        print(fileio.printable(written))
+  skipped = sum(o.skipped for o in outcomes)
+  if skipped:
+    print(f"skipped {skipped} finished song{'s' if skipped != 1 else ''} (--overwrite redoes them)", file=sys.stderr)
   failed = sum(o.error is not None for o in outcomes)
   if failed:
     print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)

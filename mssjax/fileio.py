@@ -264,13 +264,15 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> pathlib.
 
   Checks what exists: no part of the path above it may be a file, the path
   itself may not be a folder (or, for ``folder=True``, a file), and the
-  nearest existing folder must be writable (``os.access``: root may write
-  anywhere). Nothing is created.
+  nearest existing folder must be writable: ``os.access``, then a temporary
+  file made there and removed at once (an unnamed ``O_TMPFILE`` where Linux
+  has it), since ``os.access`` lets root through where no file can be made
+  (a read-only mount, ``/proc``). Nothing is left behind.
 
   Raises:
     NotADirectoryError: a file where a folder goes (above ``path``, or ``path`` itself for ``folder=True``).
     IsADirectoryError: ``path`` is a folder and a file goes there.
-    PermissionError: the nearest existing folder is not writable.
+    PermissionError: the nearest existing folder is not writable, or takes no new file.
   """
   path = pathlib.Path(path)
   for parent in reversed(path.parents):
@@ -282,8 +284,15 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> pathlib.
     raise IsADirectoryError(f"{path}: is a folder; a file goes there")
   start = path if folder else path.parent
   existing = next((p for p in (start, *start.parents) if p.exists()), None)
-  if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+  if existing is None or not existing.is_dir():
+    return path
+  if not os.access(existing, os.W_OK | os.X_OK):
     raise PermissionError(f"{path}: cannot be written: {existing} is read-only")
+  try:  # os.access lets root through where no file can be made (a read-only mount, /proc)
+    with tempfile.TemporaryFile(dir=existing, prefix=".write-check."):
+      pass
+  except OSError as e:
+    raise PermissionError(f"{path}: cannot be written: {existing} takes no new file ({e.strerror or e})") from e
   return path
 
 

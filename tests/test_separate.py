@@ -210,12 +210,17 @@ def test_command_line_writes_16_bit_flac_and_counts_clipped_samples(tmp_path, ca
 def test_an_existing_song_folder_must_hold_stems_of_the_chosen_format(tmp_path):
   (tmp_path / "song").mkdir()
   (tmp_path / "song" / "vocals.flac").write_bytes(b"old stem")
-  assert separate.check_output_folder(tmp_path / "song", TARGETS, extension=".flac") == tmp_path / "song"
+
+  def output(ext):
+    return separate.SongOutput({t: tmp_path / "song" / f"{t}.{ext}" for t in TARGETS}, tmp_path / "song")
+
+  assert separate.check_output(output("flac")).folder == tmp_path / "song"
   with pytest.raises(AudioError, match="holds 'vocals.flac', which is a stem of another format than .wav; the folder"):
-    separate.check_output_folder(tmp_path / "song", TARGETS, extension=".wav")
+    separate.check_output(output("wav"))
   (tmp_path / "song" / "notes.txt").write_bytes(b"not a stem")
   with pytest.raises(AudioError, match="holds 'notes.txt', which is not a stem"):
-    separate.check_output_folder(tmp_path / "song", TARGETS, extension=".flac")
+    separate.check_output(output("flac"))
+
 
 def test_command_line_errors(workdir, tmp_path, capsys):
   assert main(["separate", str(tmp_path / "missing.wav"), "--checkpoint", str(workdir), "-o", str(tmp_path)]) == 1
