@@ -127,7 +127,7 @@ def test_a_folder_keeps_its_structure_and_a_rerun_skips_finished_songs(tmp_path,
   captured = capsys.readouterr()
   assert captured.out.splitlines() == [str(out / "sub" / "b")]
   assert "skipped 1 finished song (--overwrite redoes them)" in captured.err
-  assert "1/1 songs, 0.00/0.00 h" in captured.err  # the bar's label, once the song is done
+  assert "1/1 songs, 0:00:00/0:00:00 of audio" in captured.err  # the bar's label, once the song is done
   np.testing.assert_allclose(audio.load(out / "sub" / "b" / "drums.wav"), 0.2, atol=1e-6)
 
   stems = sorted(out.rglob("*.wav"))
