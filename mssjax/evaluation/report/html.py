@@ -25,7 +25,7 @@ def _url(*parts):
 
 
 def _table(rows):
-  head = ["method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio"]
+  head = store.TABLE_HEADER
   keys = store.TABLE_COLUMNS
   out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
   for row in rows:
