@@ -5,8 +5,9 @@ method: separate (timed), score with `mssjax.metrics.bss_eval_v4` (1 s windows),
 write ``DIR/<method>/<subset>/<track>.json`` in museval's format, and, when asked,
 the estimates as wav. Each method's complexity (`method_complexity`: FLOPs per
 second of audio and XLA's peak memory of the chunk program its separation
-compiled) is measured once per run and recorded with each of its results. Finished tracks are skipped on a re-run; a failing track is
-reported and the run goes on. At the end it writes the SiSEC tables
+compiled) is measured once per run and recorded with each of its results.
+Finished tracks are skipped on a re-run; a failing track is reported and the
+run goes on. At the end it writes the SiSEC tables
 (``DIR/results.csv``, ``DIR/results.md``) and the report (``DIR/report/index.html``).
 
 With no data root, it first writes a few generated songs (MUSDB18-HQ layout) into

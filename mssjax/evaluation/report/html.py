@@ -45,6 +45,18 @@ def _pivot(rows, metric):
   return "\n".join(out + ["</table>"])
 
 
+def _complexity_points(workdir, table, subset, scored_tracks):
+  """One `plots.MethodPoint` per method of the table: its average SDR, parameters, compute, oracle or not."""
+  _, pivot = store.pivot_rows(table, "SDR")
+  first = {}
+  for row in table:
+    first.setdefault(row["method"], row)
+  return [plots.MethodPoint(e["method"], e["average"], int(first[e["method"]]["n_parameters"]),
+                            float(first[e["method"]]["gflops_per_second"]),
+                            store.uses_references(workdir, e["method"], subset=subset, tracks=scored_tracks))
+          for e in pivot]
+
+
 def _stem_names(base, methods):
   """The targets with audio under a track's folder (its references' and methods'), MUSDB18's first."""
   names = {p.stem for who in ["reference", *methods] if (base / who).is_dir() for p in (base / who).glob("*.wav")}
@@ -116,10 +128,20 @@ def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
   table = store.table_rows(workdir, methods, subset, tracks=scored_tracks)
   body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
           "<p>BSSEval v4 (museval-compatible), 1 s windows; median over frames, then over tracks "
-          "(SiSEC 2018). Time: seconds of separation per second of audio.</p>"]
+          "(SiSEC 2018). Time: seconds of separation per second of audio. Compute: GFLOPs per second of audio; "
+          "memory: XLA's peak for one chunk (MB).</p>"]
   if table:
     body += ["<div class='pivots'>" + "".join(_pivot(table, m) for m in store.METRICS) + "</div>"]
   body += ["<h2>Every method and target</h2>", _table(table)]
+  if table:
+    plots.complexity_figure(_complexity_points(workdir, table, subset, scored_tracks),
+                            report_dir / "figures" / "complexity.png")
+    body += ["<h2>Quality against complexity</h2>",
+             "<p>SDR (mean over targets of the median over tracks) against parameters and against GFLOPs per "
+             "second of audio: XLA's count of each method's compiled chunk program (STFT and iSTFT included, "
+             "loops counted per iteration; <code>mssjax.separators.complexity</code>). Log axes: methods without "
+             "parameters sit at the shaded left edge. Oracles (open diamonds) see the true stems.</p>",
+             "<img src='figures/complexity.png' alt='SDR against parameters and GFLOPs per second'>"]
   if rows:
     plots.metric_figure(rows, methods, report_dir / "figures" / "boxplots.png", per_track=True)
     plots.metric_figure(rows, methods, report_dir / "figures" / "distributions.png", per_track=False)
