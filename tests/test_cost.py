@@ -31,7 +31,7 @@ def _looped(steps, unroll=1):
                    params={"gain": jnp.float32(0.5)}, chunk_seconds=0.5)
 
 
-@pytest.mark.parametrize("steps,unroll", [(1, 1), (10, 1), (10, 4), (11, 4), (10, True)])
+@pytest.mark.parametrize("steps,unroll", [(10, 1), (11, 4), (10, True)])
 def test_a_loop_is_counted_per_iteration(steps, unroll):
   """XLA counts a loop body once; the complexity counts it ``steps`` times, unrolled or not."""
   got = cost.complexity(_looped(steps, unroll))
@@ -40,20 +40,18 @@ def test_a_loop_is_counted_per_iteration(steps, unroll):
   assert got.memory_bytes >= (1 + 4) * 2 * (RATE // 2) * 4  # the [2, n] input and the [4, 2, n] output, float32
 
 
-def test_the_mixture_costs_no_flops_and_an_oracle_some():
+def test_the_mixture_costs_no_flops():
   mixture = cost.complexity(separators.get("mixture"), seconds=0.25)
   assert mixture.flops_per_second == 0 and mixture.n_parameters == 0
-  assert mixture.memory_bytes >= 5 * 2 * 11025 * 4  # the input and its four copies
-  oracle = cost.complexity(separators.get("irm1"), seconds=0.25)   # with the references as inputs
-  assert oracle.n_parameters == 0 and 1e7 < oracle.flops_per_second < 1e11
-  assert oracle.memory_bytes > mixture.memory_bytes
+  assert mixture.memory_bytes >= 5 * 2 * 11025 * 4  # the input and its four copies (an oracle: tests/test_evaluate.py)
 
 
 def test_a_network_costs_the_same_per_second_at_any_chunk():
   """A tiny U-Net's FLOPs grow linearly with the chunk; its memory grows with it; its parameters are its own."""
   config = unet_tiny.get_config()
   spec = models.model_spec(config)
-  unet = separator_lib.network_separator(config, spec.init(jax.random.key(0)))
+  params = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), spec.abstract_params)  # the count needs no values
+  unet = separator_lib.network_separator(config, params)
   short, long = (cost.complexity(unet, seconds=s) for s in (0.5, 1.0))
   assert short.n_parameters == long.n_parameters == spec.n_parameters
   assert np.isfinite(short.flops_per_second) and short.flops_per_second > 1e6

@@ -216,3 +216,11 @@ def test_complexity_figure_puts_methods_without_parameters_at_the_left_edge(tmp_
   oracle = [c for c in compute.collections if c.get_offsets()[0][1] == 8.0][0]
   assert oracle.get_facecolors().size == 0   # open: the oracle's marker is hollow
   plt.close(saved[0])
+
+
+def test_no_complexity_figure_without_measured_complexity(tmp_path, monkeypatch):
+  """Results that record no compute (stored before it was measured, or estimates scored by score.py)."""
+  monkeypatch.setattr(plots, "metric_figure", lambda *args, **kwargs: None)
+  _fake_workdir(tmp_path, ["hpss_repet"])
+  page = build_report(tmp_path, ["hpss_repet"]).read_text()
+  assert "complexity.png" not in page and "<td>nan</td><td>nan</td></tr>" in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
 import os
 import pathlib
 import urllib.parse
@@ -133,9 +134,9 @@ def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
   if table:
     body += ["<div class='pivots'>" + "".join(_pivot(table, m) for m in store.METRICS) + "</div>"]
   body += ["<h2>Every method and target</h2>", _table(table)]
-  if table:
-    plots.complexity_figure(_complexity_points(workdir, table, subset, scored_tracks),
-                            report_dir / "figures" / "complexity.png")
+  points = _complexity_points(workdir, table, subset, scored_tracks) if table else []
+  if any(math.isfinite(p.gflops_per_second) for p in points):  # not for estimates scored alone (score.py)
+    plots.complexity_figure(points, report_dir / "figures" / "complexity.png")
     body += ["<h2>Quality against complexity</h2>",
              "<p>SDR (mean over targets of the median over tracks) against parameters and against GFLOPs per "
              "second of audio: XLA's count of each method's compiled chunk program (STFT and iSTFT included, "
