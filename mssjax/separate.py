@@ -127,6 +127,15 @@ def chunk_samples(separator: Separator, n_samples: int | None = None) -> tuple[i
   return chunk, overlap
 
 
+def chunk_length(separator: Separator, *, n_samples: int, sample_rate: int) -> int:
+  """The chunk (samples at the separator's rate) `separate_array` runs a song of ``n_samples`` at ``sample_rate``
+  in: its ``chunk_seconds`` (the last chunk zero-padded to it, a short song too), or the whole song
+  resampled where ``chunk_seconds`` is None. Its compiled program is `Separator.compiled_chunk`'s of that length."""
+  if separator.chunk_seconds is None:
+    return chunk_samples(separator, _resampled_length(n_samples, sample_rate, separator))[0]
+  return chunk_samples(separator)[0]
+
+
 def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.ndarray, *, chunk_samples: int,
                        overlap_samples: int, progress: Any = None) -> np.ndarray:
   """Applies a chunk separator to a long signal by overlap-add.

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mssjax import TARGETS, audio
+from mssjax import TARGETS, audio, separators
 from mssjax.evaluation import loop as evaluate_lib
 from mssjax.errors import ParameterError
 from mssjax.data import load_tracks
@@ -51,6 +51,23 @@ def test_offline_run_writes_museval_json_tables_and_report(first_run):
   irm_vocals = [r for r in summary["rows"] if r["method"] == "irm2" and r["target"] == "vocals"][0]
   mix_vocals = [r for r in summary["rows"] if r["method"] == "mixture" and r["target"] == "vocals"][0]
   assert irm_vocals["SDR"] > mix_vocals["SDR"] + 5      # the oracle beats the mixture by far
+  assert irm_vocals["gflops_per_second"] > 0.01 and mix_vocals["gflops_per_second"] == 0
+  assert irm_vocals["peak_memory_mb"] > mix_vocals["peak_memory_mb"] > 0
+
+
+def test_complexity_is_that_of_the_program_the_separation_compiled(first_run):
+  """Measured after the first separation, on its compiled chunk (no second compilation), and recorded."""
+  workdir, _ = first_run
+  track = load_tracks(workdir / "songs", subset="test")[0]
+  for name in ("mixture", "irm2"):
+    separator = separators.get(name)
+    evaluate_lib.separate_track(separator, track)
+    compiled = dict(separator._compiled)  # pylint: disable=protected-access
+    cost = evaluate_lib.method_complexity(separator, track)
+    assert separator._compiled == compiled  # pylint: disable=protected-access
+    meta = json.loads(store.meta_path(workdir, name, "test", track.name).read_text())
+    assert meta["complexity"] == cost and meta["needs_references"] == (name == "irm2")
+    assert cost["chunk_seconds"] == (track.n_samples / 44100 if name == "irm2" else separator.chunk_seconds)
 
 
 def test_json_holds_bss_eval_v4_of_the_estimates(first_run):

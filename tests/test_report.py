@@ -101,8 +101,11 @@ def _fake_workdir(root, methods, track="Song A & B"):
     name = track if i == 0 else f"Song {i}"
     for method in methods:
       scores = {t: {m: rng.normal(4, 2, 6) for m in ("SDR", "ISR", "SIR", "SAR")} for t in TARGETS}
-      store.save_track(root, method, "test", name, scores,
-                       meta={"audio_seconds": 3.0, "separation_seconds": 0.3, "n_parameters": 0})
+      cost = {"needs_references": True, "complexity": {"flops_per_second": 2.6e8, "memory_bytes": 10**8,
+                                                       "chunk_seconds": 3.0, "loops_counted_once": 0}}
+      store.save_track(root, method, "test", name, scores,  # irm2 measured; the others stored before complexity
+                       meta={"audio_seconds": 3.0, "separation_seconds": 0.3, "n_parameters": 0,
+                             **(cost if method == "irm2" else {})})
   n = 22050
   base = root / "report" / "audio" / track
   stems = (0.1 * rng.standard_normal((4, 2, n))).astype(np.float32)
@@ -131,7 +134,8 @@ def test_page_is_static_with_relative_paths(report):
   assert len([s for s in srcs if s.endswith(".wav")]) == 1 + 4 * (1 + len(methods))
   assert all(not s.startswith(("/", "http", "file:")) for s in srcs)
   assert "ParameterError: &lt;bad&gt;" in page      # failures listed, escaped
-  for fig in ("boxplots.png", "distributions.png"):
+  assert "<img src='figures/complexity.png'" in page
+  for fig in ("boxplots.png", "distributions.png", "complexity.png"):
     assert (path.parent / "figures" / fig).stat().st_size > 1000
 
 
@@ -141,7 +145,7 @@ def test_every_image_renders_and_every_audio_decodes_in_chromium(report):
   results = browser_check(path)
   images = [r for r in results if r[0] == "img"]
   players = [r for r in results if r[0] == "audio"]
-  assert len(images) == 2 + len(methods) and len(players) == 1 + 4 * (1 + len(methods))
+  assert len(images) == 3 + len(methods) and len(players) == 1 + 4 * (1 + len(methods))
   assert all(status == "ok" for _, status, _ in results), [r for r in results if r[1] != "ok"]
 
 
@@ -194,3 +198,29 @@ def test_spectrograms_have_a_log_frequency_axis(tmp_path, monkeypatch):
   assert [ax.get_yscale() for ax in axes] == ["log", "log"]
   assert axes[0].get_ylim() == pytest.approx((plots.LOWEST_HZ, 11025))
   plt.close(saved[0])
+
+
+def test_complexity_figure_puts_methods_without_parameters_at_the_left_edge(tmp_path, monkeypatch):
+  saved = []
+  monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: saved.append(fig))
+  points = [plots.MethodPoint("unet", 3.5, 1_300_000, 0.35), plots.MethodPoint("irm1", 8.0, 0, 0.26, oracle=True),
+            plots.MethodPoint("mixture", -4.0, 0, 0.0), plots.MethodPoint("old", 2.0, 50_000, float("nan"))]
+  plots.complexity_figure(points, tmp_path / "c.png")
+  parameters, compute = saved[0].axes[:2]
+  assert parameters.get_xscale() == compute.get_xscale() == "log"
+  for ax, want, edge_label in ((parameters, {"mixture": 1e3, "irm1": 1e3, "old": 5e4, "unet": 1.3e6}, "no\nparameters"),
+                               (compute, {"mixture": 1e-2, "irm1": 0.26, "unet": 0.35}, "no\nFLOPs")):
+    assert {t.get_text(): t.xy[0] for t in ax.texts if hasattr(t, "xy")} == want  # the zeros a decade below
+    assert ax.get_xticklabels()[0].get_text() == edge_label and ax.get_xticks()[0] == min(want.values())
+  assert [t.get_text() for t in compute.texts if t.get_text().startswith("not measured")] == ["not measured: old"]
+  oracle = [c for c in compute.collections if c.get_offsets()[0][1] == 8.0][0]
+  assert oracle.get_facecolors().size == 0   # open: the oracle's marker is hollow
+  plt.close(saved[0])
+
+
+def test_no_complexity_figure_without_measured_complexity(tmp_path, monkeypatch):
+  """Results that record no compute (stored before it was measured, or estimates scored by score.py)."""
+  monkeypatch.setattr(plots, "metric_figure", lambda *args, **kwargs: None)
+  _fake_workdir(tmp_path, ["hpss_repet"])
+  page = build_report(tmp_path, ["hpss_repet"]).read_text()
+  assert "complexity.png" not in page and "<td>nan</td><td>nan</td></tr>" in page

@@ -31,8 +31,10 @@ def workdir(tmp_path_factory):
   rng = np.random.default_rng(0)
   for method in ("a", "b"):
     for i in range(3):
+      cost = {"complexity": {"flops_per_second": 2.5e9, "memory_bytes": 3_000_000, "chunk_seconds": 7.0,
+                             "loops_counted_once": 0}} if method == "a" else {}  # b: stored before complexity
       store.save_track(root, method, "test", f"Track {i}", _scores(rng, 5 + i),
-                       meta={"audio_seconds": 10.0, "separation_seconds": 2.0 + i, "n_parameters": 7})
+                       meta={"audio_seconds": 10.0, "separation_seconds": 2.0 + i, "n_parameters": 7, **cost})
   return root
 
 
@@ -80,11 +82,15 @@ def test_tables_have_complexity_columns(workdir):
   assert len(rows) == 8
   assert rows[0]["n_parameters"] == 7
   assert rows[0]["seconds_per_second"] == pytest.approx((2 + 3 + 4) / 30)
+  assert rows[0]["gflops_per_second"] == 2.5 and rows[0]["peak_memory_mb"] == 3.0
+  assert math.isnan(rows[4]["gflops_per_second"]) and math.isnan(rows[4]["peak_memory_mb"])
   csv_text = (workdir / "results.csv").read_text().splitlines()
   assert csv_text[0] == ",".join(store.TABLE_COLUMNS) and len(csv_text) == 9
   md = (workdir / "results.md").read_text().splitlines()
   assert md[:3] == ["SDR (dB)", "", "| method | vocals | drums | bass | other | average |"] and len(md) == 17
-  assert md[7].startswith("| method | target | SDR") and "s / s audio" in md[7]
+  assert md[7].startswith("| method | target | SDR")
+  assert md[7].endswith("| s / s audio | GFLOPs / s audio | XLA peak MB |")
+  assert md[9].endswith("| 2.500 | 3.000 |") and md[13].endswith("| nan | nan |")
 
 
 def test_pivot_has_methods_as_rows_and_averages_finite_targets():

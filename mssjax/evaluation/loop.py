@@ -3,8 +3,11 @@
 ``evaluate(config, workdir)`` (called by ``evaluate.py``) does, for each track and
 method: separate (timed), score with `mssjax.metrics.bss_eval_v4` (1 s windows),
 write ``DIR/<method>/<subset>/<track>.json`` in museval's format, and, when asked,
-the estimates as wav. Finished tracks are skipped on a re-run; a failing track is
-reported and the run goes on. At the end it writes the SiSEC tables
+the estimates as wav. Each method's complexity (`method_complexity`: FLOPs per
+second of audio and XLA's peak memory of the chunk program its separation
+compiled) is measured once per run and recorded with each of its results.
+Finished tracks are skipped on a re-run; a failing track is reported and the
+run goes on. At the end it writes the SiSEC tables
 (``DIR/results.csv``, ``DIR/results.md``) and the report (``DIR/report/index.html``).
 
 With no data root, it first writes a few generated songs (MUSDB18-HQ layout) into
@@ -132,11 +135,28 @@ def separate_track(separator: Separator, track: Track, truth: Stems | None = Non
       raise ParameterError(f"{track.name}: oracle {separator.name!r} works at {separator.sample_rate} Hz, the "
                            f"track is at {track.sample_rate} Hz: set the oracle's sample_rate")
     truth = references(separator, track) if truth is None else truth
-    out = separator(mixture, np.stack([truth[t] for t in separator.targets]))
+    stems = separator.separate_chunk(mixture, np.stack([truth[t] for t in separator.targets]))
+    out = dict(zip(separator.targets, stems))  # the program `method_complexity` measures
   else:
     out = separate.separate_array(separator, mixture, sample_rate=track.sample_rate)
   estimates = {t: np.asarray(out[t], np.float32) for t in separator.targets}
   return estimates, time.perf_counter() - start
+
+
+def method_complexity(separator: Separator, track: Track) -> dict[str, Any]:
+  """What the separator costs on the track's chunk (`mssjax.separators.complexity`), as a result's meta records it.
+
+  The chunk is the one `separate_track` compiles for the track (`mssjax.separate.chunk_length`; an
+  oracle's: the whole track), so after a separation nothing is compiled again.
+
+  Returns:
+    ``{"flops_per_second", "memory_bytes", "chunk_seconds", "loops_counted_once"}``.
+  """
+  n = track.n_samples if separator.needs_references else \
+      separate.chunk_length(separator, n_samples=track.n_samples, sample_rate=track.sample_rate)
+  cost = separators.complexity(separator, n_samples=n)
+  return {"flops_per_second": cost.flops_per_second, "memory_bytes": cost.memory_bytes,
+          "chunk_seconds": cost.seconds, "loops_counted_once": cost.loops_counted_once}
 
 
 def _museval_layout(stems: Stems) -> np.ndarray:
@@ -209,12 +229,13 @@ def evaluate_one(config: ml_collections.ConfigDict, workdir: pathlib.Path, name:
   scores = score_track(truth, estimates, sample_rate=track.sample_rate, window_seconds=config.window_seconds,
                        hop_seconds=config.hop_seconds)
   return _store(config, workdir, name, separator, _Separated(track, estimates, truth, seconds, keep_audio),
-                scores)
+                scores, method_complexity(separator, track))
 
 
 def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, separator: Separator,
-           done: _Separated, scores: dict) -> pathlib.Path:
-  """Writes one (method, track)'s stems (when asked) and its museval JSON; returns the JSON path."""
+           done: _Separated, scores: dict, cost: dict[str, Any]) -> pathlib.Path:
+  """Writes one (method, track)'s stems (when asked) and its museval JSON (its meta with the method's
+  `method_complexity`); returns the JSON path."""
   track, stems, _, seconds, keep_audio = done
   if config.save_estimates:
     _save_stems(pathlib.Path(workdir) / name / "estimates" / track.subset / fileio.safe_name(track.name), stems,
@@ -222,7 +243,8 @@ def _store(config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, 
   if keep_audio:
     _save_stems(audio_folder(workdir, track.name, name), stems, track.sample_rate, "PCM_16")
   meta = {"audio_seconds": track.n_samples / track.sample_rate, "separation_seconds": seconds,
-          "n_parameters": int(separator.n_parameters), "references": reference_identity(track)}
+          "n_parameters": int(separator.n_parameters), "needs_references": separator.needs_references,
+          "complexity": cost, "references": reference_identity(track)}
   return store.save_track(workdir, name, track.subset, track.name, scores, meta=meta,
                           win=config.window_seconds, hop=config.hop_seconds)
 
@@ -281,7 +303,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: 
   for name, separator in methods.items():
     for track in (t for t, n in todo if n == name):
       loop.bar.set_postfix_str(f"{name} | {track.name}"[:60])
-      done = loop.attempt(name, track, lambda: _separate_for_scoring(workdir, separator, track, audio_tracks))
+      done = loop.attempt(name, track, lambda: loop.separate(name, separator, track, audio_tracks))
       if done is None:
         continue
       if loop.pending and (len(loop.pending) == config.score_batch_size
@@ -317,6 +339,14 @@ class _Loop:
   bar: Any
   failures: list = dataclasses.field(default_factory=list)
   pending: list = dataclasses.field(default_factory=list)
+  costs: dict = dataclasses.field(default_factory=dict)
+
+  def separate(self, name: str, separator: Separator, track: Track, audio_tracks: set[str]) -> _Separated:
+    """Separates a track; the method's `method_complexity` is measured once, after its first separation."""
+    done = _separate_for_scoring(self.workdir, separator, track, audio_tracks)
+    if name not in self.costs:
+      self.costs[name] = method_complexity(separator, track)
+    return done
 
   def attempt(self, name: str, track: Track, work: Callable[[], Any]) -> Any:
     """``work()``, or None after recording its exception as the (method, track)'s failure."""
@@ -354,7 +384,7 @@ class _Loop:
         if score is None:
           score = score_track(done.references, done.estimates, sample_rate=done.track.sample_rate,
                               window_seconds=config.window_seconds, hop_seconds=config.hop_seconds)
-        return _store(config, self.workdir, name, separator, done, score)
+        return _store(config, self.workdir, name, separator, done, score, self.costs[name])
       if self.attempt(name, done.track, store_one) is not None:
         self.done(done.track)
 

@@ -4,7 +4,7 @@ Layout of an evaluation workdir (the one ``museval.MethodStore.add_eval_dir``
 reads, one folder per method)::
 
   DIR/<method>/<subset>/<track>.json       museval JSON: framewise SDR/SIR/ISR/SAR
-  DIR/<method>/meta/<subset>/<track>.json  separation time, audio length, parameters
+  DIR/<method>/meta/<subset>/<track>.json  separation time, audio length, parameters, complexity
   DIR/results.csv, DIR/results.md          SiSEC aggregates with complexity columns
 
 The JSON follows ``museval/musdb.schema.json``: ``{"targets": [{"name": ...,
@@ -235,16 +235,37 @@ def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[Any, dict[str, float]]:
 
 def complexity(workdir: str | os.PathLike, method: str, *, subset: str = "test",
                tracks: Collection[str] | None = None) -> dict[str, float]:
-  """Parameter count and separation time per second of audio (total time / total audio)."""
+  """A method's complexity from its results' meta.
+
+  Returns:
+    ``{"n_parameters", "seconds_per_second" (separation time / audio, over all its tracks),
+    "gflops_per_second" (GFLOPs per second of audio, `mssjax.separators.complexity`),
+    "peak_memory_mb" (XLA's peak memory of its chunk program, 1e6 bytes)}``; the last two are
+    NaN where no result records them (results stored before they were measured).
+  """
   meta = load_meta(workdir, method, subset=subset, tracks=tracks)
   seconds = sum(m.get("audio_seconds", 0.0) for m in meta.values())
   spent = sum(m.get("separation_seconds", 0.0) for m in meta.values())
   params = max((m.get("n_parameters", 0) for m in meta.values()), default=0)
-  return {"n_parameters": int(params), "seconds_per_second": spent / seconds if seconds else math.nan}
+  costs = [m["complexity"] for m in meta.values() if isinstance(m.get("complexity"), dict)]
+  flops = max((c["flops_per_second"] for c in costs), default=math.nan)
+  memory = max((c["memory_bytes"] for c in costs), default=math.nan)
+  return {"n_parameters": int(params), "seconds_per_second": spent / seconds if seconds else math.nan,
+          "gflops_per_second": float(flops) / 1e9, "peak_memory_mb": float(memory) / 1e6}
+
+
+def uses_references(workdir: str | os.PathLike, method: str, *, subset: str = "test",
+                    tracks: Collection[str] | None = None) -> bool:
+  """Whether a method's results were separated with the true stems (an oracle's), as their meta records."""
+  return any(m.get("needs_references", False) for m in load_meta(workdir, method, subset=subset,
+                                                                  tracks=tracks).values())
 
 
 TABLE_COLUMNS = ("method", "target", "SDR", "SIR", "SAR", "ISR", "n_tracks", "n_parameters",
-                 "seconds_per_second")
+                 "seconds_per_second", "gflops_per_second", "peak_memory_mb")
+TABLE_HEADER = ("method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio",
+                "GFLOPs / s audio", "XLA peak MB")
+"""`TABLE_COLUMNS` as results.md and the report head them."""
 
 
 def table_rows(workdir: str | os.PathLike, methods: Sequence[str], subset: str = "test", *,
@@ -289,8 +310,9 @@ def write_tables(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
 
 
 def markdown_table(rows: Iterable[Mapping[str, Any]]) -> str:
-  """A markdown table of aggregate rows (dB; time is seconds of separation per second of audio)."""
-  header = ["method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio"]
+  """A markdown table of aggregate rows (dB; time is seconds of separation per second of audio; compute is
+  GFLOPs per second of audio; memory is XLA's peak of one chunk in MB)."""
+  header = TABLE_HEADER
   keys = TABLE_COLUMNS
   lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
   for row in rows:

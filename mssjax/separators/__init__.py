@@ -20,6 +20,10 @@ takes overrides of it (``get("hpss_repet", {"hpss.kernel_size": (31, 17)})``);
 a misspelled key is an error listing the valid ones. Every config holds
 ``chunk_seconds`` and ``overlap_seconds``: how `mssjax.separate` cuts a song.
 
+``complexity(sep)`` (`mssjax.separators.cost`) measures what a separator costs:
+its parameters, FLOPs per second of audio by XLA's cost analysis of its chunk's
+program (loops counted per iteration), and XLA's peak memory of that chunk.
+
 `REGISTRY` is the one table of names, each with its default config and its
 builder:
 
@@ -47,11 +51,12 @@ from mssjax import models
 from mssjax.errors import check_choice
 from mssjax.separators import classical, ensemble, network, oracles
 from mssjax.separators.base import Network, Separator
+from mssjax.separators.cost import Complexity, complexity
 from mssjax.separators.classical import bass_ownership, hpss_repet_config, nmf_config
 from mssjax.separators.ensemble import ensemble_config
 from mssjax.separators.oracles import ORACLES
 
-__all__ = ["Separator", "Network", "REGISTRY", "Entry", "ORACLES", "names", "network_names", "get", "make_config",
+__all__ = ["Separator", "Network", "Complexity", "complexity", "REGISTRY", "Entry", "ORACLES", "names", "network_names", "get", "make_config",
            "default_config", "hpss_repet_config", "nmf_config", "ensemble_config", "bass_ownership"]
 
 

@@ -28,7 +28,26 @@ from jax.typing import ArrayLike
 
 from mssjax.errors import ParameterError, check_finite, check_memory, check_targets
 
-__all__ = ["Separator", "Network"]
+__all__ = ["Separator", "Network", "ChunkProgram", "memory_bytes"]
+
+
+class ChunkProgram(NamedTuple):
+  """``apply`` for one chunk length, at each stage of `jax.jit`'s ahead-of-time compilation.
+
+  Attributes:
+    jaxpr: the traced program (``jax.extend.core.ClosedJaxpr``): its loops and their trip counts.
+    lowered: the StableHLO before XLA's optimisations (``jax.stages.Lowered``).
+    compiled: the executable (``jax.stages.Compiled``), called for each chunk.
+  """
+
+  jaxpr: Any
+  lowered: Any
+  compiled: Any
+
+
+def memory_bytes(stats: Any) -> int:
+  """Peak memory of a compiled program by XLA's memory analysis: its temporaries, arguments and outputs (bytes)."""
+  return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes)
 
 
 class Network(NamedTuple):
@@ -126,16 +145,23 @@ class Separator:
     1-hour chunk: 290 GiB) is one error naming ``chunk_seconds`` instead of
     the out-of-memory killer. One compilation per length, kept.
     """
+    return self.chunk_program(n_samples).compiled
+
+  def chunk_program(self, n_samples: int) -> ChunkProgram:
+    """The `ChunkProgram` of chunks of ``n_samples``: traced, lowered and compiled once per length, kept
+    (`compiled_chunk`; `mssjax.separators.cost` reads its cost and memory analyses)."""
     if n_samples not in self._compiled:
       shapes = [jax.ShapeDtypeStruct((2, n_samples), jnp.float32)]
       if self.needs_references:
         shapes.append(jax.ShapeDtypeStruct((len(self.targets), 2, n_samples), jnp.float32))
-      compiled = self._chunk.lower(self.params, *shapes).compile()
+      traced = self._chunk.trace(self.params, *shapes)
+      lowered = traced.lower()
+      compiled = lowered.compile()
       stats = compiled.memory_analysis()
       if stats is not None:
-        need = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
-        check_memory(f"chunk_seconds={n_samples / self.sample_rate:g} ({self.name}, {n_samples} samples)", need)
-      self._compiled[n_samples] = compiled
+        check_memory(f"chunk_seconds={n_samples / self.sample_rate:g} ({self.name}, {n_samples} samples)",
+                     memory_bytes(stats))
+      self._compiled[n_samples] = ChunkProgram(traced.jaxpr, lowered, compiled)
     return self._compiled[n_samples]
 
   def __call__(self, mixture: ArrayLike, references: ArrayLike | None = None) -> dict[str, jax.Array]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
 import os
 import pathlib
 import urllib.parse
@@ -25,7 +26,7 @@ def _url(*parts):
 
 
 def _table(rows):
-  head = ["method", "target", "SDR", "SIR", "SAR", "ISR", "tracks", "parameters", "s / s audio"]
+  head = store.TABLE_HEADER
   keys = store.TABLE_COLUMNS
   out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
   for row in rows:
@@ -43,6 +44,18 @@ def _pivot(rows, metric):
     cells = [html.escape(entry["method"])] + [store._fmt(entry[k]) if k in entry else "-" for k in head[1:]]  # pylint: disable=protected-access
     out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
   return "\n".join(out + ["</table>"])
+
+
+def _complexity_points(workdir, table, subset, scored_tracks):
+  """One `plots.MethodPoint` per method of the table: its average SDR, parameters, compute, oracle or not."""
+  _, pivot = store.pivot_rows(table, "SDR")
+  first = {}
+  for row in table:
+    first.setdefault(row["method"], row)
+  return [plots.MethodPoint(e["method"], e["average"], int(first[e["method"]]["n_parameters"]),
+                            float(first[e["method"]]["gflops_per_second"]),
+                            store.uses_references(workdir, e["method"], subset=subset, tracks=scored_tracks))
+          for e in pivot]
 
 
 def _stem_names(base, methods):
@@ -116,10 +129,20 @@ def build_report(workdir: str | os.PathLike, methods: Sequence[str], *, subset: 
   table = store.table_rows(workdir, methods, subset, tracks=scored_tracks)
   body = [f"<h1>mssjax evaluation ({html.escape(subset)})</h1>",
           "<p>BSSEval v4 (museval-compatible), 1 s windows; median over frames, then over tracks "
-          "(SiSEC 2018). Time: seconds of separation per second of audio.</p>"]
+          "(SiSEC 2018). Time: seconds of separation per second of audio. Compute: GFLOPs per second of audio; "
+          "memory: XLA's peak for one chunk (MB).</p>"]
   if table:
     body += ["<div class='pivots'>" + "".join(_pivot(table, m) for m in store.METRICS) + "</div>"]
   body += ["<h2>Every method and target</h2>", _table(table)]
+  points = _complexity_points(workdir, table, subset, scored_tracks) if table else []
+  if any(math.isfinite(p.gflops_per_second) for p in points):  # not for estimates scored alone (score.py)
+    plots.complexity_figure(points, report_dir / "figures" / "complexity.png")
+    body += ["<h2>Quality against complexity</h2>",
+             "<p>SDR (mean over targets of the median over tracks) against parameters and against GFLOPs per "
+             "second of audio: XLA's count of each method's compiled chunk program (STFT and iSTFT included, "
+             "loops counted per iteration; <code>mssjax.separators.complexity</code>). Log axes: methods without "
+             "parameters sit at the shaded left edge. Oracles (open diamonds) see the true stems.</p>",
+             "<img src='figures/complexity.png' alt='SDR against parameters and GFLOPs per second'>"]
   if rows:
     plots.metric_figure(rows, methods, report_dir / "figures" / "boxplots.png", per_track=True)
     plots.metric_figure(rows, methods, report_dir / "figures" / "distributions.png", per_track=False)

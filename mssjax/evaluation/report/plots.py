@@ -1,10 +1,12 @@
-"""Matplotlib figures of the report: box plots, distributions, spectrogram comparisons."""
+"""Matplotlib figures of the report: box plots, distributions, complexity against quality, spectrogram
+comparisons."""
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import matplotlib
 
@@ -109,6 +111,105 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], pat
   fig.suptitle("per-track medians" if per_track else "all 1 s frames", fontsize=10)
   fig.tight_layout()
   _save(fig, path, dpi=80)
+
+
+class MethodPoint(NamedTuple):
+  """One method on the complexity figure.
+
+  Attributes:
+    method: its name.
+    sdr: SDR in dB (the mean over targets of the median over tracks: SiSEC's average).
+    n_parameters: its trained parameters (0: classical recipes, oracles).
+    gflops_per_second: GFLOPs per second of audio (`mssjax.separators.complexity`); NaN: not measured.
+    oracle: it saw the true stems.
+  """
+
+  method: str
+  sdr: float
+  n_parameters: int
+  gflops_per_second: float
+  oracle: bool = False
+
+
+def _edge(values):
+  """Where a log axis puts its zeros: a decade below the decade of the smallest positive value (1 if none)."""
+  positive = [v for v in values if v > 0]
+  return 10.0 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1.0
+
+
+def _complexity_panel(ax, points, values, *, xlabel, zero_label):
+  """SDR against ``values`` (one per point; NaN: left off) on a log axis, the zeros at a shaded left edge
+  whose tick reads ``zero_label``."""
+  edge = _edge([v for v in values if np.isfinite(v)])
+  shown = [(p, edge if v == 0 else v) for p, v in zip(points, values) if np.isfinite(v) and np.isfinite(p.sdr)]
+  for point, x in shown:
+    style = dict(marker="D", facecolors="none", edgecolors="C3") if point.oracle else \
+        dict(marker="o", color="C0") if point.n_parameters else dict(marker="s", color="C2")
+    ax.scatter([x], [point.sdr], s=36, zorder=3, **style)
+  ax.set_xscale("log")
+  top = max([x for _, x in shown], default=edge)
+  ax.set_xlim(edge / 3, top * 10)
+  decades = range(int(math.log10(edge)) + 1, math.floor(math.log10(top * 10)) + 1)
+  ticks, labels = [10.0 ** k for k in decades], [f"$10^{{{k}}}$" for k in decades]
+  if any(v == 0 for v in values):
+    ax.axvspan(edge / 3, edge * 3 ** 0.5, color="0.92", zorder=0)
+    ticks, labels = [edge] + ticks, [zero_label] + labels
+  ax.set_xticks(ticks, labels)
+  ax.minorticks_off()
+  ax.margins(y=0.18)  # room above the top points for labels moved up (`_label_points`)
+  ax.set_xlabel(xlabel, fontsize=8)
+  ax.set_ylabel("SDR (dB), mean over targets", fontsize=8)
+  ax.tick_params(labelsize=7)
+  ax.grid(alpha=0.3)
+  missing = [p.method for p, v in zip(points, values) if not np.isfinite(v)]
+  if missing:
+    ax.text(0.99, 0.02, "not measured: " + ", ".join(missing), transform=ax.transAxes, fontsize=6, ha="right",
+            va="bottom", color="0.35")
+  return [(x, p.sdr, p.method) for p, x in shown]
+
+
+def _label_points(ax, labels, *, gap=11.0, width=70.0):
+  """Writes each ``(x, y, text)`` beside its point, a label moved up (in display pixels) while it would
+  overlap one placed before it: oracles of near-equal SDR and compute would print over each other."""
+  placed = []
+  for x, y, text in sorted(labels, key=lambda item: item[1]):
+    px, py = ax.transData.transform((x, y))
+    at = py + 4
+    while any(abs(px - qx) < width and abs(at - qy) < gap for qx, qy in placed):
+      at += gap
+    placed.append((px, at))
+    points = 72.0 / ax.figure.dpi  # per display pixel: the offsets scale with the dpi the figure is saved at
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 * points, (at - py) * points), fontsize=7,
+                arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5) if at - py > gap else None)
+
+
+def complexity_figure(points: Sequence[MethodPoint], path: str | os.PathLike) -> None:
+  """SDR against parameters (left) and against GFLOPs per second of audio (right), one labelled point per method.
+
+  Both x axes are logarithmic: methods without parameters (classical recipes, oracles, the mixture)
+  sit at the marked left edge of the parameters panel, and a method of no FLOPs (the mixture) at
+  that of the compute panel; the others sit at their measured compute. Oracles, which see the true
+  stems, are open diamonds; networks dots; methods without parameters squares. A method whose
+  compute was not measured (results stored before it was) is named under the compute panel.
+
+  Args:
+    points: one `MethodPoint` per method.
+    path: output png.
+  """
+  fig, axes = _grid(1, 2, size=(5.0, 3.6))
+  labels = [_complexity_panel(axes[0, 0], points, [float(p.n_parameters) for p in points], xlabel="parameters",
+                              zero_label="no\nparameters"),
+            _complexity_panel(axes[0, 1], points, [float(p.gflops_per_second) for p in points],
+                              xlabel="GFLOPs per second of audio (XLA)", zero_label="no\nFLOPs")]
+  handles = [plt.Line2D([], [], ls="", marker="o", color="C0", label="network"),
+             plt.Line2D([], [], ls="", marker="s", color="C2", label="no parameters"),
+             plt.Line2D([], [], ls="", marker="D", mfc="none", color="C3", label="oracle (sees the references)")]
+  fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=7, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 0.93))
+  fig.canvas.draw()  # the axes' final places and limits, so that display coordinates hold for the labels
+  for ax, panel_labels in zip(axes[0], labels):
+    _label_points(ax, panel_labels)
+  _save(fig, path, dpi=90)
 
 
 SPECTROGRAM_N_FFT, SPECTROGRAM_HOP = 2048, 512
