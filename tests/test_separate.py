@@ -15,6 +15,7 @@ import soundfile as sf
 import ml_collections
 
 from mssjax import TARGETS, audio, separate
+from mssjax.deploy import exported
 from mssjax.training import loop as train_lib
 from mssjax.__main__ import main
 from mssjax.errors import AudioError, CheckpointError, ParameterError
@@ -69,6 +70,22 @@ def test_overlap_add_of_an_identity_gives_the_signal_back(n, chunk, overlap):
   np.testing.assert_allclose(out[1], -2 * x, rtol=1e-5, atol=1e-6)
   assert set(lengths) == {chunk}  # always full chunks: a jitted separator compiles once
   assert len(lengths) == len(separate.chunk_starts(n, chunk, overlap)) == progress.count  # one tick per chunk
+
+
+def test_overlap_add_in_batches_equals_one_chunk_at_a_time():
+  """`overlap_add_blocks` with ``batch_size``: the calls get 3 chunks (the last call 1), the output is the same."""
+  x = np.random.default_rng(7).standard_normal((2, 1000)).astype(np.float32)
+  batches = []
+
+  def separate_batch(chunks):
+    batches.append(chunks.shape[0])
+    return np.stack([chunks, chunks ** 2], axis=1)
+
+  one = separate.separate_in_chunks(lambda c: np.stack([c, c ** 2]), x, chunk_samples=300, overlap_samples=50)
+  blocks = np.array_split(x, [17, 400, 401], axis=-1)
+  got = np.concatenate(list(exported.overlap_add_blocks(separate_batch, blocks, chunk_samples=300,
+                                                        overlap_samples=50, batch_size=3)), axis=-1)
+  assert batches == [3, 1] and np.array_equal(got, one)
 
 
 def test_crossfade_weights_are_positive_and_complementary():

@@ -38,8 +38,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import itertools
 import pathlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -307,23 +308,64 @@ def overlap_add(separate_chunk, mixture: np.ndarray, *, chunk_samples: int, over
                                                 overlap_samples=overlap_samples, progress=progress)), axis=-1)
 
 
-def overlap_add_blocks(separate_chunk, blocks, *, chunk_samples: int, overlap_samples: int, progress=None):
+def overlap_add_blocks(separate_chunk, blocks, *, chunk_samples: int, overlap_samples: int, progress=None,
+                       batch_size: int = 1):
   """`overlap_add` over a signal that comes in blocks, yielding the output as soon as it is final.
 
   Args:
-    separate_chunk: ``[..., chunk_samples] -> [..., chunk_samples]`` (any leading shape out).
+    separate_chunk: ``[..., chunk_samples] -> [..., chunk_samples]`` (any leading shape out); with
+      ``batch_size > 1``, ``[b, ..., chunk_samples] -> [b, ..., chunk_samples]`` for ``b <= batch_size``
+      consecutive chunks at a time (the last batch of a signal may be shorter).
     blocks: iterable of float ``[..., k]`` arrays (any ``k``, one leading shape), the signal in order.
-    chunk_samples, overlap_samples, progress: as `overlap_add`.
+    chunk_samples, overlap_samples, progress: as `overlap_add` (``progress`` advances by a batch's chunks).
+    batch_size: chunks per call of ``separate_chunk``; 1: one chunk, without the batch axis.
 
   Yields:
     float32 ``[..., k']`` blocks whose concatenation is `overlap_add`'s output for the whole signal,
-    sample for sample: after chunk ``i`` the samples before chunk ``i + 1``'s start are final.
-    Memory holds one chunk of input and ``overlap_samples`` of output, whatever the length.
+    sample for sample, whatever ``batch_size``: after chunk ``i`` the samples before chunk ``i + 1``'s
+    start are final. Memory holds ``batch_size`` chunks of input and output and ``overlap_samples`` of
+    output, whatever the length.
   """
+  hop = chunk_samples - overlap_samples
+  carried = carried_weight = None  # earlier chunks' weighted sum over the next chunk's first overlap_samples
+  chunks = _cut_chunks(blocks, chunk_samples=chunk_samples, overlap_samples=overlap_samples)
+  while batch := list(itertools.islice(chunks, batch_size)):
+    if batch_size == 1:
+      outs = [separate_chunk(batch[0].piece)]
+    else:
+      outs = separate_chunk(np.stack([chunk.piece for chunk in batch]))
+    if progress is not None:
+      progress.update(len(batch))
+    for chunk, out in zip(batch, outs):
+      out = np.asarray(out, dtype=np.float32)[..., :chunk.length] * chunk.weight
+      total = chunk.weight
+      if carried is not None:
+        out[..., :overlap_samples] += carried
+        total[:overlap_samples] += carried_weight
+      if chunk.last:
+        out /= total
+        yield out
+        return
+      carried, carried_weight = out[..., hop:].copy(), total[hop:]  # a copy, so `out` is not kept
+      out = out[..., :hop]
+      out /= total[:hop]
+      yield out
+
+
+class _Chunk(NamedTuple):
+  """One chunk of `_cut_chunks`: ``piece`` ``[..., chunk_samples]`` (zero-padded), of which ``length``
+  samples are the signal's, its overlap-add ``weight`` ``[length]``, and whether it is the ``last``."""
+  piece: np.ndarray
+  length: int
+  weight: np.ndarray
+  last: bool
+
+
+def _cut_chunks(blocks, *, chunk_samples: int, overlap_samples: int):
+  """The chunks of a signal that comes in blocks (`_Chunk` s, in order), reading the blocks only as far as needed."""
   hop = chunk_samples - overlap_samples
   source = iter(blocks)
   pending, ended, index = None, False, 0  # pending: the input from the next chunk's start on
-  carried = carried_weight = None  # earlier chunks' weighted sum over the next chunk's first overlap_samples
   while True:
     parts, have = ([] if pending is None else [pending]), (0 if pending is None else pending.shape[-1])
     while not ended and have <= chunk_samples:
@@ -342,19 +384,7 @@ def overlap_add_blocks(separate_chunk, blocks, *, chunk_samples: int, overlap_sa
     if length < chunk_samples:
       piece = np.pad(piece, [(0, 0)] * (piece.ndim - 1) + [(0, chunk_samples - length)])
     weight = crossfade_window(chunk_samples, overlap_samples, fade_in=index > 0, fade_out=not last)[:length]
-    out = np.asarray(separate_chunk(piece), dtype=np.float32)[..., :length] * weight
-    total = weight
-    if carried is not None:
-      out[..., :overlap_samples] += carried
-      total[:overlap_samples] += carried_weight
-    if progress is not None:
-      progress.update(1)
+    yield _Chunk(piece, length, weight, last)
     if last:
-      out /= total
-      yield out
       return
-    carried, carried_weight = out[..., hop:].copy(), total[hop:]  # a copy, so `out` is not kept
-    out = out[..., :hop]
-    out /= total[:hop]
-    yield out
     pending, index = pending[..., hop:], index + 1
