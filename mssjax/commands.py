@@ -33,7 +33,7 @@ import ml_collections
 
 from mssjax import config as config_lib
 from mssjax import fileio
-from mssjax.errors import ParameterError
+from mssjax.errors import ParameterError, check_positive_int
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -158,6 +158,9 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--overwrite", action="store_true",
                       help="separate again the songs whose stems all exist (skipped by default)")
   _quiet(parser)
+  parser.add_argument("--batch-size", type=int, default=1, metavar="B",
+                      help="chunks per compiled call, split over this process's devices; the stems are bit for bit "
+                      "those of one chunk per call (default 1)")
 
 
 def _clipping_lines(message, category, filename, lineno, file=None, line=None, *, show=None):
@@ -176,6 +179,7 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   from mssjax import audio, compilation_cache, fileio, separate, separators, song_files
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG_OR_FOLDER... [-o OUT]")
+  check_positive_int("--batch-size", args.batch_size)
   chosen = {"format": args.format, "bit_depth": args.bit_depth, "bitrate": args.bitrate}
   output_format = audio.OutputFormat(**{key: value for key, value in chosen.items() if value is not None})
   if config.method in separators.ORACLES:
@@ -194,7 +198,8 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     warnings.showwarning = functools.partial(_clipping_lines, show=warnings.showwarning)
     outcomes = separate.separate_files(separator, args.songs, args.out, filename=args.filename, stems=stems,
                                        two_stems=args.two_stems, recursive=args.recursive, overwrite=args.overwrite,
-                                       show_progress=not args.quiet, output_format=output_format)
+                                       show_progress=not args.quiet, output_format=output_format,
+                                       batch_size=args.batch_size)
   for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
     if outcome.note and not outcome.skipped and not outcome.error:
       print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)

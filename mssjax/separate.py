@@ -57,7 +57,7 @@ import numpy as np
 import soxr
 import tqdm
 
-from mssjax import audio, fileio, song_files
+from mssjax import audio, fileio, sharded, song_files
 from mssjax.deploy import exported
 from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
 from mssjax.separators import Separator
@@ -157,8 +157,8 @@ def separate_in_chunks(separate_chunk: Callable[[np.ndarray], Any], mixture: np.
                               overlap_samples=overlap_samples, progress=progress)
 
 
-def separate_array(separator: Separator, mixture: np.ndarray, *, sample_rate: int,
-                   progress: Any = None) -> dict[str, np.ndarray]:
+def separate_array(separator: Separator, mixture: np.ndarray, *, sample_rate: int, progress: Any = None,
+                   batch_size: int = 1) -> dict[str, np.ndarray]:
   """Separates one song held in memory, in the separator's chunks, at its rate.
 
   Args:
@@ -166,6 +166,7 @@ def separate_array(separator: Separator, mixture: np.ndarray, *, sample_rate: in
     mixture: ``[channels, n_samples]`` (any channel count) or ``[n_samples]`` (mono).
     sample_rate: the mixture's rate in Hz; stems come back at this rate.
     progress: optional tqdm-like object, advanced once per chunk.
+    batch_size: chunks per compiled call (`separate_blocks`).
 
   Returns:
     dict ``{target: float32 [channels, n_samples]}`` in ``separator.targets``
@@ -182,17 +183,23 @@ def separate_array(separator: Separator, mixture: np.ndarray, *, sample_rate: in
   squeeze = mixture.ndim == 1
   mixture = mixture[None] if squeeze else mixture
   stems = np.concatenate(list(separate_blocks(separator, [mixture], sample_rate=sample_rate,
-                                              channels=mixture.shape[0], progress=progress)), axis=-1)
+                                              channels=mixture.shape[0], progress=progress,
+                                              batch_size=batch_size)), axis=-1)
   return {t: (stems[i, 0] if squeeze else stems[i]) for i, t in enumerate(separator.targets)}
 
 
 def separate_blocks(separator: Separator, blocks: Iterable[np.ndarray], *, sample_rate: int, channels: int,
-                    progress: Any = None) -> Iterator[np.ndarray]:
+                    progress: Any = None, batch_size: int = 1) -> Iterator[np.ndarray]:
   """Separates a song that comes in blocks, yielding its stems in blocks as they are done.
 
   The stems joined are `separate_array`'s, sample for sample; memory holds
-  about one chunk, whatever the song's length (except for a separator whose
-  ``chunk_seconds`` is None: it takes the whole song at once).
+  about ``batch_size`` chunks, whatever the song's length (except for a
+  separator whose ``chunk_seconds`` is None: it takes the whole song at once).
+
+  With ``batch_size > 1`` the song's chunks go ``batch_size`` at a time to
+  one compiled call, split over this process's devices
+  (`mssjax.sharded.separate_chunks`); the stems are bit for bit those of one
+  chunk per call (``batch_size=1``, `Separator.separate_chunk`).
 
   Args:
     separator: a separator that needs no references.
@@ -200,6 +207,7 @@ def separate_blocks(separator: Separator, blocks: Iterable[np.ndarray], *, sampl
     sample_rate: the song's rate in Hz; the stems come at this rate.
     channels: the song's channel count.
     progress: optional tqdm-like object, advanced once per chunk.
+    batch_size: chunks per compiled call (a song of more than two channels: chunks of each channel).
 
   Yields:
     float32 ``[n_targets, channels, k']`` blocks, ``separator.targets`` in order.
@@ -211,7 +219,8 @@ def separate_blocks(separator: Separator, blocks: Iterable[np.ndarray], *, sampl
     raise ParameterError(f"separator {separator.name!r} is an oracle: it needs the true stems, not a song alone")
   song = _Counted(blocks)
   pairs = (_stereo_pairs(block) for block in song)  # [pairs, 2, k]
-  stems = _separate_pairs(separator, _resampled(pairs, sample_rate, separator.sample_rate), progress)
+  check_positive_int("batch_size", batch_size)
+  stems = _separate_pairs(separator, _resampled(pairs, sample_rate, separator.sample_rate), progress, batch_size)
   stems = (_from_stereo_pairs(block, channels) for block in _resampled(stems, separator.sample_rate, sample_rate))
   yield from _cut_to(stems, song)
 
@@ -271,8 +280,17 @@ def _resampled(blocks: Iterable[np.ndarray], orig_rate: int, target_rate: int) -
   yield np.ascontiguousarray(out.T).reshape(*shape, -1)
 
 
-def _separate_pairs(separator: Separator, blocks: Iterable[np.ndarray], progress: Any) -> Iterator[np.ndarray]:
+def _separate_pairs(separator: Separator, blocks: Iterable[np.ndarray], progress: Any,
+                    batch_size: int) -> Iterator[np.ndarray]:
   """``[pairs, 2, k]`` blocks -> ``[pairs, targets, 2, k]``, each pair separated in the separator's chunks."""
+  def separate_batch(pieces):  # [b, pairs, 2, chunk] -> [b, pairs, targets, 2, chunk]
+    b, pairs = pieces.shape[:2]
+    stems = sharded.separate_chunks(separator, pieces.reshape((b * pairs,) + pieces.shape[2:]),
+                                    batch_size=batch_size * pairs)
+    if progress is not None:
+      progress.update(b * pairs)
+    return stems.reshape((b, pairs) + stems.shape[1:])
+
   def separate_chunk(piece):
     out = []
     for pair in piece:
@@ -287,7 +305,11 @@ def _separate_pairs(separator: Separator, blocks: Iterable[np.ndarray], progress
     chunk, overlap = chunk_samples(separator, blocks[0].shape[-1] if blocks else 1)
   else:
     chunk, overlap = chunk_samples(separator)
-  yield from exported.overlap_add_blocks(separate_chunk, blocks, chunk_samples=chunk, overlap_samples=overlap)
+  if batch_size == 1:
+    yield from exported.overlap_add_blocks(separate_chunk, blocks, chunk_samples=chunk, overlap_samples=overlap)
+  else:
+    yield from exported.overlap_add_blocks(separate_batch, blocks, chunk_samples=chunk, overlap_samples=overlap,
+                                           batch_size=batch_size)
 
 
 def _resampled_length(n_samples: int, sample_rate: int, separator: Separator) -> int:
@@ -513,13 +535,14 @@ def _warn_clipped(output: SongOutput, writers: Sequence[audio.BlockWriter | audi
 
 
 def separate_song(separator: Separator, path: str | os.PathLike, output: SongOutput, *,
-                  output_format: audio.OutputFormat = audio.OutputFormat(), progress: Any = None) -> SongOutput:
+                  output_format: audio.OutputFormat = audio.OutputFormat(), progress: Any = None,
+                  batch_size: int = 1) -> SongOutput:
   """Separates an audio file and writes the stems ``output`` names (targets, or ``no_X``: `two_stem_blocks`).
 
   The stems have the file's sample rate and channel count: a mono file gives
   mono stems, a file of more than two channels stems of as many channels
   (each channel separated as dual mono). The file is read, separated and
-  written block by block (`separate_blocks`). Where the song has a folder of
+  written block by block (`separate_blocks`, ``batch_size`` chunks per call). Where the song has a folder of
   its own (the default template) the stems appear as a set: that folder is
   replaced in one step (`write_stems`). Otherwise each stem is written to a
   temporary file beside its place, and once every stem is complete they are
@@ -537,7 +560,7 @@ def separate_song(separator: Separator, path: str | os.PathLike, output: SongOut
   header, blocks = audio.read_blocks(path)
   check_output(output)
   stems = separate_blocks(separator, blocks, sample_rate=header.sample_rate, channels=header.channels,
-                          progress=progress)
+                          progress=progress, batch_size=batch_size)
   names = list(output.files)
   with _stem_writers(output, sample_rate=header.sample_rate, channels=header.channels,
                      output_format=output_format) as writers:
@@ -571,7 +594,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
                    filename: str = DEFAULT_FILENAME, stems: Sequence[str] | None = None, two_stems: str | None = None,
                    output_format: audio.OutputFormat = audio.OutputFormat(), recursive: bool = False,
                    overwrite: bool = False,
-                   show_progress: bool = True) -> list[Outcome]:
+                   show_progress: bool = True, batch_size: int = 1) -> list[Outcome]:
   """Separates many files and folders with one progress bar over all their chunks.
 
   Each folder in ``paths`` stands for its audio files (`mssjax.song_files.find_songs`);
@@ -594,6 +617,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
     recursive: folders' subfolders too.
     overwrite: separate songs whose stems all exist again.
     show_progress: show the bar.
+    batch_size: chunks per compiled call (`separate_blocks`).
 
   Returns:
     one `Outcome` per song, in order (a folder's songs sorted by path).
@@ -612,7 +636,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
     fileio.remove_stale_folders(parent)
   try:
     return _separate_files(separator, songs, outputs, overwrite=overwrite, output_format=output_format,
-                           show_progress=show_progress)
+                           show_progress=show_progress, batch_size=batch_size)
   finally:
     if not existed:
       with contextlib.suppress(OSError):
@@ -621,7 +645,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
 
 def _separate_files(separator: Separator, songs: Sequence[song_files.Song], outputs: Sequence[SongOutput], *,
                     overwrite: bool, output_format: audio.OutputFormat,
-                    show_progress: bool) -> list[Outcome]:
+                    show_progress: bool, batch_size: int) -> list[Outcome]:
   outcomes: list[Outcome | None] = []
   headers = {}
   for i, (song, output) in enumerate(zip(songs, outputs)):
@@ -643,7 +667,7 @@ def _separate_files(separator: Separator, songs: Sequence[song_files.Song], outp
     for i in headers:
       progress.start(songs[i])
       outcomes[i] = outcomes[i]._replace(**_separate_one(separator, songs[i].path, outputs[i], output_format,
-                                                                   progress.bar))
+                                                                   progress.bar, batch_size))
       progress.finish(headers[i])
   return outcomes
 
@@ -682,11 +706,11 @@ def _hours(header: audio.AudioInfo) -> float:
 
 def _separate_one(separator: Separator, path: str | os.PathLike, output: SongOutput,
                   output_format: audio.OutputFormat,
-                  bar: Any) -> dict[str, Any]:
+                  bar: Any, batch_size: int) -> dict[str, Any]:
   """``{}`` or ``{"error": "one line", ...}`` for one song: its failure is the song's, not the batch's."""
   failed = {"folder": None, "files": ()}
   try:
-    separate_song(separator, path, output, output_format=output_format, progress=bar)
+    separate_song(separator, path, output, output_format=output_format, progress=bar, batch_size=batch_size)
     return {}
   except (AudioError, ParameterError) as e:
     return dict(failed, error=str(e))

@@ -14,7 +14,7 @@ import soundfile as sf
 
 import ml_collections
 
-from mssjax import TARGETS, audio, separate
+from mssjax import TARGETS, audio, separate, separators, sharded
 from mssjax.deploy import exported
 from mssjax.training import loop as train_lib
 from mssjax.__main__ import main
@@ -86,6 +86,29 @@ def test_overlap_add_in_batches_equals_one_chunk_at_a_time():
   got = np.concatenate(list(exported.overlap_add_blocks(separate_batch, blocks, chunk_samples=300,
                                                         overlap_samples=50, batch_size=3)), axis=-1)
   assert batches == [3, 1] and np.array_equal(got, one)
+
+
+def _cheap_hpss_repet():
+  """hpss_repet with a small STFT, short kernels and half-second chunks: the same program, compiled quickly."""
+  return separators.get("hpss_repet", {"chunk_seconds": 0.5, "overlap_seconds": 0.1, "stft.n_fft": 512,
+                                       "stft.hop_length": 128, "hpss.kernel_size": (5, 5), "repet.n_neighbors": 3})
+
+
+@pytest.mark.parametrize("which", ["network", "classical"])
+def test_batched_chunks_equal_one_chunk_per_call(workdir, which):
+  """``batch_size=3`` (5 chunks: a batch of 3, then of 2, on one compiled program) gives the stems of one chunk
+  per call bit for bit; a 3-channel song's chunks go 9 per call (3 dual-mono pairs each). Several devices:
+  tests/test_multihost.py."""
+  separator = separator_lib.unet_separator({"checkpoint": str(workdir)}) if which == "network" else _cheap_hpss_repet()
+  mixture = np.random.default_rng(8).uniform(-0.3, 0.3, (2 if which == "network" else 3, int(2.1 * 44100)))
+  one = separate.separate_array(separator, mixture, sample_rate=44100)
+  batched = separate.separate_array(separator, mixture, sample_rate=44100, batch_size=3)
+  for target in separator.targets:
+    assert np.array_equal(batched[target], one[target]), target
+  if which == "network":  # a batch of one on the mesh (the library's; the command's --batch-size 1 calls apply)
+    chunk = mixture[:, :separate.chunk_samples(separator)[0]].astype(np.float32)
+    assert np.array_equal(sharded.separate_chunks(separator, chunk[None], batch_size=1)[0],
+                          separator.separate_chunk(chunk))
 
 
 def test_crossfade_weights_are_positive_and_complementary():
@@ -245,6 +268,9 @@ def test_command_line_errors(workdir, tmp_path, capsys):
   audio.save(tmp_path / "song.wav", np.zeros((2, 4410), np.float32))
   assert main(["separate", str(tmp_path / "song.wav"), "--method", "nope", "-o", str(tmp_path)]) == 2
   assert "nope" in capsys.readouterr().err
+  assert main(["separate", str(tmp_path / "song.wav"), "--method", "mixture", "--batch-size", "0", "-o",
+               str(tmp_path)]) == 2
+  assert "--batch-size=0 must be a positive integer" in capsys.readouterr().err
 
 
 TEN_MINUTES = textwrap.dedent("""
