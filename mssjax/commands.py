@@ -161,6 +161,10 @@ def _separate_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch-size", type=int, default=1, metavar="B",
                       help="chunks per compiled call, split over this process's devices; the stems are bit for bit "
                       "those of one chunk per call (default 1)")
+  parser.add_argument("--multihost", action="store_true",
+                      help="join the other processes first (mssjax.distributed.initialize: JAX_COORDINATOR_ADDRESS, "
+                      "JAX_NUM_PROCESSES, JAX_PROCESS_ID, or none on Cloud TPU / SLURM); every process runs the same "
+                      "command and separates its share of the songs (process p of P: songs p, p + P, ...)")
 
 
 def _clipping_lines(message, category, filename, lineno, file=None, line=None, *, show=None):
@@ -176,7 +180,7 @@ def _clipping_lines(message, category, filename, lineno, file=None, line=None, *
 def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   """Separates the songs; exit status 1 if any failed."""
   # pylint: disable-next=import-outside-toplevel
-  from mssjax import audio, compilation_cache, fileio, separate, separators, song_files
+  from mssjax import audio, compilation_cache, distributed, fileio, separate, separators, song_files
   if not args.songs:
     raise ParameterError("no songs given: python -m mssjax separate SONG_OR_FOLDER... [-o OUT]")
   check_positive_int("--batch-size", args.batch_size)
@@ -191,6 +195,8 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
                             sample_rate=config.get("sample_rate") or 44100)
   song_files.check_filename(args.filename)
   separate.check_stems_writable(args.out, folder=True)
+  if args.multihost:
+    distributed.initialize()
   separator = separators.get(config.method, config)
   stems = [name.strip() for name in args.stems.split(",")] if args.stems is not None else None
   with warnings.catch_warnings():
@@ -199,7 +205,7 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
     outcomes = separate.separate_files(separator, args.songs, args.out, filename=args.filename, stems=stems,
                                        two_stems=args.two_stems, recursive=args.recursive, overwrite=args.overwrite,
                                        show_progress=not args.quiet, output_format=output_format,
-                                       batch_size=args.batch_size)
+                                       batch_size=args.batch_size, multihost=args.multihost)
   for outcome in outcomes:  # names that are not UTF-8 (bad\xff.wav) printed with the byte escaped
     if outcome.note and not outcome.skipped and not outcome.error:
       print(f"note: {fileio.printable(outcome.note)}", file=sys.stderr)
@@ -212,6 +218,10 @@ def _separate(args: argparse.Namespace, config: ConfigDict) -> int:
   if skipped:
     print(f"skipped {skipped} finished song{'s' if skipped != 1 else ''} (--overwrite redoes them)", file=sys.stderr)
   failed = sum(o.error is not None for o in outcomes)
+  if args.multihost:
+    import jax  # pylint: disable=import-outside-toplevel
+    print(f"process {jax.process_index()} of {jax.process_count()}: {len(outcomes) - failed - skipped} of "
+          f"{len(outcomes)} songs separated", file=sys.stderr)
   if failed:
     print(f"{failed} of {len(outcomes)} songs failed", file=sys.stderr)
   return 1 if failed else 0

@@ -53,11 +53,12 @@ import warnings
 import zlib
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
+import jax
 import numpy as np
 import soxr
 import tqdm
 
-from mssjax import audio, fileio, sharded, song_files
+from mssjax import audio, distributed, fileio, sharded, song_files
 from mssjax.deploy import exported
 from mssjax.errors import AudioError, ParameterError, check_finite, check_positive_int
 from mssjax.separators import Separator
@@ -594,7 +595,7 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
                    filename: str = DEFAULT_FILENAME, stems: Sequence[str] | None = None, two_stems: str | None = None,
                    output_format: audio.OutputFormat = audio.OutputFormat(), recursive: bool = False,
                    overwrite: bool = False,
-                   show_progress: bool = True, batch_size: int = 1) -> list[Outcome]:
+                   show_progress: bool = True, batch_size: int = 1, multihost: bool = False) -> list[Outcome]:
   """Separates many files and folders with one progress bar over all their chunks.
 
   Each folder in ``paths`` stands for its audio files (`mssjax.song_files.find_songs`);
@@ -618,9 +619,16 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
     overwrite: separate songs whose stems all exist again.
     show_progress: show the bar.
     batch_size: chunks per compiled call (`separate_blocks`).
+    multihost: split the songs over the JAX processes (`mssjax.distributed`),
+      every process given the same ``paths``: process ``p`` of ``P`` takes
+      songs ``p, p + P, ...`` of the list (its tracks are named from the
+      whole list, so a name clash resolves as in one process). Process 0
+      alone removes stale temporary folders, before the others start (a
+      barrier): another host's writer's process id means nothing here.
 
   Returns:
-    one `Outcome` per song, in order (a folder's songs sorted by path).
+    one `Outcome` per song, in order (a folder's songs sorted by path; with
+    ``multihost``, this process's songs only).
 
   Raises:
     ParameterError: a bad template, a stem that is not a target, a folder without audio files (before any work).
@@ -632,13 +640,18 @@ def separate_files(separator: Separator, paths: Sequence[str | os.PathLike], out
   outputs = [song_files.song_output(filename, out_dir, song, names,
                                       extension=output_format.extension[1:]) for song in songs]
   existed = out_dir.exists()
-  for parent in {out_dir} | {o.folder.parent for o in outputs if o.folder is not None}:
-    fileio.remove_stale_folders(parent)
+  if not multihost or distributed.is_leader():
+    for parent in {out_dir} | {o.folder.parent for o in outputs if o.folder is not None}:
+      fileio.remove_stale_folders(parent)
+  if multihost:
+    distributed.barrier("mssjax.separate.start")
+    share = slice(jax.process_index(), None, jax.process_count())
+    songs, outputs = songs[share], outputs[share]
   try:
     return _separate_files(separator, songs, outputs, overwrite=overwrite, output_format=output_format,
                            show_progress=show_progress, batch_size=batch_size)
   finally:
-    if not existed:
+    if not existed and not multihost:  # another process may be about to write there
       with contextlib.suppress(OSError):
         out_dir.rmdir()  # only if empty
 

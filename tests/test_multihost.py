@@ -245,6 +245,38 @@ def test_evaluate_multihost_splits_tracks_and_equals_one_process(tmp_path, cache
   assert stamps == {p: p.stat().st_mtime_ns for p in workdir.glob("*/test/*.json")}
 
 
+
+def test_separate_multihost_writes_every_song_once_as_one_chunk_per_call(tmp_path, cache):
+  """``separate --multihost --batch-size 3`` on 2 processes x 2 devices: process p writes songs p and p + 2, each
+  song once, and the random-weight tiny network's stems equal one chunk per call in this process, bit for bit
+  (3 chunks per song: one batch split 2 + 1 over the devices)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from configs import unet_tiny  # pylint: disable=import-outside-toplevel
+  from mssjax import audio, separate, separators, weights  # pylint: disable=import-outside-toplevel
+  config = unet_tiny.get_config()
+  params = models.model_spec(config).init(jax.random.key(3))
+  network = weights.save(tmp_path / "tiny.safetensors", params, config)
+  rng = np.random.default_rng(9)
+  songs = [tmp_path / f"song {i}.wav" for i in range(4)]
+  for song in songs:
+    audio.save(song, rng.uniform(-0.3, 0.3, (2, 44100)).astype(np.float32))
+  out = tmp_path / "out"
+  argv = [sys.executable, "-m", "mssjax", "separate", *map(str, songs), "-o", str(out), "--set", f"weights={network}",
+          "--batch-size", "3", "--multihost", "--quiet"]
+  runs = _cluster.run_local_cluster(argv, num_processes=2, devices_per_process=2, timeout=TIMEOUT, cwd=REPO,
+                                    env=_env(cache))
+  for i, run in enumerate(runs):
+    assert run.returncode == 0, f"process {i}:\n{run.stderr[-3000:]}"
+    written = [line for line in run.stdout.splitlines() if not line.startswith("[Gloo]")]
+    assert written == [str(out / f"song {k}") for k in (i, i + 2)], run.stdout
+    assert f"process {i} of 2: 2 of 2 songs separated" in run.stderr, run.stderr
+  assert sorted(os.listdir(out)) == [f"song {i}" for i in range(4)]  # and no temporary folder left
+  separator = separators.get("unet", {"weights": str(network)})
+  for song in songs:
+    one = separate.separate_array(separator, audio.load(song), sample_rate=44100)
+    for target in separator.targets:
+      assert np.array_equal(audio.load(out / song.stem / f"{target}.wav"), one[target]), (song, target)
+
 CLUSTER_CHECKS = textwrap.dedent("""
     import json, sys
     import numpy as np
