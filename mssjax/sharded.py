@@ -5,11 +5,14 @@ devices; each device runs the per-track program on its own share under
 `jax.shard_map`, looping over its tracks with ``lax.map`` as the separators
 and BSSEval already do for a batch. No value crosses devices, so each track's
 result is that of running it alone. Used by `separate_tracks` (the
-separators) and `mssjax.metrics.batched` (BSSEval v4).
+separators), `separate_chunks` (a song's chunks: ``separate --batch-size``)
+and `mssjax.metrics.batched` (BSSEval v4).
 
 The track count is padded to a multiple of the device count by repeating the
 last track (zeros could be an invalid input: BSSEval refuses silent
-references); the padding's results are dropped.
+references); the padding's results are dropped. `separate_chunks` pads
+with zeros instead, which no device computes (each loops over its real
+chunks only), so a song's last, shorter batch costs no more than its chunks.
 
 The mesh defaults to this process's devices (`jax.local_devices()`): with
 several processes, each process runs the tracks it was given and never waits
