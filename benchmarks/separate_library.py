@@ -121,8 +121,9 @@ def main() -> None:
   start = time.perf_counter()
   songs = write_songs(folder / "songs", n_songs=args.songs, seconds=args.seconds)
   warmup = write_songs(folder / "warmup", n_songs=1, seconds=chunk_seconds(args.method) + 1.0)[0]
-  print(f"{args.songs} songs of {args.seconds:g} s (16-bit stereo, 44.1 kHz) in {folder / 'songs'} "
-        f"({time.perf_counter() - start:.0f} s); {os.cpu_count()} CPU cores; method {args.method}")
+  print(f"{args.songs} song{'s' if args.songs != 1 else ''} of {args.seconds:g} s (16-bit stereo, 44.1 kHz) in "
+        f"{folder / 'songs'} (generated or found in {time.perf_counter() - start:.0f} s); {os.cpu_count()} CPU cores; "
+        f"method {args.method}")
   audio_seconds = args.songs * args.seconds
   first = None
   print(f"{'devices':>7} {'batch':>5} {'songs/min':>9} {'RTF':>6} {'x real time':>11} {'warm-up s':>9} "
