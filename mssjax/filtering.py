@@ -35,18 +35,23 @@ def _local_gaussian_model(Y, eps):
   return v, R
 
 
-def _invert(M):
-  """Inverse of ``[..., C, C]`` matrices, analytically for 1 and 2 channels (as norbert)."""
+def _invert(M, eps):
+  """Inverse of ``[..., C, C]`` matrices, as norbert's ``_invert``.
+
+  One channel: ``1 / (M + eps)``; two: the analytical inverse (no
+  regularisation beyond the caller's); more: the pseudo-inverse, singular
+  values below ``eps`` times the largest cut.
+  """
   n = M.shape[-1]
   if n == 1:
-    return 1.0 / M
+    return 1.0 / (M + eps)
   if n == 2:
     det = M[..., 0, 0] * M[..., 1, 1] - M[..., 0, 1] * M[..., 1, 0]
     inv_det = 1.0 / det
     row0 = jnp.stack([M[..., 1, 1], -M[..., 0, 1]], axis=-1)
     row1 = jnp.stack([-M[..., 1, 0], M[..., 0, 0]], axis=-1)
     return jnp.stack([row0, row1], axis=-2) * inv_det[..., None, None]
-  return jnp.linalg.inv(M)
+  return jnp.linalg.pinv(M, rtol=eps)
 
 
 def _em_step(Y, X, eps):
@@ -55,7 +60,7 @@ def _em_step(Y, X, eps):
   # Cxx[..., f, t, a, b] = sum_j v_j(f, t) R_j(f)[a, b] + sqrt(eps) I
   Cxx = jnp.einsum("j...ft,j...fab->...ftab", v.astype(R.dtype), R)
   Cxx = Cxx + np.sqrt(eps) * jnp.eye(n_channels, dtype=Cxx.dtype)
-  inv = _invert(Cxx)
+  inv = _invert(Cxx, eps)
   # y_j = G_j x with G_j = v_j R_j Cxx^-1, computed as v_j R_j (Cxx^-1 x)
   z = jnp.einsum("...ftbc,...cft->...bft", inv, X)
   return jnp.einsum("j...fab,...bft->j...aft", R, z) * v[..., None, :, :].astype(X.dtype)

@@ -10,6 +10,15 @@ from mssjax.errors import ParameterError
 EPS = float(np.finfo(np.float32).eps)
 
 
+def _norbert_invert(M, eps):
+  """norbert._invert, transcribed: 1 / (M + eps) for one channel, the inverse for two, else pinv(M, eps)."""
+  if M.shape[-1] == 1:
+    return 1.0 / (M + eps)
+  if M.shape[-1] == 2:
+    return np.linalg.inv(M)
+  return np.linalg.pinv(M, eps)
+
+
 def _norbert_em(y, x, iterations, eps):
   """norbert.expectation_maximization, transcribed (layout [frames, bins, channels, sources])."""
   (T, F, C), J = x.shape, y.shape[-1]
@@ -21,7 +30,7 @@ def _norbert_em(y, x, iterations, eps):
       cov = np.einsum("tfa,tfb->tfab", y[..., j], np.conj(y[..., j]))
       R[..., j] = cov.sum(0) / (eps + v[..., j].sum(0)[..., None, None])
     Cxx = sum(v[..., j, None, None] * R[None, ..., j] for j in range(J)) + np.sqrt(eps) * np.eye(C)
-    inv = np.linalg.inv(Cxx)
+    inv = _norbert_invert(Cxx, eps)
     for j in range(J):
       G = np.einsum("fab,tfbc->tfac", R[..., j], inv) * v[..., j, None, None]
       y[..., j] = np.einsum("tfac,tfc->tfa", G, x)
@@ -59,6 +68,18 @@ def test_wiener_matches_norbert(problem, iterations, softmask):
   expected = _norbert_wiener(*_to_norbert(V, X), iterations, softmask).transpose(3, 2, 1, 0)
   got = np.asarray(filtering.wiener(V, X, iterations=iterations, softmask=softmask))
   assert np.abs(got - expected).max() <= 2e-6 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_em_matches_norbert_for_any_channel_count(channels):
+  # eps large enough that norbert's 1 / (Cxx + eps) and pinv(Cxx, eps) differ from a plain inverse
+  rng = np.random.default_rng(2)
+  X = 5 * (rng.standard_normal((channels, 9, 12)) + 1j * rng.standard_normal((channels, 9, 12)))
+  V = np.abs(rng.standard_normal((3, channels, 9, 12))) ** 3
+  expected = _norbert_wiener(*_to_norbert(V, X), 1, False, eps=1e-2).transpose(3, 2, 1, 0)
+  got = np.asarray(filtering.wiener(V.astype(np.float32), X.astype(np.complex64), iterations=1, softmask=False,
+                                    eps=1e-2))
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
 def test_wiener_mono_models_broadcast_and_estimates_add_up(problem):
