@@ -32,13 +32,14 @@ What it does, one process at a time (the machine has 2 cores):
 2. measures each run's network (`measure`): parameters; the median train step of batch 8 x 3 s on
    prepared generated batches (``benchmarks/train.py``'s `measure_training`; data loading not
    counted); the peak memory of that compiled train step by XLA's memory analysis (temporaries +
-   arguments + outputs: what XLA plans, not the process's resident memory); GFLOPs per second of
-   audio of one separation chunk by XLA's cost analysis (`mssjax.separators.cost.complexity`,
-   loops counted per iteration; the column is left empty where that module is missing);
+   arguments + outputs: what XLA plans, not the process's resident memory);
 3. evaluates every run's best checkpoint beside the classical recipes and the oracles on the 40
    test previews with BSSEval v4 (evaluate.py's loop, one workdir ``WORKDIR/evaluation``, so its
-   report holds them all); the separation real-time factor is evaluate's audio seconds per second of
-   separation (median over tracks, compilation of the first chunk included in the first track);
+   report holds them all): the separation real-time factor is evaluate's audio seconds per second of
+   separation over all tracks (the first chunk's compilation included); GFLOPs per second of audio
+   and the separation chunk's peak memory (XLA's cost and memory analyses of one chunk) are those
+   evaluate records with each result where `mssjax.separators.complexity` exists (the ``complexity``
+   branch), "-" where it does not;
 4. writes ``WORKDIR/architectures.md``: one table (SDR per target and average, SIR and SAR
    averages, the measurements) and SIR / SAR per target.
 """
@@ -142,19 +143,14 @@ def network(name: str, workdir: pathlib.Path) -> separators.Separator:
   return separators.get(arch, {"checkpoint": str(workdir / name)})
 
 
-def measure(name: str, *, workdir: pathlib.Path, steps: int) -> dict[str, Any]:
-  """Run ``name``'s parameters, train step (s), XLA's train-step memory (MiB) and GFLOPs / s of audio."""
+def measure(name: str, *, steps: int) -> dict[str, Any]:
+  """Run ``name``'s parameters, median train step (s) and XLA's memory of the compiled train step (MiB)."""
   import importlib  # pylint: disable=import-outside-toplevel
-  import train as train_benchmark  # pylint: disable=import-outside-toplevel
+  import train as train_benchmark  # pylint: disable=import-outside-toplevel  (benchmarks/train.py)
   config = importlib.import_module(f"configs.{RUNS[name].config}").get_config()
   config.data.batch_size, config.data.chunk_seconds = BATCH, CHUNK_SECONDS
   speed = train_benchmark.measure_training(config, steps)
-  out = {"parameters": speed.n_parameters, "step_s": speed.step_s, "train_mib": speed.memory_bytes / 2**20}
-  try:
-    from mssjax.separators import cost  # pylint: disable=import-outside-toplevel
-  except ImportError:  # the complexity measurement is not merged yet: the column stays empty
-    return out
-  return {**out, "gflops_per_s": cost.complexity(network(name, workdir)).flops_per_second / 1e9}
+  return {"parameters": speed.n_parameters, "step_s": speed.step_s, "train_mib": speed.memory_bytes / 2**20}
 
 
 def measurements(names: list[str], *, workdir: pathlib.Path, steps: int) -> dict[str, dict[str, Any]]:
@@ -164,7 +160,7 @@ def measurements(names: list[str], *, workdir: pathlib.Path, steps: int) -> dict
   for name in names:
     if name not in done:
       print(f"measuring {name}", flush=True)
-      done[name] = measure(name, workdir=workdir, steps=steps)
+      done[name] = measure(name, steps=steps)
       path.write_text(json.dumps(done, indent=1))
   return done
 
@@ -192,15 +188,17 @@ def table(rows: list[dict[str, Any]], measured: dict[str, dict[str, Any]], *, st
   by = {(r["method"], r["target"]): r for r in rows}
   methods = list(dict.fromkeys(r["method"] for r in rows))
   head = ["run", "parameters", "GFLOPs / s audio", "train s / step", "separation x real time",
-          "train-step memory (MiB)", *[f"SDR {t}" for t in TARGETS], "SDR avg", "SIR avg", "SAR avg"]
+          "train-step memory (MiB)", "separation chunk memory (MB)", *[f"SDR {t}" for t in TARGETS], "SDR avg",
+          "SIR avg", "SAR avg"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for method in methods:
     m = measured.get(method, {})
     mean = lambda metric, method=method: float(np.mean([by[method, t][metric] for t in TARGETS]))
     speed = float(np.median([by[method, t]["seconds_per_second"] for t in TARGETS]))
-    cells = [method, _cell(m.get("parameters", by[method, TARGETS[0]]["n_parameters"])),
-             _cell(m.get("gflops_per_s")), _cell(m.get("step_s")), _cell(1 / speed if speed > 0 else None, 1),
-             _cell(m.get("train_mib"), 0), *[_cell(by[method, t]["SDR"]) for t in TARGETS],
+    first = by[method, TARGETS[0]]
+    cells = [method, _cell(m.get("parameters", first["n_parameters"])), _cell(first.get("gflops_per_second")),
+             _cell(m.get("step_s")), _cell(1 / speed if speed > 0 else None, 1), _cell(m.get("train_mib"), 0),
+             _cell(first.get("peak_memory_mb"), 0), *[_cell(by[method, t]["SDR"]) for t in TARGETS],
              _cell(mean("SDR")), _cell(mean("SIR")), _cell(mean("SAR"))]
     lines.append("| " + " | ".join(cells) + " |")
   budget = (f"Budget: {steps} steps x batch {BATCH} x {CHUNK_SECONDS:g} s chunks ({steps * BATCH * CHUNK_SECONDS:,.0f}"
@@ -208,7 +206,9 @@ def table(rows: list[dict[str, Any]], measured: dict[str, dict[str, Any]], *, st
             f" on the 14 validation previews every {min(EVERY, steps)} steps. Data-bound: 80 training previews of"
             " 7 s. BSSEval v4 on the 40 test previews (median over 1 s frames, then over tracks). Train step:"
             " median, prepared batches, this shared 2-core CPU; memory: XLA's memory analysis of the compiled"
-            " train step; separation x real time: evaluate.py's, 8 s chunks.")
+            " train step; separation x real time: evaluate.py's (8 s chunks for the networks), compilation"
+            " included; GFLOPs and chunk memory: XLA's analyses of one separation chunk, as evaluate.py records"
+            " them (\"-\": not recorded by this version).")
   extra = []
   for metric in ("SIR", "SAR"):
     extra += ["", f"{metric} (dB) per target", "", "| run | " + " | ".join(TARGETS) + " |",
