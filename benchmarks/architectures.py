@@ -2,7 +2,11 @@
 
 Run (from the repository root; every part resumes, so re-running after an interruption goes on)::
 
-  python benchmarks/architectures.py [--steps 400] [--workdir /work/study_runs] [--runs unet,umx,...]
+  python benchmarks/architectures.py [--steps 400] [--workdir outputs/architectures] [--runs unet,umx,...]
+      [--data data_cache/musdb18-7-hq]
+
+The README's table was made with ``--workdir /work/study_runs --data /work/data_cache/musdb18-7-hq``
+(the data root is part of each run's config: ``train.py`` refuses to resume a workdir with another).
 
 The budget, the same for every run: ``--steps`` (400) optimiser steps of batch 8 x 3 s chunks
 (9,600 s of audio at 400 steps; the shipped unet had 2,400 steps of the same batch), each config's
@@ -11,7 +15,7 @@ optimiser, learning rate and schedule over those steps, a validation by whole-si
 the best step by validation. The data are the 80 training previews of 7 s (data-bound: every network
 here sees the same 9 minutes of music), prepared once::
 
-  python -m mssjax data prepare --root ../shared/data/musdb18-7 -o /work/data_cache/musdb18-7-hq --set segment=0
+  python -m mssjax data prepare --root ../shared/data/musdb18-7 -o data_cache/musdb18-7-hq --set segment=0
 
 The runs (`RUNS`; each a config of ``configs/`` and command-line overrides, nothing else):
 
@@ -65,7 +69,7 @@ from mssjax.evaluation import loop as evaluate_lib  # pylint: disable=wrong-impo
 from mssjax.metrics import store  # pylint: disable=wrong-import-position
 
 ROOT = REPO.parent / "shared" / "data" / "musdb18-7"
-PREPARED = pathlib.Path("/work/data_cache/musdb18-7-hq")
+PREPARED = REPO / "data_cache" / "musdb18-7-hq"
 CLASSICAL = ("hpss_repet", "nmf", "irm2", "mixture")
 """The recipes and oracles scored beside the networks (those of configs/evaluate.py)."""
 BATCH, CHUNK_SECONDS, EVERY = 8, 3.0, 100
@@ -220,7 +224,7 @@ def table(rows: list[dict[str, Any]], measured: dict[str, dict[str, Any]], *, st
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=400, help="optimiser steps of every run")
-  parser.add_argument("--workdir", default="/work/study_runs", help="runs, evaluation and table")
+  parser.add_argument("--workdir", default=str(REPO / "outputs" / "architectures"), help="runs, evaluation and table")
   parser.add_argument("--runs", default=",".join(STUDY), help="comma-separated names of RUNS")
   parser.add_argument("--data", default=str(PREPARED), help="the prepared training previews (MUSDB18-HQ layout)")
   parser.add_argument("--root", default=str(ROOT), help="MUSDB18 test set (here the 7 s previews)")
