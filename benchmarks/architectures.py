@@ -32,7 +32,8 @@ What it does, one process at a time (the machine has 2 cores):
 
 1. trains every run of ``--runs`` not finished yet: ``train.py`` in a subprocess, its log in
    ``WORKDIR/<run>.log``, its workdir ``WORKDIR/<run>/`` (a finished workdir does nothing more;
-   ``train.py`` refuses to resume a workdir made with another config);
+   ``train.py`` refuses to resume a workdir made with another config); with ``--skip-training``
+   the runs without a checkpoint of step ``--steps`` are left out of what follows;
 2. measures each run's network (`measure`): parameters; the median train step of batch 8 x 3 s on
    prepared generated batches (``benchmarks/train.py``'s `measure_training`; data loading not
    counted); the peak memory of that compiled train step by XLA's memory analysis (temporaries +
@@ -141,6 +142,22 @@ def train(name: str, *, workdir: pathlib.Path, steps: int, data: pathlib.Path) -
                    stderr=subprocess.STDOUT, check=True)
 
 
+def _steps(folder: pathlib.Path) -> list[int]:
+  """The steps of the orbax checkpoints in ``folder`` (none where it does not exist)."""
+  return sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.is_dir() else []
+
+
+def finished(name: str, *, workdir: pathlib.Path, steps: int) -> bool:
+  """Whether run ``name`` has its checkpoint of step ``steps`` (an unfinished run is not scored)."""
+  return steps in _steps(workdir / name / "checkpoints")
+
+
+def best_step(name: str, workdir: pathlib.Path) -> int | None:
+  """The step of run ``name``'s best checkpoint by validation."""
+  best = _steps(workdir / name / "best")
+  return best[-1] if best else None
+
+
 def network(name: str, workdir: pathlib.Path) -> separators.Separator:
   """Run ``name``'s best checkpoint as a separator."""
   arch = json.loads((workdir / name / "config.json").read_text())["model"]["name"]
@@ -191,7 +208,7 @@ def table(rows: list[dict[str, Any]], measured: dict[str, dict[str, Any]], *, st
   """The study's markdown: the main table, then SIR and SAR per target."""
   by = {(r["method"], r["target"]): r for r in rows}
   methods = list(dict.fromkeys(r["method"] for r in rows))
-  head = ["run", "parameters", "GFLOPs / s audio", "train s / step", "separation x real time",
+  head = ["run", "best step", "parameters", "GFLOPs / s audio", "train s / step", "separation x real time",
           "train-step memory (MiB)", "separation chunk memory (MB)", *[f"SDR {t}" for t in TARGETS], "SDR avg",
           "SIR avg", "SAR avg"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -200,7 +217,7 @@ def table(rows: list[dict[str, Any]], measured: dict[str, dict[str, Any]], *, st
     mean = lambda metric, method=method: float(np.mean([by[method, t][metric] for t in TARGETS]))
     speed = float(np.median([by[method, t]["seconds_per_second"] for t in TARGETS]))
     first = by[method, TARGETS[0]]
-    cells = [method, _cell(m.get("parameters", first["n_parameters"])), _cell(first.get("gflops_per_second")),
+    cells = [method, _cell(m.get("best_step")), _cell(m.get("parameters", first["n_parameters"])), _cell(first.get("gflops_per_second")),
              _cell(m.get("step_s")), _cell(1 / speed if speed > 0 else None, 1), _cell(m.get("train_mib"), 0),
              _cell(first.get("peak_memory_mb"), 0), *[_cell(by[method, t]["SDR"]) for t in TARGETS],
              _cell(mean("SDR")), _cell(mean("SIR")), _cell(mean("SAR"))]
@@ -240,7 +257,13 @@ def main():
   if not args.skip_training:
     for name in names:
       train(name, workdir=workdir, steps=args.steps, data=pathlib.Path(args.data))
+  unfinished = [n for n in names if not finished(n, workdir=workdir, steps=args.steps)]
+  if unfinished:
+    print(f"left out, not trained to step {args.steps}: {', '.join(unfinished)}", flush=True)
+    names = [n for n in names if n not in unfinished]
   measured = measurements(names, workdir=workdir, steps=5)
+  for name in names:
+    measured[name]["best_step"] = best_step(name, workdir)
   rows = evaluate(names, workdir=workdir, root=pathlib.Path(args.root))
   text = table(rows, measured, steps=args.steps)
   (workdir / "architectures.md").write_text(text, encoding="utf-8")
