@@ -3,7 +3,7 @@
   python benchmarks/train.py [--config configs/unet_previews.py] [--steps 5] [--memory]
 
 Measures, on the default JAX backend (CPU here; a GPU where there is one):
-- the train step's compile time, then steps/s, samples/s and seconds of audio/s
+- the train step's compile time and XLA's memory analysis of it, then steps/s, samples/s and seconds of audio/s
   (batches of generated songs, prepared beforehand, so data loading is not counted);
 - the same steps fed by the config's own loader (the grain pipeline over the
   prepared previews for configs/unet_previews.py): steps/s, examples/s and the
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any, NamedTuple
 
 from absl import app, flags
 import jax
@@ -55,15 +56,40 @@ def _timed(fn):
   return timing.result, timing.median
 
 
-def bench_training(config, n_steps):
-  """Prints compile time and throughput of `train_lib.parallel_train_step` over all devices."""
+class TrainingSpeed(NamedTuple):
+  """What `measure_training` measured.
+
+  Attributes:
+    state: the replicated train state after the timed steps.
+    n_parameters: trained parameters.
+    init_s: model initialisation, compile included (s).
+    compile_s: the train step's ahead-of-time compilation (s).
+    step_s: the median train step (s).
+    memory_bytes: XLA's memory analysis of the compiled step: temporaries + arguments + outputs (bytes;
+      0 where the backend gives none).
+  """
+
+  state: Any
+  n_parameters: int
+  init_s: float
+  compile_s: float
+  step_s: float
+  memory_bytes: int
+
+
+def measure_training(config, n_steps) -> TrainingSpeed:
+  """Times `train_lib.parallel_train_step` over all devices on two prepared batches of generated songs."""
   config.data.name = "synthetic"
   iterator = loaders.make_train_iterator(config)
   batches = [next(iterator) for _ in range(2)]
   mesh = train_lib.make_mesh()
   state, init_s = _timed(lambda: train_lib.replicate(train_lib.create_train_state(config, jax.random.key(0)), mesh))
-  step = train_lib.parallel_train_step(mesh)
   sharded = [train_lib.shard_batch(b, mesh) for b in batches]
+  step, compile_s = _timed(lambda: train_lib.parallel_train_step(mesh).lower(state, sharded[0], jax.random.key(0))
+                           .compile())
+  stats = step.memory_analysis()
+  memory = 0 if stats is None else int(stats.temp_size_in_bytes + stats.argument_size_in_bytes
+                                       + stats.output_size_in_bytes)
   calls = itertools.count()
 
   def one_step():
@@ -72,17 +98,23 @@ def bench_training(config, n_steps):
     state, metrics = step(state, sharded[i % 2], jax.random.key(i))
     return state, metrics
 
-  steps = time_call(one_step, rounds=n_steps, warmup=1)  # the warm-up step compiles
-  compile_s, elapsed = steps.first, n_steps * steps.median
-  batch = config.data.batch_size
+  steps = time_call(one_step, rounds=n_steps, warmup=1)
   n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
-  print(f"parameters: {n_params:,}")
-  print(f"model init (compile + run): {init_s:.2f} s")
-  print(f"train step compile (+ first step): {compile_s:.2f} s")
-  print(f"training: {n_steps / elapsed:.3f} steps/s, {n_steps * batch / elapsed:.2f} samples/s "
+  return TrainingSpeed(state, n_params, init_s, compile_s, steps.median, memory)
+
+
+def bench_training(config, n_steps):
+  """Prints compile time and throughput of `train_lib.parallel_train_step` over all devices."""
+  speed = measure_training(config, n_steps)
+  batch = config.data.batch_size
+  print(f"parameters: {speed.n_parameters:,}")
+  print(f"model init (compile + run): {speed.init_s:.2f} s")
+  print(f"train step compile: {speed.compile_s:.2f} s; XLA's memory analysis of it: "
+        f"{speed.memory_bytes / 2**20:.0f} MiB")
+  print(f"training: {1 / speed.step_s:.3f} steps/s, {batch / speed.step_s:.2f} samples/s "
         f"(batch {batch} x {config.data.chunk_seconds:g} s = "
-        f"{n_steps * batch * config.data.chunk_seconds / elapsed:.1f} s of audio/s)")
-  return state
+        f"{batch * config.data.chunk_seconds / speed.step_s:.1f} s of audio/s)")
+  return speed.state
 
 
 def bench_data_wait(config, state, n_steps):

@@ -9,18 +9,23 @@ then train (resumable) and separate with the best checkpoint::
   python train.py --config configs/conv_tasnet_previews.py --workdir workdirs/conv_tasnet_previews
   python -m mssjax separate SONG.wav --checkpoint workdirs/conv_tasnet_previews -o separated/
 
-Demucs v2's layout (no biases, no skip path, cLN, ReLU masks; configs/conv_tasnet.py) cut for a CPU:
-N=256 filters of L=128 samples (2.9 ms, stride 1.45 ms, against Demucs v2's 0.45 ms: a sixth of the
-frames, and close to the paper's 2 ms speech frames), B=128, H=256, P=3, X=8, R=2 (a receptive field of
-1020 frames, 1.5 s). 1,372,704 parameters (tests/test_model_conv_tasnet.py). Data, budget and
-validation are those of configs/unet_previews.py (3 s chunks, batch 8, 2,400 steps, whole-signal SDR
-every 500 steps), so the two compare step for step; Adam at 1e-3 (Demucs v2's 3e-4 is for 180 epochs on
-8 GPUs). What it reaches has not been measured yet.
+Demucs v2's layout (no biases, no skip path, cLN, ReLU masks; configs/conv_tasnet.py) cut for the
+architecture study's budget on a 2-core CPU: N=128 filters of L=256 samples (5.8 ms, stride 2.9 ms,
+against Demucs v2's 0.45 ms: a sixth of the frames of L=128's), B=64, H=128, P=3, X=7, R=2 (a
+receptive field of 509 frames, 1.5 s). 414,236 parameters (tests/test_model_conv_tasnet.py; our
+count, by the same code that equals Demucs v2's at its settings). Data and validation are those of
+configs/unet_previews.py (3 s chunks, batch 8, whole-signal SDR), so the two compare step for step;
+Adam at 1e-3 (Demucs v2's 3e-4 is for 180 epochs on 8 GPUs).
 
-Speed, measured once on the shared 2-core CPU (load 7, other jobs running): one train step of batch
-16 x 6 s took 65 s after an 86 s compile, 1.5 s of audio per second against about 31 for the U-Net, so
-2,400 steps of batch 8 x 3 s would take hours; the study may need fewer frames (a longer L) or a
-narrower net for its budget.
+Why this size: the earlier N=256, L=128, B=128, H=256, X=8 (1,372,704 parameters, 157 GFLOP per
+train step of 8 x 3 s by XLA's cost analysis) took 65 s per step of 16 x 6 s on the shared CPU;
+L=256 with B=64, H=128 (621,088 parameters, 49 GFLOP) still took 23 s per step of 8 x 3 s.
+This one (30 GFLOP; the U-Net's 23) took 5.0 s per step against 2.9 s for configs/unet_previews.py
+training in the same minute (load 10 to 12; ``python benchmarks/train.py --config
+configs/conv_tasnet_previews.py --steps 3``): within the study's bound of twice the U-Net's step.
+
+What it reached in the architecture study (400 steps x batch 8 x 3 s; benchmarks/architectures.py,
+README's table): not measured yet.
 """
 
 from configs import conv_tasnet
@@ -33,11 +38,11 @@ def get_config():
   config.log_every = 25
   config.eval_every = 500
   config.checkpoint_every = 250
-  config.model.n_filters = 256
-  config.model.filter_length = 128
-  config.model.bottleneck_channels = 128
-  config.model.hidden_channels = 256
-  config.model.n_blocks = 8
+  config.model.n_filters = 128
+  config.model.filter_length = 256
+  config.model.bottleneck_channels = 64
+  config.model.hidden_channels = 128
+  config.model.n_blocks = 7
   config.model.n_repeats = 2
   config.optim.learning_rate = 1e-3
   config.data.root = "data_cache/musdb18-7-hq"

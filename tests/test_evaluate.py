@@ -130,6 +130,23 @@ def test_another_data_root_in_the_same_workdir_scores_again(first_run, tmp_path)
   assert again["done"] == 0 and again["skipped"] == 2
 
 
+def test_built_separators_are_stored_under_their_given_names(first_run, tmp_path):
+  """Two networks of one architecture side by side (benchmarks/architectures.py): here irm2 as "oracle"."""
+  from mssjax import separators  # pylint: disable=import-outside-toplevel
+  workdir, _ = first_run
+  config = _config(root=str(workdir / "songs"))
+  config.methods = "nope"  # ignored: the separators are given
+  config.report.enabled = False
+  summary = evaluate_lib.evaluate(config, tmp_path, methods={"oracle": separators.get("irm2")})
+  assert summary["done"] == 2 and {r["method"] for r in summary["rows"]} == {"oracle"}
+  track = load_tracks(workdir / "songs", subset="test")[0].name
+  given = json.loads(store.track_path(tmp_path, "oracle", "test", track).read_text())
+  registered = json.loads(store.track_path(workdir, "irm2", "test", track).read_text())
+  assert given["targets"] == registered["targets"]
+  with pytest.raises(ParameterError, match="methods is empty"):
+    evaluate_lib.evaluate(config, tmp_path, methods={})
+
+
 def test_unknown_method_is_a_clear_error_before_any_work(tmp_path):
   config = _config()
   config.methods = "irm2,nope"

@@ -76,19 +76,29 @@ def _msst(layout):
     #     freq_transformer_depth=1, linear_transformer_depth=0, num_bands=60, sample_rate=44100,
     #     stft_n_fft=2048, mask_estimator_depth=2), other defaults
     ("configs/mel_roformer.py", mel_roformer.get_config, 4, 832_598_764),
-    # configs/bs_roformer_previews.py: BSRoformer(dim=32, depth=2, stereo=True, num_stems=4, time_transformer_depth=1,
-    #     freq_transformer_depth=1, freqs_per_bands=<its 32 bands>, dim_head=16, heads=2, mask_estimator_depth=2)
-    #     with MaskEstimator(mlp_expansion_factor=1) (MSST's BSRoformer argument; patched into 0.4.1's MaskEstimator)
-    ("configs/bs_roformer_previews.py", bs_roformer_previews.get_config, 4, 1_404_252),
+    # configs/bs_roformer_previews.py's earlier 32 bands: BSRoformer(dim=32, depth=2, stereo=True, num_stems=4,
+    #     time_transformer_depth=1, freq_transformer_depth=1, freqs_per_bands=<the 32 bands below>, dim_head=16,
+    #     heads=2, mask_estimator_depth=2) with MaskEstimator(mlp_expansion_factor=1) (MSST's BSRoformer argument;
+    #     patched into 0.4.1's MaskEstimator)
+    ("32-band previews", lambda: _previews((4,) * 12 + (8,) * 6 + (24,) * 4 + (48,) * 4 + (96,) * 4 + (128, 129)),
+     4, 1_404_252),
 ])
 def test_parameter_count_equals_the_reference(name, config, n_targets, reference):
   del name
   assert _count(config(), n_targets) == reference
 
 
+def _previews(freqs_per_bands):
+  config = bs_roformer_previews.get_config()
+  config.model.freqs_per_bands = freqs_per_bands
+  return config
+
+
 def test_the_configs_state_their_counts():
   assert "222,335,812" in bs_config.__doc__ and "832,598,764" in mel_roformer.__doc__
-  assert "1,404,252" in bs_roformer_previews.__doc__
+  # our count (not taken with the reference; the same count code equals it on the five settings above)
+  assert _count(bs_roformer_previews.get_config(), 4) == 1_336_156
+  assert "1,336,156" in bs_roformer_previews.__doc__
 
 
 @pytest.mark.parametrize("sample_rate,n_fft,n_mels", [(44100, 2048, 60), (44100, 512, 8), (22050, 1024, 40)])

@@ -81,8 +81,8 @@ def test_the_configs_build_with_the_references_parameter_counts():
   assert _n_parameters(config) == 5_050_545
   assert models.model_spec(conv_tasnet_tiny.get_config()).n_parameters == 2_436  # the same count as the training uses
   assert _n_parameters(conv_tasnet_tiny.get_config()) == 2_436
-  assert _n_parameters(conv_tasnet_previews.get_config()) == 1_372_704
-  assert "1,372,704" in conv_tasnet_previews.__doc__
+  assert _n_parameters(conv_tasnet_previews.get_config()) == 414_236
+  assert "414,236" in conv_tasnet_previews.__doc__
 
 
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid", "relu"])

@@ -32,7 +32,7 @@ import pathlib
 import sys
 import time
 import traceback
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import ml_collections
@@ -84,14 +84,20 @@ def load_separators(config: ml_collections.ConfigDict) -> dict[str, Separator]:
   return {n: separators.get(n, config.separators[n]) for n in method_names(config)}
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict, *, check_methods: bool = True) -> None:
   """Checks the settings of an evaluation config before any work (nothing is written).
+
+  Args:
+    config: as ``configs/evaluate.py``.
+    check_methods: also check ``config.methods`` and their ``config.separators`` (False: the
+      separators are given to `evaluate` built).
 
   Raises:
     ParameterError: the first bad setting, named.
   """
-  for name in method_names(config):
-    separators.make_config(name, config.separators[name])
+  if check_methods:
+    for name in method_names(config):
+      separators.make_config(name, config.separators[name])
   check_finite("window_seconds", config.window_seconds, minimum=0, strict=True)
   check_finite("hop_seconds", config.hop_seconds, minimum=0, strict=True)
   check_choice("data.subset", config.data.subset, ("train", "valid", "test"))
@@ -418,12 +424,17 @@ def _gather_summaries(workdir: pathlib.Path, summary: dict[str, Any]) -> dict[st
   return total
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+             methods: Mapping[str, Separator] | None = None) -> dict[str, Any]:
   """Evaluates ``config.methods`` on the tracks of ``config.data`` into ``workdir``.
 
   Args:
     config: an ``ml_collections.ConfigDict`` as ``configs/evaluate.py``.
     workdir: the output folder (created).
+    methods: instead of ``config.methods``, built separators by the name their results are
+      stored and reported under (``DIR/<name>/``): several trained networks of one architecture
+      side by side (``benchmarks/architectures.py``). None: ``config.methods``, each built from
+      ``config.separators.<name>``.
 
   Returns:
     dict with "done", "skipped", "failures" (list of {method, track, error}),
@@ -435,11 +446,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     ParameterError: unknown methods or empty settings (before any work), or a
       workdir that another evaluation holds (`mssjax.distributed.workdir_lock`).
   """
-  check_config(config)
+  check_config(config, check_methods=methods is None)
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise ParameterError(f"workdir={str(workdir)!r} is a file, not a folder")
-  methods = load_separators(config)
+  methods = load_separators(config) if methods is None else dict(methods)
+  if not methods:
+    raise ParameterError("methods is empty: give at least one separator")
   tracks = open_tracks(resolve_root(config, workdir), subset=config.data.subset, split=config.data.split or None)
   if config.data.max_tracks:
     tracks = tracks[:config.data.max_tracks]
