@@ -46,8 +46,14 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4;
 test: $(VENV)/.dev sysdeps
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# The speed comparisons against the reference libraries, measured in the same run (minutes each). The
+# studies (architectures, ensembles, two_stems, wiener, loss_terms, search_classical, classical_quality,
+# long_song, separate_library, multihost, median_filter, device) train or separate for tens of minutes to
+# hours and are run one by one with the command in their docstring.
+BENCHMARKS = spectral audio classical metrics score export data train
+
 bench: $(VENV)/.dev sysdeps
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf outputs .pytest_cache
