@@ -90,6 +90,26 @@ def test_rerun_skips_finished_tracks(first_run):
   assert summary["done"] == 0 and summary["skipped"] == 4
 
 
+def test_results_stored_before_complexity_was_measured_get_it_on_a_rerun(first_run, tmp_path):
+  """An older workdir's results (no "complexity" in their meta) get it measured once, without a separation."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir, _ = first_run
+  old = tmp_path / "old"
+  shutil.copytree(workdir, old)
+  for meta in old.glob("*/meta/test/*.json"):
+    document = json.loads(meta.read_text())
+    del document["complexity"]
+    meta.write_text(json.dumps(document))
+  assert np.isnan(store.complexity(old, "irm2")["gflops_per_second"])
+  summary = evaluate_lib.evaluate(_config(root=str(workdir / "songs")), old)
+  assert summary["done"] == 0  # nothing separated again
+  for name in ("irm2", "mixture"):
+    assert store.complexity(old, name)["gflops_per_second"] == store.complexity(workdir, name)["gflops_per_second"]
+  assert sum("complexity" in json.loads(m.read_text()) for m in old.glob("irm2/meta/test/*.json")) == 1
+  assert evaluate_lib.fill_complexity(old, {"irm2": separators.get("irm2")},
+                                      load_tracks(workdir / "songs", subset="test"), subset="test") == []
+
+
 def test_failing_track_is_reported_and_the_others_kept(first_run, tmp_path):
   """A track whose bass is silent throughout: BSSEval is undefined (museval raises too)."""
   workdir, _ = first_run

@@ -462,8 +462,38 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     summary = _gather_summaries(workdir, summary)
     summary["rows"] = summary["report"] = None
     if distributed.is_leader():
+      fill_complexity(workdir, methods, tracks, subset=config.data.subset)
       _write_summary(config, workdir, methods, tracks, summary)
   return summary
+
+
+def fill_complexity(workdir: pathlib.Path, methods: Mapping[str, Separator], tracks: list[Track], *,
+                    subset: str) -> list[str]:
+  """Measures, once, the complexity of methods whose stored results predate its measurement.
+
+  A re-run skips finished tracks, so a method scored before `method_complexity`
+  existed would stay without FLOPs or memory in the tables and the report's
+  complexity figure. Its first stored track's meta gets the measurement (one
+  compilation of that track's chunk, no separation); `store.complexity` reads
+  a method's cost from any of its tracks.
+
+  Returns:
+    the names of the methods measured.
+  """
+  filled = []
+  names = [t.name for t in tracks]
+  for name, separator in methods.items():
+    metas = store.load_meta(workdir, name, subset=subset, tracks=names)
+    if not metas or any(isinstance(m.get("complexity"), dict) for m in metas.values()):
+      continue
+    track = next((t for t in tracks if fileio.safe_name(t.name) in metas), None)
+    if track is None:
+      continue
+    path = store.meta_path(workdir, name, subset, track.name)
+    meta = dict(metas[fileio.safe_name(track.name)], complexity=method_complexity(separator, track))
+    store.write_json(path, meta)
+    filled.append(name)
+  return filled
 
 
 def _write_summary(config: ml_collections.ConfigDict, workdir: pathlib.Path, methods: dict[str, Separator],
