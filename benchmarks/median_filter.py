@@ -6,11 +6,11 @@ Run (from the repository root; about 2 minutes on a laptop CPU):
 
 On a ``[2, 2049, 1292]`` float32 spectrogram (30 s of stereo 44.1 kHz audio at
 STFT 4096 / 1024, one chunk of the classical recipes), the harmonic (time)
-filter of HPSS: the sorting network (`mssjax.decompose._sorted_windows`) and
-the radix bisection (`mssjax.decompose._bisect_windows`), each in a fresh
+filter of HPSS: the sorting network (`mssjax.median._sorted_windows`) and
+the radix bisection (`mssjax.median._bisect_windows`), each in a fresh
 subprocess, so the peak RSS (``resource.getrusage``) is that of one compile
 and one run. ``median_filter`` itself takes the network up to
-``decompose._NETWORK_MAX_SIZE`` values and the bisection above; the network's
+``median._NETWORK_MAX_SIZE`` values and the bisection above; the network's
 compile grows so fast with the window (151 values: killed at 8 GB after
 156 s, issue #36) that it is measured only up to ``--network-max``.
 """
@@ -25,7 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 CODE = """
 import functools, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
-from mssjax import decompose
+from mssjax import median as median_module
 size, kernel = int(sys.argv[1]), sys.argv[2]
 S = jnp.asarray(np.abs(np.random.default_rng(0).standard_normal((2, 2049, 1292), dtype=np.float32)))
 
@@ -33,8 +33,8 @@ S = jnp.asarray(np.abs(np.random.default_rng(0).standard_normal((2, 2049, 1292),
 def median(x):
   padded = jnp.pad(x, [(0, 0), (0, 0), (size // 2, size - 1 - size // 2)], mode="symmetric")
   if kernel == "network":
-    return decompose._sorted_windows(padded, size, 2, {})[size // 2]
-  return decompose._bisect_windows(padded, size, 2)
+    return median_module._sorted_windows(padded, size, 2, {})[size // 2]
+  return median_module._bisect_windows(padded, size, 2)
 
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

@@ -14,7 +14,7 @@ from flax import nnx
 
 from mssjax import TARGETS, cli, models, separate, separators
 from mssjax.data import loaders
-from mssjax.deploy import export, exported
+from mssjax.deploy import export
 from mssjax.errors import ParameterError
 from mssjax.models.conv_tasnet import ConvTasNet, overlap_add
 from mssjax.training import loop as train_lib
@@ -23,9 +23,8 @@ from mssjax.training import objective
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder
 from configs import conv_tasnet, conv_tasnet_previews, conv_tasnet_tiny  # pylint: disable=wrong-import-position
-
-TINY = str(REPO / "configs" / "conv_tasnet_tiny.py")
-
+sys.path.insert(0, str(REPO / "tests"))
+import _model_checks  # pylint: disable=wrong-import-position
 
 def _tiny(**overrides):
   """The tiny config's model section as keyword arguments of `ConvTasNet`."""
@@ -55,10 +54,7 @@ def test_any_length_in_gives_that_length_out(n_targets, n, layout):
   assert bool(jnp.all(jnp.isfinite(out)))
 
 
-def _n_parameters(config):
-  """The parameter count of a config's model, built abstractly (`nnx.eval_shape`: nothing allocated)."""
-  model = nnx.eval_shape(lambda: models.get_model(config.model, n_bins=1, n_targets=len(config.targets)))
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+_n_parameters = _model_checks.n_parameters
 
 
 def test_the_configs_build_with_the_references_parameter_counts():
@@ -172,9 +168,7 @@ def test_overfits_one_short_song():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   """The tiny config trained by the command line (4 steps, validated at the last)."""
-  folder = tmp_path_factory.mktemp("conv_tasnet")
-  assert cli.main(["train", "--config", TINY, "--workdir", str(folder), "--quiet"]) == 0
-  return folder
+  return _model_checks.train_tiny(tmp_path_factory.mktemp("conv_tasnet"), "conv_tasnet_tiny")
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +211,7 @@ def test_separate_then_score(workdir, songs, tmp_path, capsys):
   mixture = tmp_path / f"{song.name}.wav"
   shutil.copy(song / "mixture.wav", mixture)
   separated = tmp_path / "separated"
-  assert cli.main(["separate", str(mixture), "--checkpoint", str(workdir), "-o", str(separated), "--quiet"]) == 0
+  assert sorted(_model_checks.separate_song(mixture, workdir, separated)) == sorted(TARGETS)
   assert sorted(p.name for p in (separated / song.name).iterdir()) == sorted(f"{t}.wav" for t in TARGETS)
   out = tmp_path / "scores"
   code = cli.main(["score", str(separated), "--set", f"root={songs}", "--set", "window_seconds=0.5",
@@ -229,14 +223,9 @@ def test_separate_then_score(workdir, songs, tmp_path, capsys):
 
 
 def test_jax_export_round_trips(workdir, tmp_path):
-  path = tmp_path / "conv_tasnet.jaxexport"
-  assert cli.main(["export", "--checkpoint", str(workdir), "--platforms", "cpu", "-o", str(path)]) == 0
-  loaded = exported.load(path)
   mixture = np.asarray(_mixture(30_000, seed=4, batch=1)[0])
-  got = loaded.separate(mixture)
-  want = separate.separate_array(separators.get("conv_tasnet", {"checkpoint": str(workdir)}), mixture, sample_rate=44100)
-  for target in loaded.targets:
-    np.testing.assert_allclose(got[target], want[target], atol=1e-5)
+  _model_checks.export_round_trips(["--checkpoint", str(workdir), "--platforms", "cpu"],
+                                   tmp_path / "conv_tasnet.jaxexport", "conv_tasnet", workdir, mixture)
 
 
 @pytest.mark.parametrize("write", [export.export_masks_onnx, export.export_separator_onnx])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mssjax import audio, cli, models, separate, separators
+from mssjax import audio, cli, models
 from mssjax.data import generate, loaders
 from mssjax.deploy import export, exported
 from mssjax.errors import ParameterError
@@ -23,8 +23,9 @@ from mssjax.training import objective
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder
 from configs import umx, umx_previews, umx_tiny  # pylint: disable=wrong-import-position
+sys.path.insert(0, str(REPO / "tests"))
+import _model_checks  # pylint: disable=wrong-import-position
 
-TINY = str(REPO / "configs" / "umx_tiny.py")
 EVALUATE = str(REPO / "configs" / "evaluate.py")
 
 
@@ -74,12 +75,7 @@ def _reference_count(*, hidden_size, n_bins=1487, stft_bins=2049, channels=2, la
           + 2 * stft_bins)
 
 
-def _n_parameters(config):
-  """The model's parameter count from its shapes alone (`nnx.eval_shape`: nothing allocated or compiled)."""
-  model = nnx.eval_shape(lambda: models.get_model(
-      config.model, n_bins=models.model_bins(config), n_targets=len(config.targets),
-      stft_bins=1 + config.stft.n_fft // 2, rngs=nnx.Rngs(0)))
-  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+_n_parameters = _model_checks.n_parameters
 
 
 @pytest.mark.parametrize("hidden_size,targets,reference", [
@@ -202,9 +198,7 @@ def test_overfits_one_short_song():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   """The tiny config trained by ``mssjax train`` (4 steps on generated songs)."""
-  path = tmp_path_factory.mktemp("umx_tiny")
-  assert cli.main(["train", "--config", TINY, "--workdir", str(path), "--quiet"]) == 0
-  return path
+  return _model_checks.train_tiny(tmp_path_factory.mktemp("umx_tiny"), "umx_tiny")
 
 
 @pytest.fixture(scope="module")
@@ -218,24 +212,18 @@ def songs(tmp_path_factory):
 @pytest.mark.slow
 def test_trained_workdir_separates_songs(workdir, songs, tmp_path):
   song = next((songs / "test").iterdir()) / "mixture.wav"
-  assert cli.main(["separate", str(song), "--checkpoint", str(workdir), "-o", str(tmp_path), "--quiet"]) == 0
-  (mixture,), rate = audio.read(song)
-  for target in umx_tiny.get_config().targets:
-    (stem,), stem_rate = audio.read(tmp_path / "mixture" / f"{target}.wav")
-    assert stem_rate == rate and stem.shape == mixture.shape and np.all(np.isfinite(stem))
+  stems = _model_checks.separate_song(song, workdir, tmp_path)
+  assert sorted(stems) == sorted(umx_tiny.get_config().targets)
 
 
 @pytest.mark.slow
 def test_export_round_trips(workdir, songs, tmp_path):
   module = tmp_path / "umx.jaxexport"
-  assert cli.main(["export", "--set", f"checkpoint={workdir}", "--set", "platforms=cpu", "-o", str(module)]) == 0
+  (mixture,), rate = audio.read(next((songs / "test").iterdir()) / "mixture.wav")
+  _model_checks.export_round_trips(["--set", f"checkpoint={workdir}", "--set", "platforms=cpu"], module, "umx",
+                                   workdir, mixture, sample_rate=rate)
   document = json.loads(exported.metadata_path(module).read_text())
   assert document["targets"] == list(umx_tiny.get_config().targets)
-  (mixture,), rate = audio.read(next((songs / "test").iterdir()) / "mixture.wav")
-  stems = exported.load(module).separate(mixture, sample_rate=rate)
-  ours = separate.separate_array(separators.get("umx", {"checkpoint": str(workdir)}), mixture, sample_rate=rate)
-  for target, stem in ours.items():
-    np.testing.assert_allclose(stems[target], stem, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
-import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import grain
 import jax
@@ -52,86 +50,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mssjax import checkpoints, distributed, fileio, models, separate, spectral, weights
 from mssjax.sharded import replicate  # train states are placed as separators' parameters are
-from mssjax import config as config_lib
 from mssjax.data import loaders
-from mssjax.errors import (CheckpointError, CheckpointMismatchError, ParameterError, check_choice, check_finite,
-                           check_non_negative_int, check_positive_int)
+from mssjax.errors import ParameterError, check_choice, check_finite, check_non_negative_int, check_positive_int
 from mssjax.metrics import sdr
 from mssjax.separators import network as network_lib
 from mssjax.training import finetune
+from mssjax.training import workdir as workdir_lib
 from mssjax.training.interrupts import Interrupts
+# The optimiser (config.optim) and the workdir's config.json and restore live in their own modules; their
+# names stay importable from here.
+from mssjax.training.optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer  # pylint: disable=unused-import
+from mssjax.training.workdir import prepare_workdir, write_workdir_config
 # The loss (config.loss) lives in mssjax.training.objective; its names stay importable from here.
 from mssjax.training.objective import (  # pylint: disable=unused-import
     LOSS_DOMAINS, LOSS_KINDS, SILENCE, WAVEFORM_TERMS, LossSpec, compute_loss, loss_spec)
-
-# --- the optimiser ----------------------------------------------------------------------------------
-
-
-def _constant(optim: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
-  del num_train_steps
-  lr, warmup = float(optim.learning_rate), int(optim.warmup_steps)
-  if not warmup:
-    return optax.constant_schedule(lr)
-  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
-
-
-def _cosine(optim: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
-  lr, warmup = float(optim.learning_rate), int(optim.warmup_steps)
-  return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(num_train_steps, warmup + 1),
-                                            end_value=lr * float(optim.final_lr_fraction))
-
-
-SCHEDULES: dict[str, Callable[[ml_collections.ConfigDict, int], optax.Schedule]] = {
-    "constant": _constant, "cosine": _cosine}
-"""``config.optim.schedule``: linear warm-up over ``warmup_steps``, then constant or cosine decay to
-``final_lr_fraction`` of the peak at ``num_train_steps``."""
-
-OPTIMIZERS: dict[str, Callable[[optax.Schedule, ml_collections.ConfigDict], optax.GradientTransformation]] = {
-    "adam": lambda schedule, optim: optax.adam(schedule),
-    "adamw": lambda schedule, optim: optax.adamw(schedule, weight_decay=float(optim.weight_decay)),
-}
-"""``config.optim.name``; ``adamw`` reads ``optim.weight_decay``."""
-
-
-class Optimizer(NamedTuple):
-  """The optax transformation of a config and its learning-rate schedule."""
-  tx: optax.GradientTransformation
-  schedule: optax.Schedule
-
-
-def make_optimizer(config: ml_collections.ConfigDict) -> Optimizer:
-  """Gradient clipping by global norm (``optim.grad_clip_norm``; 0 or None: off), then the optimiser.
-
-  With ``optim.accumulate_steps`` k > 1 the whole chain (clipping included, so
-  it clips the accumulated gradient) is wrapped in `optax.MultiSteps`: each call
-  of ``update`` adds one micro-batch's gradient to a running mean, and every k-th
-  applies the chain to that mean; the others return zero updates. The schedule
-  counts the inner optimiser's updates.
-
-  Equal settings give the same (cached) objects, so jit-compiled steps are reused.
-  """
-  return _make_optimizer(models.config_key(config, ("optim", "num_train_steps")))
-
-
-@functools.lru_cache(maxsize=16)
-def _make_optimizer(key: str) -> Optimizer:
-  config = ml_collections.ConfigDict(json.loads(key))
-  optim = config.optim
-  check_choice("optim.name", optim.name, sorted(OPTIMIZERS))
-  check_choice("optim.schedule", optim.schedule, sorted(SCHEDULES))
-  schedule = SCHEDULES[optim.schedule](optim, int(config.num_train_steps))
-  tx = OPTIMIZERS[optim.name](schedule, optim)
-  if optim.grad_clip_norm:
-    tx = optax.chain(optax.clip_by_global_norm(float(optim.grad_clip_norm)), tx)
-  if optim.freeze:
-    prefixes = tuple(optim.freeze)
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               lambda params: finetune.freeze_labels(params, prefixes))
-  accumulate_steps = check_positive_int("optim.accumulate_steps", optim.accumulate_steps)
-  if accumulate_steps > 1:
-    tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
-  return Optimizer(tx, schedule)
-
 
 # --- state and step ---------------------------------------------------------------------------------
 
@@ -386,31 +318,6 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
   return config
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path, *,
-                    allow_config_change: bool = False) -> None:
-  """Refuses to resume ``workdir`` with another config (nothing is written: see `write_workdir_config`).
-
-  Raises:
-    ParameterError: ``workdir`` holds a run of a different config (the
-      differing keys are listed) and ``allow_config_change`` is False.
-  """
-  config_file = workdir / checkpoints.CONFIG_FILE
-  if config_file.is_file():
-    changed = config_lib.differences(checkpoints.read_config(workdir).to_dict(), config.to_dict())
-    if changed and not allow_config_change:
-      raise ParameterError(
-          f"{workdir} holds a run of another config ({'; '.join(changed[:8])}"
-          f"{'; ...' if len(changed) > 8 else ''}): use a new --workdir, or pass --allow_config_change "
-          "to resume it with the new config")
-
-
-def write_workdir_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  """Writes ``workdir/config.json`` (process 0), once the run's state exists: a run that fails to
-  restore its checkpoint leaves the workdir's config, and so its finished model, as they were."""
-  if jax.process_index() == 0:
-    checkpoints.write_config(workdir, config)
-
-
 # --- the loop ---------------------------------------------------------------------------------------
 
 
@@ -543,7 +450,8 @@ def _initial_state(config: ml_collections.ConfigDict, run: _Run) -> TrainState:
     params = jax.tree.map(jnp.asarray, weights.unflatten(flat, state.params))
     state = state.replace(params=params, opt_state=state.tx.init(params))
   if resuming:
-    restored = _restore(state, run)
+    restored = workdir_lib.restore_latest(run.managers, params=state.params, opt_state=state.opt_state,
+                                          iterator=run.iterator, mesh=run.mesh, interrupts=run.interrupts)
     state = state.replace(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
                           opt_state=restored.opt_state)
   return state.replace(step=replicate(state.step, run.mesh), params=replicate(state.params, run.mesh),
@@ -565,27 +473,6 @@ def _update(run: _Run, state: TrainState, step_fn: Callable, step: int, base_key
     losses.append(run.check_finite(step, metrics))
     state = new_state
   return state, batch, metrics, float(np.mean(losses))
-
-
-def _restore(state: TrainState, run: _Run) -> checkpoints.RestoredState:
-  """The latest readable checkpoint of the run's workdir; newer unreadable ones are moved aside (process 0)
-  with a warning naming each, so that their steps can be saved again."""
-  try:
-    with run.interrupts.deferred():
-      restored = checkpoints.restore_state(
-          run.managers.latest, params=state.params, opt_state=state.opt_state,
-          data=grain.checkpoint.CheckpointRestore(run.iterator), sharding=NamedSharding(run.mesh, PartitionSpec()))
-  except CheckpointMismatchError as error:
-    raise CheckpointError(f"{run.managers.latest.directory}: its latest checkpoint does not fit this config "
-                          f"({error}); the workdir is left as it was") from error
-  if restored.unreadable:
-    if distributed.is_leader():
-      for path in restored.unreadable:
-        tqdm.tqdm.write(f"warning: {path} moved to {fileio.move_aside(path, 'unreadable').name}; training resumes "
-                        f"from step {restored.step}", file=sys.stderr)
-    distributed.barrier("mssjax_unreadable_moved")
-    run.managers.latest.reload()
-  return restored
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
